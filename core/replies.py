@@ -1,0 +1,83 @@
+"""What the core answers, independent of any chat platform.
+
+Adapters in ``bot/`` render these: a :class:`TrackCard` becomes a photo with a caption and
+buttons, an :class:`EmotionSummary` a short report, a :class:`Notice` a friendly message.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class NoticeKind(enum.StrEnum):
+    """Why the core answered with words instead of a song; adapters may style each kind."""
+
+    WELCOME = "welcome"
+    HELP = "help"
+    NO_FACE = "no_face"
+    BAD_IMAGE = "bad_image"
+    NEED_SELFIE = "need_selfie"
+    CATALOG_EMPTY = "catalog_empty"
+    SLOW_DOWN = "slow_down"
+    BUSY = "busy"
+    CONFIRM_FORGET = "confirm_forget"
+    FORGOTTEN = "forgotten"
+    MODE_SET = "mode_set"
+    BAD_ARGUMENT = "bad_argument"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class FaceReading:
+    """One face found in a photo: where it is and what it shows."""
+
+    box: tuple[int, int, int, int]  # x, y, width, height in the photo's pixels
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrackCard:
+    """A song to send, with why it was chosen."""
+
+    track_id: str  # Spotify track id
+    title: str
+    artist: str
+    album: str | None
+    mood: str  # calm | happy | energetic | sad
+    spotify_url: str
+    art_url: str | None = None  # remote album art, when known
+    art_png: bytes | None = None  # a drawn card when there is no remote art
+    emotion: str | None = None  # the emotion that led here (None for a plain /more)
+    confidence: float | None = None
+    reason: str = ""  # e.g. "you look sad — here is something calm"
+    faces: tuple[FaceReading, ...] = ()
+    new_round: bool = False  # every track of this mood was given; starting over
+    notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. "3 faces: ..."
+
+
+@dataclass(frozen=True)
+class EmotionSummary:
+    """The user's last reading, for /mood."""
+
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]  # all seven, summing to ~1
+    mood: str
+    detected_at: datetime
+    faces: int = 1
+    chart_png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A friendly message instead of a song."""
+
+    kind: NoticeKind
+    text: str
+
+
+Reply = TrackCard | EmotionSummary | Notice

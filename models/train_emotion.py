@@ -1,0 +1,255 @@
+"""Train the emotion network on FER2013 Training, select and report on PublicTest.
+
+One run lives in one folder: ``last.keras`` + ``state.json`` after every epoch (so a run
+stopped at any point resumes where it was, also in a later sitting from a committed
+checkpoint), ``best.keras`` for the best PublicTest accuracy, ``history.csv``, and at the end
+``metrics.json`` and PNG plots. ``python -m models.train_emotion --help`` lists the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data import fer2013
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/fer2013/fer2013.csv.gz"
+
+
+@dataclass
+class TrainSettings:
+    """Everything that decides a run's result; saved beside the run for reproduction."""
+
+    data: str = str(DEFAULT_DATA)
+    run_dir: str = "runs/emotion"
+    epochs: int = 120
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    label_smoothing: float = 0.1
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    min_learning_rate: float = 1e-5
+    early_stop_patience: int = 16
+    seed: int = 1337
+    limit: int = 0  # use only this many training faces (0 = all); for quick checks
+    net: dict[str, object] = field(default_factory=dict)  # NetConfig overrides
+
+
+class ResumableCheckpoint:
+    """Keras callback factory: saves model + optimizer + callback state after each epoch."""
+
+    @staticmethod
+    def build(run_dir: Path, plateau, stopper):  # noqa: ANN001, ANN205 - Keras objects
+        import keras
+
+        class _Checkpoint(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.best = _read_state(run_dir).get("best_val_accuracy", 0.0)
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                logs = logs or {}
+                accuracy = float(logs.get("val_accuracy", 0.0))
+                if accuracy > self.best:
+                    self.best = accuracy
+                    self.model.save(run_dir / "best.keras")
+                self.model.save(run_dir / "last.tmp.keras")
+                (run_dir / "last.tmp.keras").replace(run_dir / "last.keras")
+                _write_state(
+                    run_dir,
+                    {
+                        "epoch": epoch + 1,
+                        "best_val_accuracy": self.best,
+                        "plateau": {"wait": plateau.wait, "best": _float(plateau.best)},
+                        "stopper": {"wait": stopper.wait, "best": _float(stopper.best)},
+                    },
+                )
+
+        return _Checkpoint()
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_state(run_dir: Path) -> dict:
+    path = run_dir / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_state(run_dir: Path, state: dict) -> None:
+    tmp = run_dir / "state.tmp.json"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(run_dir / "state.json")
+
+
+def _seed_everything(seed: int) -> None:
+    import keras
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def _datasets(settings: TrainSettings, cache_dir: Path):  # noqa: ANN202 - tf.data objects
+    import keras
+    import tensorflow as tf
+
+    from models.emotion_net import NUM_CLASSES, build_augmenter
+
+    train = fer2013.load_cached(settings.data, {"Training"}, cache_dir)
+    valid = fer2013.load_cached(settings.data, {"PublicTest"}, cache_dir)
+    if settings.limit:
+        rng = np.random.default_rng(settings.seed)
+        keep = rng.permutation(len(train))[: settings.limit]
+        train = fer2013.FerSplit(train.images[keep], train.labels[keep])
+    log.info("training faces %d %s", len(train), train.counts())
+    log.info("validation faces %d", len(valid))
+
+    def prepare(split: fer2013.FerSplit) -> tuple[np.ndarray, np.ndarray]:
+        x = split.images[..., None].astype("float32") / 255.0
+        y = keras.utils.to_categorical(split.labels, NUM_CLASSES).astype("float32")
+        return x, y
+
+    augment = build_augmenter(settings.seed)
+    x_train, y_train = prepare(train)
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=settings.seed, reshuffle_each_iteration=True)
+        .batch(settings.batch_size)
+        .map(lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y))
+        .prefetch(2)
+    )
+    x_valid, y_valid = prepare(valid)
+    valid_ds = tf.data.Dataset.from_tensor_slices((x_valid, y_valid)).batch(256)
+    return train_ds, valid_ds, valid
+
+
+def train(settings: TrainSettings) -> dict:
+    """Train (or resume) a run and return its metrics on PublicTest."""
+    import keras
+
+    from models import emotion_report
+    from models.emotion_net import NetConfig, build_emotion_net
+
+    run_dir = Path(settings.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "settings.json"
+    if saved.exists() and json.loads(saved.read_text()) != asdict(settings):
+        log.warning("settings differ from the run's saved settings; resuming with the new ones")
+    saved.write_text(json.dumps(asdict(settings), indent=2))
+    _seed_everything(settings.seed)
+    train_ds, valid_ds, valid = _datasets(settings, run_dir / "cache")
+
+    state = _read_state(run_dir)
+    initial_epoch = int(state.get("epoch", 0))
+    if initial_epoch and (run_dir / "last.keras").exists():
+        model = keras.models.load_model(run_dir / "last.keras")
+        log.info("resuming at epoch %d (best so far %.4f)", initial_epoch, state["best_val_accuracy"])
+    else:
+        initial_epoch = 0
+        model = build_emotion_net(NetConfig(**settings.net))  # type: ignore[arg-type]
+        model.compile(
+            optimizer=keras.optimizers.Adam(settings.learning_rate),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
+            metrics=["accuracy"],
+        )
+    log.info("model %s: %d parameters", model.name, model.count_params())
+
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_accuracy",
+        mode="max",
+        factor=settings.plateau_factor,
+        patience=settings.plateau_patience,
+        min_lr=settings.min_learning_rate,
+        verbose=1,
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=settings.early_stop_patience, verbose=1
+    )
+    for callback, key in ((plateau, "plateau"), (stopper, "stopper")):
+        remembered = state.get(key)
+        if remembered:
+            callback.on_train_begin()
+            callback.wait = remembered["wait"]
+            if remembered.get("best") is not None:
+                callback.best = remembered["best"]
+    if initial_epoch:
+        # Keras resets these in on_train_begin; restore them right after it.
+        plateau.on_train_begin = lambda logs=None: None  # type: ignore[method-assign]
+        stopper.on_train_begin = lambda logs=None: None  # type: ignore[method-assign]
+    checkpoint = ResumableCheckpoint.build(run_dir, plateau, stopper)
+    history_log = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)
+
+    started = time.monotonic()
+    if initial_epoch < settings.epochs:
+        model.fit(
+            train_ds,
+            validation_data=valid_ds,
+            epochs=settings.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[history_log, plateau, stopper, checkpoint],
+            verbose=2 if not sys.stdout.isatty() else 1,
+        )
+    log.info("training took %.0f s this sitting", time.monotonic() - started)
+    best = keras.models.load_model(run_dir / "best.keras")
+    metrics = emotion_report.evaluate_keras(best, valid)
+    metrics["epochs_trained"] = _read_state(run_dir).get("epoch", 0)
+    metrics["parameters"] = int(best.count_params())
+    emotion_report.write_report(run_dir, metrics, run_dir / "history.csv")
+    return metrics
+
+
+def parse_args(argv: list[str] | None = None) -> TrainSettings:
+    """Command-line settings; unknown NetConfig keys fail loudly at build time."""
+    defaults = TrainSettings()
+    parser = argparse.ArgumentParser(prog="moodlift train emotion", description=__doc__)
+    parser.add_argument("--data", default=os.environ.get("MOODLIFT_FER2013", defaults.data))
+    parser.add_argument("--run-dir", default=defaults.run_dir)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--limit", type=int, default=0, help="train on this many faces only")
+    parser.add_argument("--net", default="{}", help='NetConfig overrides as JSON, e.g. {"middle": 1}')
+    args = parser.parse_args(argv)
+    net = json.loads(args.net)
+    for key, value in net.items():
+        if isinstance(value, list):
+            net[key] = tuple(value)
+    return TrainSettings(
+        data=args.data,
+        run_dir=args.run_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        limit=args.limit,
+        net=net,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    metrics = train(parse_args(argv))
+    log.info("PublicTest accuracy %.4f (flip-averaged %.4f)", metrics["accuracy"], metrics["accuracy_flip"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,7 +48,7 @@ class FerSplit:
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - returned to caller
+    return open(path, encoding="utf-8", newline="")
 
 
 def iter_csv_rows(path: Path) -> Iterator[tuple[int, np.ndarray, str]]:

@@ -44,7 +44,9 @@ def _sep_bn(x: keras.KerasTensor, width: int, decay: float, name: str) -> keras.
 
 def _down_block(x: keras.KerasTensor, width: int, decay: float, name: str) -> keras.KerasTensor:
     """Xception entry-flow block: two separable convs, max-pool, 1x1 strided shortcut."""
-    shortcut = layers.Conv2D(width, 1, strides=2, padding="same", use_bias=False, name=f"{name}_sc")(x)
+    shortcut = layers.Conv2D(
+        width, 1, strides=2, padding="same", use_bias=False, name=f"{name}_sc"
+    )(x)
     shortcut = layers.BatchNormalization(name=f"{name}_sc_bn")(shortcut)
     x = _sep_bn(x, width, decay, f"{name}_a")
     x = layers.ReLU(name=f"{name}_a_relu")(x)

@@ -23,25 +23,27 @@ def score(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     return {
         "n": int(labels.size),
         "accuracy": float((predicted == labels).mean()) if labels.size else 0.0,
-        "per_class_recall": {name: round(float(r), 4) for name, r in zip(EMOTIONS, recall, strict=True)},
+        "per_class_recall": {
+            name: round(float(r), 4) for name, r in zip(EMOTIONS, recall, strict=True)
+        },
         "confusion_matrix": confusion.tolist(),
         "labels": list(EMOTIONS),
     }
 
 
-def evaluate(predict: Callable[[np.ndarray], np.ndarray], split: FerSplit, batch: int = 256) -> dict:
+def evaluate(
+    predict: Callable[[np.ndarray], np.ndarray], split: FerSplit, batch: int = 256
+) -> dict:
     """Score ``predict`` (float faces (N,48,48,1) in [0,1] -> probabilities) with and without flips."""
     x = split.images[..., None].astype("float32") / 255.0
     plain = np.concatenate([predict(x[i : i + batch]) for i in range(0, len(x), batch)])
-    flipped = np.concatenate(
-        [predict(x[i : i + batch, :, ::-1]) for i in range(0, len(x), batch)]
-    )
+    flipped = np.concatenate([predict(x[i : i + batch, :, ::-1]) for i in range(0, len(x), batch)])
     metrics = score(split.labels, plain)
     metrics["accuracy_flip"] = score(split.labels, (plain + flipped) / 2)["accuracy"]
     return metrics
 
 
-def evaluate_keras(model, split: FerSplit) -> dict:  # noqa: ANN001 - a keras.Model
+def evaluate_keras(model, split: FerSplit) -> dict:
     """:func:`evaluate` for a Keras model (graph-mode call, no per-call predict overhead)."""
     return evaluate(lambda x: np.asarray(model(x, training=False)), split)
 
@@ -79,8 +81,15 @@ def write_report(run_dir: Path, metrics: dict, history_csv: Path) -> None:
     ax.set_ylabel("true")
     for i in range(len(EMOTIONS)):
         for j in range(len(EMOTIONS)):
-            ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{rates[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
     ax.set_title(f"PublicTest accuracy {metrics['accuracy']:.3f}")
     fig.tight_layout()
     fig.savefig(run_dir / "confusion_matrix.png", dpi=100)

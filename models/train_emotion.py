@@ -50,7 +50,7 @@ class ResumableCheckpoint:
     """Keras callback factory: saves model + optimizer + callback state after each epoch."""
 
     @staticmethod
-    def build(run_dir: Path, plateau, stopper):  # noqa: ANN001, ANN205 - Keras objects
+    def build(run_dir: Path, plateau, stopper):
         import keras
 
         class _Checkpoint(keras.callbacks.Callback):
@@ -106,7 +106,7 @@ def _seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def _datasets(settings: TrainSettings, cache_dir: Path):  # noqa: ANN202 - tf.data objects
+def _datasets(settings: TrainSettings, cache_dir: Path):
     import keras
     import tensorflow as tf
 
@@ -160,7 +160,9 @@ def train(settings: TrainSettings) -> dict:
     initial_epoch = int(state.get("epoch", 0))
     if initial_epoch and (run_dir / "last.keras").exists():
         model = keras.models.load_model(run_dir / "last.keras")
-        log.info("resuming at epoch %d (best so far %.4f)", initial_epoch, state["best_val_accuracy"])
+        log.info(
+            "resuming at epoch %d (best so far %.4f)", initial_epoch, state["best_val_accuracy"]
+        )
     else:
         initial_epoch = 0
         model = build_emotion_net(NetConfig(**settings.net))  # type: ignore[arg-type]
@@ -226,7 +228,9 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--limit", type=int, default=0, help="train on this many faces only")
-    parser.add_argument("--net", default="{}", help='NetConfig overrides as JSON, e.g. {"middle": 1}')
+    parser.add_argument(
+        "--net", default="{}", help='NetConfig overrides as JSON, e.g. {"middle": 1}'
+    )
     args = parser.parse_args(argv)
     net = json.loads(args.net)
     for key, value in net.items():
@@ -247,7 +251,11 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     metrics = train(parse_args(argv))
-    log.info("PublicTest accuracy %.4f (flip-averaged %.4f)", metrics["accuracy"], metrics["accuracy_flip"])
+    log.info(
+        "PublicTest accuracy %.4f (flip-averaged %.4f)",
+        metrics["accuracy"],
+        metrics["accuracy_flip"],
+    )
     return 0
 
 

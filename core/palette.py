@@ -1,0 +1,10 @@
+"""The colours of each music mood, shared by every picture the bot draws."""
+
+from __future__ import annotations
+
+MOOD_COLOURS: dict[str, tuple[int, int, int]] = {
+    "calm": (72, 142, 196),
+    "happy": (242, 178, 48),
+    "energetic": (226, 72, 72),
+    "sad": (104, 96, 168),
+}

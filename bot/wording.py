@@ -1,0 +1,151 @@
+"""The words every chat adapter shows, built once so they mean the same on every platform.
+
+Plain text only: each adapter adds its own markup (Telegram HTML captions, Discord embeds), but
+the facts, their order and their phrasing come from here. Notices carry their own text from
+``core``; this module only adds what the adapters say themselves (button labels, attachment
+problems, the generic error line).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from core.replies import EmotionSummary, FaceReading, TrackCard
+
+# Buttons and labels, identical on every platform.
+ANOTHER_SONG = "Another song"
+OPEN_IN_SPOTIFY = "Open in Spotify"
+FORGET_YES = "Yes, forget me"
+FORGET_NO = "Keep my data"
+LABEL_EMOTION = "Emotion"
+LABEL_MOOD = "Mood"
+LABEL_WHY = "Why"
+
+# What the adapters say on their own behalf.
+NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
+NO_PHOTO = "Please attach a selfie (a JPEG or PNG photo) and I'll pick a song for your mood."
+FORGET_KEPT = "Okay, I kept everything as it was."
+FORGET_NOT_YOURS = "Only the person who asked can answer this."
+SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."
+
+_BAR_WIDTH = 10
+
+
+def percent(probability: float) -> str:
+    """``0.873`` → ``"87 %"`` (a narrow no-break space would not survive every client)."""
+    return f"{round(max(0.0, min(1.0, probability)) * 100)} %"
+
+
+def too_big(limit_bytes: int) -> str:
+    """The reply to a file over the byte limit, naming the limit in megabytes."""
+    return f"That file is too big — please send a photo under {limit_bytes / 1_000_000:g} MB."
+
+
+def emotion_line(emotion: str, confidence: float | None) -> str:
+    """``"happy 87 %"``, or just the emotion when the confidence is unknown."""
+    return emotion if confidence is None else f"{emotion} {percent(confidence)}"
+
+
+def artist_line(card: TrackCard) -> str:
+    """``"by Artist"``."""
+    return f"by {card.artist}"
+
+
+def album_line(card: TrackCard) -> str | None:
+    """``"from the album Album"``, or None when the album is unknown."""
+    return f"from the album {card.album}" if card.album else None
+
+
+def mood_line(mood: str) -> str:
+    """``"mood: calm"``."""
+    return f"mood: {mood}"
+
+
+def new_round_note(card: TrackCard) -> str | None:
+    """Said when every track of the mood was given and the rotation starts over."""
+    if not card.new_round:
+        return None
+    return f"You've heard all my {card.mood} songs — starting a new round."
+
+
+def faces_note(faces: tuple[FaceReading, ...]) -> str | None:
+    """``"3 faces: happy 87 %, sad 60 %, neutral 55 % — I went with the first."``"""
+    if len(faces) < 2:
+        return None
+    readings = ", ".join(emotion_line(face.emotion, face.confidence) for face in faces)
+    return f"{len(faces)} faces: {readings} — I went with the first."
+
+
+def card_notes(card: TrackCard) -> list[str]:
+    """The small print under a card: the new-round note, the several-faces note, core's notes."""
+    notes = [new_round_note(card)]
+    # Core may already explain several faces in its own notes; say it once.
+    if not any("faces" in note for note in card.notes):
+        notes.append(faces_note(card.faces))
+    notes.extend(card.notes)
+    return [note for note in notes if note]
+
+
+def card_facts(card: TrackCard) -> list[tuple[str, str]]:
+    """Labelled facts of a card, in display order: emotion, mood, why."""
+    facts: list[tuple[str, str]] = []
+    if card.emotion:
+        facts.append((LABEL_EMOTION, emotion_line(card.emotion, card.confidence)))
+    facts.append((LABEL_MOOD, card.mood))
+    if card.reason:
+        facts.append((LABEL_WHY, card.reason))
+    return facts
+
+
+def card_lines(card: TrackCard) -> list[str]:
+    """A whole card as plain lines (for captions): title, artist, album, facts, notes."""
+    lines = [card.title, artist_line(card), album_line(card)]
+    if card.emotion:
+        lines.append(emotion_line(card.emotion, card.confidence))
+    lines.append(mood_line(card.mood))
+    lines.append(card.reason or None)
+    lines.extend(card_notes(card))
+    return [line for line in lines if line]
+
+
+def summary_headline(summary: EmotionSummary) -> str:
+    """``"Last time you looked happy (87 %), so your mood is happy."``"""
+    return (
+        f"Last time you looked {summary.emotion} ({percent(summary.confidence)}), "
+        f"so your mood is {summary.mood}."
+    )
+
+
+def probability_lines(probabilities: dict[str, float]) -> list[str]:
+    """All seven emotions, most likely first: ``"happy     ████████▋  87 %"``-style rows."""
+    width = max((len(name) for name in probabilities), default=0)
+    rows = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
+    return [f"{name:<{width}}  {_bar(p)}  {percent(p):>5}" for name, p in rows]
+
+
+def summary_footer(summary: EmotionSummary) -> str:
+    """When the reading was taken and from how many faces."""
+    when = _when(summary.detected_at)
+    if summary.faces > 1:
+        return f"Read {when} from the first of {summary.faces} faces."
+    return f"Read {when}."
+
+
+def summary_lines(summary: EmotionSummary) -> list[str]:
+    """A whole summary as plain lines."""
+    return [
+        summary_headline(summary),
+        *probability_lines(summary.probabilities),
+        summary_footer(summary),
+    ]
+
+
+def _bar(probability: float) -> str:
+    filled = round(max(0.0, min(1.0, probability)) * _BAR_WIDTH)
+    return "█" * filled + "·" * (_BAR_WIDTH - filled)
+
+
+def _when(moment: datetime) -> str:
+    if moment.tzinfo is None:  # naive datetimes from the store are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return f"on {moment.astimezone(UTC):%Y-%m-%d at %H:%M} UTC"

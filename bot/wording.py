@@ -69,11 +69,11 @@ def new_round_note(card: TrackCard) -> str | None:
 
 
 def faces_note(faces: tuple[FaceReading, ...]) -> str | None:
-    """``"3 faces: happy 87 %, sad 60 %, neutral 55 % — I went with the first."``"""
+    """``"3 faces: happy 87 %, sad 60 %, neutral 55 %."`` (None for a single face)."""
     if len(faces) < 2:
         return None
     readings = ", ".join(emotion_line(face.emotion, face.confidence) for face in faces)
-    return f"{len(faces)} faces: {readings} — I went with the first."
+    return f"{len(faces)} faces: {readings}."
 
 
 def card_notes(card: TrackCard) -> list[str]:
@@ -127,7 +127,7 @@ def summary_footer(summary: EmotionSummary) -> str:
     """When the reading was taken and from how many faces."""
     when = _when(summary.detected_at)
     if summary.faces > 1:
-        return f"Read {when} from the first of {summary.faces} faces."
+        return f"Read {when} from {summary.faces} faces."
     return f"Read {when}."
 
 

@@ -1,0 +1,434 @@
+"""The Discord adapter: slash commands, photos in DMs and buttons over one :class:`MoodLifter`.
+
+Every handler is thin: it reads the interaction (or DM), calls one method of the core service
+and renders the :class:`~core.replies.Reply` it gets back in Discord's idiom — an embed with a
+"Open in Spotify" link and a persistent "Another song" button for a track, an embed (and chart)
+for ``/mood``, a short message for a notice. The words come from :mod:`bot.wording`, shared with
+the Telegram adapter.
+
+No privileged intent is needed: a slash command's attachment option carries the photo, and
+attachments of messages sent to the bot in a DM arrive without the message-content intent.
+Named ``discord_bot`` so that it cannot shadow the ``discord`` package inside ``bot/``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from bot import wording
+from core.palette import MOOD_COLOURS
+from core.replies import EmotionSummary, Notice, NoticeKind, Reply, TrackCard
+from core.service import UserRef
+
+if TYPE_CHECKING:
+    from core.config import DiscordSettings, Settings
+    from core.service import MoodLifter
+
+log = logging.getLogger(__name__)
+
+ANOTHER_SONG_ID = "moodlift:another-song"
+"""The fixed ``custom_id`` of the "Another song" button: clicks keep working after a restart."""
+
+CARD_FILENAME = "card.png"
+CHART_FILENAME = "mood.png"
+FORGET_TIMEOUT = 120.0  # seconds the /forget confirmation stays answerable
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+_DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DiscordOptions:
+    """What the adapter needs from the settings (``[discord]`` and ``[limits]``)."""
+
+    test_guild_id: int | None = None  # sync commands to this guild only (instant); else globally
+    ephemeral: bool = False  # answer slash commands in servers with messages only the user sees
+    max_image_bytes: int = _DEFAULT_MAX_BYTES
+    sync_commands: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings | DiscordSettings) -> DiscordOptions:
+        """Read the ``[discord]`` section, and the image byte limit when given all settings."""
+        section: DiscordSettings = getattr(settings, "discord", settings)
+        limits = getattr(settings, "limits", None)
+        return cls(
+            test_guild_id=section.test_guild_id,
+            ephemeral=section.ephemeral,
+            max_image_bytes=limits.max_image_bytes if limits is not None else _DEFAULT_MAX_BYTES,
+        )
+
+
+class MoodLiftBot(discord.Client):
+    """A ``discord.Client`` with an app-command tree, holding the core service it serves."""
+
+    def __init__(self, service: MoodLifter, options: DiscordOptions) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # channel and guild cache for interactions
+        intents.dm_messages = True  # photos sent to the bot in a DM
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        self.service = service
+        self.options = options
+        self.tree = app_commands.CommandTree(self)
+        self.tree.error(self.on_app_command_error)
+        _add_commands(self.tree)
+
+    async def setup_hook(self) -> None:
+        """Re-attach the persistent "Another song" button and sync the slash commands."""
+        self.add_view(CardView())
+        if not self.options.sync_commands:
+            return
+        if self.options.test_guild_id is not None:
+            guild = discord.Object(id=self.options.test_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to test guild %s", len(synced), guild.id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global commands", len(synced))
+
+    def ephemeral_for(self, interaction: discord.Interaction) -> bool:
+        """Private answers in servers when configured; in DMs they are private anyway."""
+        return self.options.ephemeral and interaction.guild_id is not None
+
+    async def on_ready(self) -> None:
+        """Log who we are once connected."""
+        log.info("discord bot ready as %s (%s)", self.user, getattr(self.user, "id", "?"))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """A photo sent in a DM gets the same answer as ``/selfie``; other DMs get a hint."""
+        if message.guild is not None or message.author.bot:
+            return
+        photo = next((a for a in message.attachments if _looks_like_image(a)), None)
+        if photo is None:
+            text = wording.NOT_A_PHOTO if message.attachments else wording.NO_PHOTO
+            await message.channel.send(text)
+            return
+        problem = attachment_problem(photo, self.options.max_image_bytes)
+        if problem is not None:
+            await message.channel.send(problem)
+            return
+        async with message.channel.typing():
+            image = await photo.read()
+            reply = await self.service.photo(user_ref(message.author), image)
+            await message.channel.send(**await render(self.service, reply))
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Errors outside app commands and views (the DM handler): log, then apologise."""
+        log.error("unhandled error in %s", event_method, exc_info=sys.exc_info())
+        message = args[0] if args and isinstance(args[0], discord.Message) else None
+        if event_method == "on_message" and message is not None:
+            try:
+                await message.channel.send(wording.SOMETHING_WENT_WRONG)
+            except discord.HTTPException:
+                log.warning("could not tell the user about the error", exc_info=True)
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """The one error handler for commands and buttons: log with the traceback, apologise."""
+        original = getattr(error, "original", error)
+        if interaction.command is not None:
+            what = f"/{interaction.command.qualified_name}"
+        else:
+            what = str((interaction.data or {}).get("custom_id", interaction.type))
+        log.error("error while handling %s", what, exc_info=original)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(wording.SOMETHING_WENT_WRONG, ephemeral=True)
+            else:
+                await interaction.response.send_message(
+                    wording.SOMETHING_WENT_WRONG, ephemeral=True
+                )
+        except discord.HTTPException:
+            log.warning("could not tell the user about the error", exc_info=True)
+
+
+def build_client(
+    service: MoodLifter, settings: Settings | DiscordSettings | DiscordOptions
+) -> MoodLiftBot:
+    """The Discord client for ``service``; start it with ``await client.start(token)``.
+
+    ``settings`` is the application's settings (or just their ``discord`` section); tests pass
+    :class:`DiscordOptions` directly. Nothing connects until ``start``.
+    """
+    options = (
+        settings if isinstance(settings, DiscordOptions) else DiscordOptions.from_settings(settings)
+    )
+    return MoodLiftBot(service, options)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _bot(interaction: discord.Interaction) -> MoodLiftBot:
+    client = interaction.client
+    assert isinstance(client, MoodLiftBot)
+    return client
+
+
+def _add_commands(tree: app_commands.CommandTree) -> None:
+    """Register the slash commands; each one parses, calls one core method and renders."""
+
+    @tree.command(name="selfie", description="Send a selfie and get a song for your mood.")
+    @app_commands.describe(photo="A photo of your face (JPEG or PNG)")
+    async def selfie(interaction: discord.Interaction, photo: discord.Attachment) -> None:
+        bot = _bot(interaction)
+        problem = attachment_problem(photo, bot.options.max_image_bytes)
+        if problem is not None:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+        image = await photo.read()
+        reply = await bot.service.photo(user_ref(interaction.user), image)
+        await send_followup(interaction, reply)
+
+    @tree.command(name="more", description="Another song for the mood of your last selfie.")
+    async def more(interaction: discord.Interaction) -> None:
+        await _another_song(interaction)
+
+    @tree.command(name="mood", description="What I read in your last selfie.")
+    async def mood(interaction: discord.Interaction) -> None:
+        bot = _bot(interaction)
+        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+        reply = await bot.service.mood(user_ref(interaction.user))
+        await send_followup(interaction, reply)
+
+    @tree.command(name="mode", description="Lift your mood, or match it.")
+    @app_commands.describe(mode="lift: cheer me up · match: fit how I feel (empty: show current)")
+    @app_commands.choices(
+        mode=[
+            app_commands.Choice(name="lift — cheer me up", value="lift"),
+            app_commands.Choice(name="match — fit how I feel", value="match"),
+        ]
+    )
+    async def mode(
+        interaction: discord.Interaction, mode: app_commands.Choice[str] | None = None
+    ) -> None:
+        bot = _bot(interaction)
+        value = mode.value if mode is not None else None
+        reply = await bot.service.set_mode(user_ref(interaction.user), value)
+        await send_response(interaction, reply)
+
+    @tree.command(name="forget", description="Delete everything I know about you.")
+    async def forget(interaction: discord.Interaction) -> None:
+        bot = _bot(interaction)
+        reply = await bot.service.forget(user_ref(interaction.user), confirmed=False)
+        if isinstance(reply, Notice) and reply.kind is NoticeKind.CONFIRM_FORGET:
+            view = ForgetView(owner_id=interaction.user.id)
+            await interaction.response.send_message(
+                reply.text, view=view, ephemeral=bot.ephemeral_for(interaction)
+            )
+            view.interaction = interaction
+            return
+        await send_response(interaction, reply)
+
+    @tree.command(name="help", description="How this bot works.")
+    async def help_(interaction: discord.Interaction) -> None:
+        bot = _bot(interaction)
+        await send_response(interaction, bot.service.help())
+
+
+async def _another_song(interaction: discord.Interaction) -> None:
+    """``/more`` and the "Another song" button: the next unseen track for the last mood."""
+    bot = _bot(interaction)
+    await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+    reply = await bot.service.more(user_ref(interaction.user))
+    await send_followup(interaction, reply)
+
+
+# --------------------------------------------------------------------------- views
+
+
+class AnotherSongButton(discord.ui.Button["CardView"]):
+    """The persistent button under every card; it acts for whoever clicks it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            label=wording.ANOTHER_SONG,
+            style=discord.ButtonStyle.primary,
+            emoji="🎵",
+            custom_id=ANOTHER_SONG_ID,
+        )
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Same as ``/more``."""
+        await _another_song(interaction)
+
+
+class CardView(discord.ui.View):
+    """Under a track card: "Open in Spotify" (a link) and "Another song" (persistent)."""
+
+    def __init__(self, spotify_url: str | None = None) -> None:
+        super().__init__(timeout=None)
+        if spotify_url:
+            self.add_item(discord.ui.Button(label=wording.OPEN_IN_SPOTIFY, url=spotify_url))
+        self.add_item(AnotherSongButton())
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        """Button errors go to the same handler as command errors."""
+        await _bot(interaction).on_app_command_error(interaction, _wrap(error))
+
+
+class ForgetView(discord.ui.View):
+    """The /forget confirmation: only the user who asked can answer, within two minutes."""
+
+    def __init__(self, owner_id: int) -> None:
+        super().__init__(timeout=FORGET_TIMEOUT)
+        self.owner_id = owner_id
+        self.interaction: discord.Interaction | None = None  # to tidy up on timeout
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Refuse clicks from anyone but the asker (public messages in servers)."""
+        if interaction.user.id == self.owner_id:
+            return True
+        await interaction.response.send_message(wording.FORGET_NOT_YOURS, ephemeral=True)
+        return False
+
+    @discord.ui.button(label=wording.FORGET_YES, style=discord.ButtonStyle.danger)
+    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        """Forget the user for real and say so in place of the question."""
+        reply = await _bot(interaction).service.forget(user_ref(interaction.user), confirmed=True)
+        self.stop()
+        await interaction.response.edit_message(content=notice_text(reply), view=None)
+
+    @discord.ui.button(label=wording.FORGET_NO, style=discord.ButtonStyle.secondary)
+    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        """Keep everything."""
+        self.stop()
+        await interaction.response.edit_message(content=wording.FORGET_KEPT, view=None)
+
+    async def on_timeout(self) -> None:
+        """Take the buttons away once they can no longer be answered."""
+        if self.interaction is None:
+            return
+        try:
+            await self.interaction.edit_original_response(view=None)
+        except discord.HTTPException:
+            log.debug("could not remove the expired /forget buttons", exc_info=True)
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        """Button errors go to the same handler as command errors."""
+        await _bot(interaction).on_app_command_error(interaction, _wrap(error))
+
+
+def _wrap(error: Exception) -> app_commands.AppCommandError:
+    if isinstance(error, app_commands.AppCommandError):
+        return error
+    wrapped = app_commands.AppCommandError(str(error))
+    wrapped.original = error  # type: ignore[attr-defined]
+    return wrapped
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def user_ref(user: discord.abc.User) -> UserRef:
+    """The platform-neutral user for a Discord user."""
+    return UserRef(platform="discord", user_id=str(user.id), name=user.display_name)
+
+
+def attachment_problem(attachment: discord.Attachment, max_bytes: int) -> str | None:
+    """Why an attachment cannot be a selfie (too big, not an image), checked before download."""
+    if attachment.size > max_bytes:
+        return wording.too_big(max_bytes)
+    if not _looks_like_image(attachment):
+        return wording.NOT_A_PHOTO
+    return None
+
+
+def _looks_like_image(attachment: discord.Attachment) -> bool:
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    if content_type:
+        return content_type.startswith("image/")
+    return attachment.filename.lower().endswith(_IMAGE_SUFFIXES)
+
+
+def notice_text(reply: Reply) -> str:
+    """The text of a notice (anything else here would be a core bug; say something sane)."""
+    return reply.text if isinstance(reply, Notice) else wording.SOMETHING_WENT_WRONG
+
+
+def card_embed(card: TrackCard) -> discord.Embed:
+    """A track as an embed: title linked to Spotify, artist and album, why, small print."""
+    description = "\n".join(
+        line for line in (wording.artist_line(card), wording.album_line(card)) if line
+    )
+    embed = discord.Embed(
+        title=_clip(card.title, 256),
+        url=card.spotify_url or None,
+        description=description,
+        colour=discord.Colour.from_rgb(*MOOD_COLOURS.get(card.mood, (90, 110, 200))),
+    )
+    for label, value in wording.card_facts(card):
+        embed.add_field(name=label, value=_clip(value, 1024), inline=label != wording.LABEL_WHY)
+    notes = wording.card_notes(card)
+    if notes:
+        embed.set_footer(text=_clip("\n".join(notes), 2048))
+    return embed
+
+
+def summary_embed(summary: EmotionSummary) -> discord.Embed:
+    """``/mood``: the headline, all seven probabilities as a small table, when it was read."""
+    table = "\n".join(wording.probability_lines(summary.probabilities))
+    embed = discord.Embed(
+        title=wording.emotion_line(summary.emotion, summary.confidence),
+        description=f"{wording.summary_headline(summary)}\n```\n{table}\n```",
+        colour=discord.Colour.from_rgb(*MOOD_COLOURS.get(summary.mood, (90, 110, 200))),
+    )
+    embed.set_footer(text=wording.summary_footer(summary))
+    if summary.chart_png:
+        embed.set_image(url=f"attachment://{CHART_FILENAME}")
+    return embed
+
+
+async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
+    """Keyword arguments for ``send`` (channel, followup or response) that show ``reply``."""
+    if isinstance(reply, TrackCard):
+        embed = card_embed(reply)
+        out: dict[str, Any] = {"embed": embed, "view": CardView(reply.spotify_url)}
+        if reply.art_url:
+            embed.set_thumbnail(url=reply.art_url)
+        else:
+            art = reply.art_png or await service.card_image(reply)
+            if art:
+                embed.set_image(url=f"attachment://{CARD_FILENAME}")
+                out["file"] = _file(art, CARD_FILENAME)
+        return out
+    if isinstance(reply, EmotionSummary):
+        out = {"embed": summary_embed(reply)}
+        if reply.chart_png:
+            out["file"] = _file(reply.chart_png, CHART_FILENAME)
+        return out
+    return {"content": notice_text(reply)}
+
+
+async def send_followup(interaction: discord.Interaction, reply: Reply) -> None:
+    """Answer a deferred interaction with ``reply``."""
+    bot = _bot(interaction)
+    kwargs = await render(bot.service, reply)
+    await interaction.followup.send(**kwargs, ephemeral=bot.ephemeral_for(interaction))
+
+
+async def send_response(interaction: discord.Interaction, reply: Reply) -> None:
+    """Answer a not-yet-acknowledged interaction with ``reply`` (quick replies only)."""
+    bot = _bot(interaction)
+    kwargs = await render(bot.service, reply)
+    await interaction.response.send_message(**kwargs, ephemeral=bot.ephemeral_for(interaction))
+
+
+def _file(data: bytes, filename: str) -> discord.File:
+    return discord.File(io.BytesIO(data), filename=filename)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

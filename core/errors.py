@@ -43,3 +43,7 @@ class UnknownEmotion(MoodLiftError, ValueError):
 
 class UnknownMood(MoodLiftError, ValueError):
     """A mood name outside calm, happy, energetic, sad."""
+
+
+class UnknownMode(MoodLiftError, ValueError):
+    """A recommendation mode other than lift or match."""

@@ -1,0 +1,206 @@
+"""Import catalog files into ``tracks``, idempotently, and assign moods from a model.
+
+Upsert by Spotify id. A labelled row sets the track's mood (a human label beats a model's
+guess); an unlabelled row never touches the mood, so re-importing the unlabelled file keeps
+labels and model moods alike. Known metadata is never erased by a file that lacks it (the hit
+predictor file has no album, for instance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import CatalogError
+from core.moods import MOODS, check_mood
+from core.store import Store
+from core.store.schema import Track, utcnow
+from data.catalog_sources import (
+    RowIssue,
+    SourceError,
+    SourceSpec,
+    TrackRow,
+    fetch,
+    read_catalog,
+)
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+_MOOD_COLUMNS = ("mood", "mood_source", "mood_confidence", "mood_model_version")
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one source did to the catalog."""
+
+    source: str
+    format: str
+    rows: int  # good rows read
+    inserted: int
+    updated: int
+    duplicates: int  # repeated ids inside the file (the last one wins)
+    issues: tuple[RowIssue, ...] = field(default_factory=tuple)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.issues)
+
+
+@dataclass(frozen=True)
+class MoodPrediction:
+    """A model's mood for one track."""
+
+    track_id: str
+    mood: str
+    confidence: float
+
+
+async def import_sources(
+    store: Store,
+    sources: Sequence[SourceSpec],
+    cache_dir: Path,
+    *,
+    progress: bool = False,
+    download_timeout: float = 60.0,
+) -> list[ImportReport]:
+    """Fetch (download or open) and import each source in turn."""
+    reports = []
+    for spec in sources:
+        try:
+            path = await asyncio.to_thread(
+                fetch, spec, cache_dir, progress=progress, timeout=download_timeout
+            )
+            read = await asyncio.to_thread(read_catalog, path, moods=MOODS, source=spec.name)
+        except SourceError as exc:  # incl. ChecksumMismatch: the message says what to do
+            raise CatalogError(str(exc)) from None
+        async with store.sessions() as session:
+            report = await import_rows(session, read.rows, source=read.source, format=read.format)
+            await session.commit()
+        report = ImportReport(**{**asdict(report), "issues": tuple(read.issues)})
+        log.info(
+            "%s: %d rows, %d new, %d updated, %d skipped",
+            report.source,
+            report.rows,
+            report.inserted,
+            report.updated,
+            report.skipped,
+        )
+        reports.append(report)
+    return reports
+
+
+async def import_rows(
+    session: AsyncSession, rows: Iterable[TrackRow], *, source: str = "", format: str = ""
+) -> ImportReport:
+    """Upsert ``rows`` into ``tracks`` in the caller's transaction."""
+    unique: dict[str, TrackRow] = {}
+    count = 0
+    for row in rows:
+        count += 1
+        unique[row.id] = row
+    ids = list(unique)
+    existing: set[str] = set()
+    for start in range(0, len(ids), _BATCH):
+        chunk = ids[start : start + _BATCH]
+        existing.update(await session.scalars(select(Track.id).where(Track.id.in_(chunk))))
+
+    table: Table = Track.__table__  # type: ignore[assignment]
+    now = utcnow()
+    values = [_values(row, now) for row in unique.values()]
+    dialect = session.bind.dialect.name
+    for start in range(0, len(values), _BATCH):
+        batch = values[start : start + _BATCH]
+        labelled = [v for v in batch if v["mood"] is not None]
+        unlabelled = [v for v in batch if v["mood"] is None]
+        if labelled:
+            await _upsert(session, dialect, table, labelled, keep_mood=False)
+        if unlabelled:
+            await _upsert(session, dialect, table, unlabelled, keep_mood=True)
+    return ImportReport(
+        source=source,
+        format=format,
+        rows=count,
+        inserted=len(ids) - len(existing),
+        updated=len(existing),
+        duplicates=count - len(ids),
+    )
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(TrackRow))
+
+
+def _values(row: TrackRow, now: object) -> dict[str, object]:
+    values = {name: getattr(row, name) for name in _ROW_FIELDS}  # asdict() deep-copies: slow
+    values["mood_source"] = "label" if row.mood is not None else None
+    values["imported_at"] = now
+    return values
+
+
+async def _upsert(
+    session: AsyncSession, dialect: str, table: Table, batch: list[dict[str, object]], *,
+    keep_mood: bool,
+) -> None:  # fmt: skip
+    if dialect not in ("sqlite", "postgresql"):
+        for values in batch:  # portable, slower path for other backends
+            existing = await session.get(Track, values["id"])
+            if existing is None:
+                session.add(Track(**values))
+                continue
+            for column, value in values.items():
+                if keep_mood and column in _MOOD_COLUMNS:
+                    continue
+                if value is not None or column in _MOOD_COLUMNS:
+                    setattr(existing, column, value)
+        await session.flush()
+        return
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    statement = insert(table)  # executed with a parameter list: compiled once, sent in bulk
+    excluded = statement.excluded
+    updates: dict[str, object] = {}
+    for column in table.columns:
+        if column.name in ("id", "art_url", "art_checked_at"):
+            continue
+        if keep_mood and column.name == "source":
+            continue  # a track keeps the source it was first (or last labelled) from
+        if column.name in _MOOD_COLUMNS:
+            if not keep_mood:
+                updates[column.name] = excluded[column.name]
+        else:
+            updates[column.name] = func.coalesce(excluded[column.name], column)
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=[table.c.id], set_=updates), batch
+    )
+
+
+async def assign_moods(
+    session: AsyncSession, predictions: Iterable[MoodPrediction], model_version: str
+) -> int:
+    """Store a model's moods; tracks with a human label keep it. Returns tracks updated."""
+    changed = 0
+    for prediction in predictions:
+        result = await session.execute(
+            update(Track)
+            .where(Track.id == prediction.track_id)
+            .where((Track.mood_source.is_(None)) | (Track.mood_source == "model"))
+            .values(
+                mood=check_mood(prediction.mood),
+                mood_source="model",
+                mood_confidence=float(prediction.confidence),
+                mood_model_version=model_version,
+            )
+        )
+        changed += result.rowcount or 0
+    return changed
+
+
+async def unassigned_tracks(session: AsyncSession) -> list[Track]:
+    """Tracks still waiting for a mood (for the song-mood model to classify)."""
+    return list(await session.scalars(select(Track).where(Track.mood.is_(None))))

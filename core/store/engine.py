@@ -1,0 +1,71 @@
+"""Engine creation: any SQLAlchemy async URL; SQLite gets the settings a shared file needs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from core.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url``; a bare ``sqlite://`` or ``postgresql://`` gets its async driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"not a database URL: {url!r}") from None
+    if parsed.drivername in _ASYNC_DRIVERS:
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[parsed.drivername])
+    return parsed
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None for other backends and in-memory databases."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def create_engine(
+    url: str | URL, *, echo: bool = False, busy_timeout_ms: int = 5000
+) -> AsyncEngine:
+    """An async engine; for SQLite: WAL (readers never block the writer), a busy timeout (writers
+    wait instead of failing) and enforced foreign keys (so forgetting a user cascades)."""
+    parsed = normalize_url(url)
+    file = sqlite_file(parsed)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_async_engine(parsed, echo=echo)
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot use database URL {parsed.render_as_string()}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(
+            engine.sync_engine, "connect", _sqlite_pragmas(file is not None, busy_timeout_ms)
+        )
+    return engine
+
+
+def _sqlite_pragmas(on_file: bool, busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if on_file:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    return on_connect

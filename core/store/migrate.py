@@ -1,0 +1,88 @@
+"""Schema migrations (Alembic) run from code: the app upgrades to head at start.
+
+The migration scripts ship inside the ``migrations`` package, so this works from an installed
+wheel as well as from the repository, whatever the working directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+import migrations
+from core.errors import StoreError
+from core.store.engine import create_engine, normalize_url
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at the packaged scripts and ``url`` (no alembic.ini needed)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url).render_as_string(hide_password=False))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest revision the code knows."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+async def _run(url: str, work: str, revision: str | None = None) -> str | None:
+    """Run one Alembic operation on a connection of our own engine (with its SQLite pragmas)."""
+    cfg = alembic_config(url)
+    engine = create_engine(url)
+    current: str | None = None
+
+    def operate(connection: Connection) -> None:
+        nonlocal current
+        cfg.attributes["connection"] = connection
+        if work == "upgrade":
+            command.upgrade(cfg, revision or "head")
+        elif work == "downgrade":
+            command.downgrade(cfg, revision or "-1")
+        current = MigrationContext.configure(connection).get_current_revision()
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(operate)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database {work} failed: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        await engine.dispose()
+    return current
+
+
+async def upgrade(url: str, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision`` (head by default); returns the revision now current."""
+    current = await _run(url, "upgrade", revision)
+    log.info("database schema at %s", current)
+    return current
+
+
+async def downgrade(url: str, revision: str) -> str | None:
+    """Take the schema back to ``revision`` ("base" removes every table)."""
+    return await _run(url, "downgrade", revision)
+
+
+async def current_revision(url: str) -> str | None:
+    """The revision the database is at; None for an empty database."""
+    return await _run(url, "current")
+
+
+def upgrade_sync(url: str, revision: str = "head") -> str | None:
+    """:func:`upgrade` for callers without an event loop."""
+    return asyncio.run(upgrade(url, revision))

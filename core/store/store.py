@@ -1,0 +1,343 @@
+"""The store's use-case functions: one session (one transaction) per call.
+
+Callers get plain frozen records back, never live ORM objects, so nothing lazy-loads later on
+another task or after the session is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.errors import CatalogEmpty, StoreError, UnknownUser
+from core.moods import MOODS, Mode, check_emotion, check_mood, parse_mode
+from core.store import migrate
+from core.store.engine import create_engine
+from core.store.schema import Delivery, Detection, Track, User, utcnow
+
+log = logging.getLogger(__name__)
+
+PICK_ATTEMPTS = 100
+"""Conflicting concurrent picks retry; each retry sees the rows that beat it, so this is ample."""
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    platform: str
+    platform_user_id: str
+    mode: Mode | None  # None: the configured default
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    id: str
+    name: str
+    artist: str
+    album: str | None
+    release_date: str | None
+    mood: str | None
+    art_url: str | None
+    art_checked_at: datetime | None
+
+    @property
+    def spotify_url(self) -> str:
+        return f"https://open.spotify.com/track/{self.id}"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A delivered track; ``new_round`` when it starts over a mood the user has heard in full."""
+
+    track: TrackRecord
+    round: int
+    new_round: bool
+
+
+@dataclass(frozen=True)
+class DetectionRecord:
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+    faces: int
+    detected_at: datetime
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What ``forget_user`` deleted."""
+
+    users: int
+    deliveries: int
+    detections: int
+
+
+@dataclass(frozen=True)
+class CatalogCounts:
+    by_mood: dict[str, int]  # servable tracks per mood (all four keys present)
+    unassigned: int  # tracks without a mood yet
+    total: int
+
+
+def _user(row: User) -> UserRecord:
+    return UserRecord(
+        row.id, row.platform, row.platform_user_id, Mode(row.mode) if row.mode else None,
+        row.created_at,
+    )  # fmt: skip
+
+
+def _track(row: Track) -> TrackRecord:
+    return TrackRecord(
+        row.id, row.name, row.artist, row.album, row.release_date, row.mood, row.art_url,
+        row.art_checked_at,
+    )  # fmt: skip
+
+
+class Store:
+    """The database behind the bot: an engine and a session factory, opened once at start-up."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> Store:
+        return cls(create_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms), url)
+
+    async def upgrade(self) -> str | None:
+        """Bring the schema to head (the app calls this at start)."""
+        return await migrate.upgrade(self.url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- users -------------------------------------------------------------------------------
+
+    async def get_or_create_user(self, platform: str, platform_user_id: str) -> UserRecord:
+        """The user for this platform account, created on first contact (race-safe)."""
+        where = (User.platform == platform) & (User.platform_user_id == str(platform_user_id))
+        for _ in range(2):
+            async with self.sessions() as session:
+                found = (await session.scalars(select(User).where(where))).one_or_none()
+                if found is not None:
+                    return _user(found)
+                user = User(platform=platform, platform_user_id=str(platform_user_id))
+                session.add(user)
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()  # created meanwhile by a concurrent request
+                    continue
+                log.info("new user %s on %s", user.id, platform)
+                return _user(user)
+        raise StoreError(f"cannot create user {platform}:{platform_user_id}")
+
+    async def get_user(self, user_id: int) -> UserRecord:
+        async with self.sessions() as session:
+            row = await session.get(User, user_id)
+            if row is None:
+                raise UnknownUser(f"no user {user_id}")
+            return _user(row)
+
+    async def set_mode(self, user_id: int, mode: Mode | str | None) -> UserRecord:
+        """Set the user's lift/match preference; None goes back to the configured default."""
+        value = parse_mode(mode).value if mode is not None else None
+        async with self.sessions() as session:
+            row = await session.get(User, user_id)
+            if row is None:
+                raise UnknownUser(f"no user {user_id}")
+            row.mode = value
+            await session.commit()
+            return _user(row)
+
+    async def forget_user(self, user_id: int) -> Forgotten:
+        """Delete the user and everything about them (deliveries, last detection)."""
+        async with self.sessions() as session, session.begin():
+            deliveries = await session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.user_id == user_id)
+            )
+            detections = await session.scalar(
+                select(func.count()).select_from(Detection).where(Detection.user_id == user_id)
+            )
+            # Explicit deletes: correct even on a backend where the cascade is not enforced.
+            await session.execute(delete(Delivery).where(Delivery.user_id == user_id))
+            await session.execute(delete(Detection).where(Detection.user_id == user_id))
+            users = (await session.execute(delete(User).where(User.id == user_id))).rowcount
+        log.info("forgot user %s", user_id)
+        return Forgotten(users or 0, deliveries or 0, detections or 0)
+
+    # -- detections --------------------------------------------------------------------------
+
+    async def record_detection(
+        self,
+        user_id: int,
+        emotion: str,
+        confidence: float,
+        probabilities: Mapping[str, float],
+        faces: int = 1,
+    ) -> DetectionRecord:
+        """Keep the user's latest reading (replacing the previous one); never the photo."""
+        record = DetectionRecord(
+            check_emotion(emotion),
+            float(confidence),
+            {check_emotion(k): float(v) for k, v in probabilities.items()},
+            int(faces),
+            utcnow(),
+        )
+        async with self.sessions() as session:
+            row = await session.get(Detection, user_id)
+            if row is None:
+                row = Detection(user_id=user_id)
+                session.add(row)
+            row.emotion = record.emotion
+            row.confidence = record.confidence
+            row.probabilities = record.probabilities
+            row.faces = record.faces
+            row.detected_at = record.detected_at
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise UnknownUser(f"no user {user_id}") from None
+        return record
+
+    async def last_detection(self, user_id: int) -> DetectionRecord | None:
+        async with self.sessions() as session:
+            row = await session.get(Detection, user_id)
+            if row is None:
+                return None
+            return DetectionRecord(
+                row.emotion, row.confidence, dict(row.probabilities), row.faces, row.detected_at
+            )
+
+    # -- tracks ------------------------------------------------------------------------------
+
+    async def get_track(self, track_id: str) -> TrackRecord | None:
+        async with self.sessions() as session:
+            row = await session.get(Track, track_id)
+            return _track(row) if row is not None else None
+
+    async def set_track_art(self, track_id: str, art_url: str | None) -> None:
+        """Cache what the artwork lookup found (None: looked, found nothing) and when."""
+        async with self.sessions() as session:
+            row = await session.get(Track, track_id)
+            if row is None:
+                return
+            row.art_url = art_url
+            row.art_checked_at = utcnow()
+            await session.commit()
+
+    async def catalog_counts(self) -> CatalogCounts:
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(select(Track.mood, func.count()).group_by(Track.mood))
+            ).all()
+        counts = {mood: 0 for mood in MOODS}
+        unassigned = 0
+        for mood, n in rows:
+            if mood is None:
+                unassigned = n
+            else:
+                counts[mood] = n
+        return CatalogCounts(counts, unassigned, sum(counts.values()) + unassigned)
+
+    # -- recommendation ----------------------------------------------------------------------
+
+    async def pick_and_deliver(self, user_id: int, mood: str, emotion: str | None = None) -> Pick:
+        """Give the user a track of ``mood`` they have not had in the current round.
+
+        No lock: the pick reads candidates, then inserts the delivery; UNIQUE(user, track,
+        round) rejects a track that a concurrent pick took first, and the loser tries again.
+        When the round holds every track of the mood, the next round starts with the least
+        recently delivered track.
+        """
+        mood = check_mood(mood)
+        emotion = check_emotion(emotion) if emotion is not None else None
+        for _ in range(PICK_ATTEMPTS):
+            async with self.sessions() as session:
+                track, round_, new_round = await self._choose(session, user_id, mood)
+                session.add(
+                    Delivery(
+                        user_id=user_id, track_id=track.id, emotion=emotion, mood=mood,
+                        round=round_, delivered_at=utcnow(),
+                    )
+                )  # fmt: skip
+                try:
+                    await session.commit()
+                except IntegrityError as exc:
+                    await session.rollback()
+                    if await session.get(User, user_id) is None:
+                        raise UnknownUser(f"no user {user_id}") from None
+                    log.debug("pick conflict for user %s (%s); retrying", user_id, exc.orig)
+                    continue
+                except OperationalError as exc:
+                    await session.rollback()
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise StoreError(f"cannot record a delivery: {exc.orig}") from None
+                    log.warning("pick for user %s: database busy; retrying", user_id)
+                    continue
+                return Pick(_track(track), round_, new_round)
+        raise StoreError(f"could not record a delivery for user {user_id} after retries")
+
+    async def _choose(
+        self, session: AsyncSession, user_id: int, mood: str
+    ) -> tuple[Track, int, bool]:
+        current = await session.scalar(
+            select(func.max(Delivery.round)).where(
+                Delivery.user_id == user_id, Delivery.mood == mood
+            )
+        )
+        round_ = current or 1
+        chosen = await self._oldest_unheard(session, user_id, mood, round_)
+        if chosen is not None:
+            return chosen, round_, False
+        # Every track of the mood was given this round: the next round starts over.
+        chosen = await self._oldest_unheard(session, user_id, mood, round_ + 1)
+        if chosen is None:
+            raise CatalogEmpty(mood)
+        return chosen, round_ + 1, True
+
+    async def _oldest_unheard(
+        self, session: AsyncSession, user_id: int, mood: str, round_: int
+    ) -> Track | None:
+        """A track of ``mood`` not given in ``round_``: never-given ones first (at random),
+        else the one given longest ago."""
+        given_in_round = select(Delivery.track_id).where(
+            Delivery.user_id == user_id, Delivery.round == round_
+        )
+        last_given = (
+            select(Delivery.track_id, func.max(Delivery.delivered_at).label("last"))
+            .where(Delivery.user_id == user_id)
+            .group_by(Delivery.track_id)
+            .subquery()
+        )
+        rows = (
+            await session.execute(
+                select(Track.id, last_given.c.last)
+                .outerjoin(last_given, last_given.c.track_id == Track.id)
+                .where(Track.mood == mood, Track.id.not_in(given_in_round))
+            )
+        ).all()
+        if not rows:
+            return None
+        never = [track_id for track_id, last in rows if last is None]
+        track_id = random.choice(never) if never else min(rows, key=lambda r: (r[1], r[0]))[0]
+        return await session.get(Track, track_id)

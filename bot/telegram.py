@@ -1,0 +1,476 @@
+"""The Telegram adapter: python-telegram-bot handlers around one :class:`MoodLifter`.
+
+Each handler parses the update, calls one core method and renders the reply with
+:mod:`bot.telegram_render`. Photos are downloaded into memory (never to disk), refused before
+download when Telegram says they are too big, and answered with a reply to the triggering
+message. In group chats the bot answers commands, and photos that reply to it or mention it.
+
+Start it inside a running event loop (the runtime runs several adapters together)::
+
+    application = build_application(service, settings.telegram,
+                                    max_image_bytes=settings.limits.max_image_bytes)
+    await start_polling(application, poll_timeout=settings.telegram.poll_timeout)
+    ...
+    await stop_polling(application)
+
+``application.run_polling()`` works too when Telegram is the only thing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from telegram import (
+    BotCommand,
+    LinkPreviewOptions,
+    Message,
+    PhotoSize,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatAction, ChatType, MessageEntityType, ParseMode
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackContext,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    ExtBot,
+    MessageHandler,
+    filters,
+)
+
+from bot import telegram_render as tr
+from bot import wording
+from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
+from core.errors import ConfigError
+from core.replies import Reply, TrackCard
+
+if TYPE_CHECKING:
+    from core.service import MoodLifter
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024  # what the cloud Bot API lets a bot download
+CHAT_ACTION_EVERY = 4.5  # seconds; Telegram shows an action for about five
+BUTTON_EXPIRED = "This button no longer works. Send a selfie to start again."
+UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+
+COMMANDS = (
+    BotCommand("start", "What I do"),
+    BotCommand("help", "Commands and privacy"),
+    BotCommand("more", "Another song for your last mood"),
+    BotCommand("mood", "What I read in your last selfie"),
+    BotCommand("mode", "lift or match: cheer you up, or stay with the feeling"),
+    BotCommand("forget", "Delete everything I know about you"),
+)
+
+
+class TelegramOptions(Protocol):
+    """What the adapter needs from ``core.config.TelegramSettings``."""
+
+    @property
+    def token(self) -> Any: ...  # core.config.Secret (or a plain str)
+    @property
+    def api_url(self) -> str: ...
+    @property
+    def file_url(self) -> str: ...
+
+
+class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """The callback context, with the injected service and limits typed."""
+
+    @property
+    def service(self) -> MoodLifter:
+        """The core service this application serves."""
+        return self.bot_data["service"]  # type: ignore[no-any-return]
+
+    @property
+    def max_image_bytes(self) -> int:
+        """Photos and files above this are refused before download."""
+        return int(self.bot_data["max_image_bytes"])
+
+
+MoodApplication = Application[Any, MoodContext, Any, Any, Any, Any]
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+class _AddressedToBot(filters.MessageFilter):
+    """Private chats; in groups, a reply to the bot or a text/caption that mentions it."""
+
+    def filter(self, message: Message) -> bool:
+        if message.chat.type == ChatType.PRIVATE:
+            return True
+        bot = message.get_bot()
+        replied = message.reply_to_message
+        if replied is not None and replied.from_user is not None and replied.from_user.id == bot.id:
+            return True
+        wanted = f"@{bot.username}".casefold()
+        kinds = [MessageEntityType.MENTION, MessageEntityType.TEXT_MENTION]
+        found = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
+        return any(
+            (entity.type == MessageEntityType.MENTION and text.casefold() == wanted)
+            or (entity.user is not None and entity.user.id == bot.id)
+            for entity, text in found.items()
+        )
+
+
+class _CommandForUs(filters.MessageFilter):
+    """Any command in private; in groups only ``/cmd@ThisBot`` (a bare one may be another's)."""
+
+    def filter(self, message: Message) -> bool:
+        if message.chat.type == ChatType.PRIVATE:
+            return True
+        command = (message.text or "").split(maxsplit=1)[0]
+        _, _, addressee = command.partition("@")
+        return addressee.casefold() == (message.get_bot().username or "").casefold()
+
+
+NEW_MESSAGE = filters.UpdateType.MESSAGE
+ADDRESSED = _AddressedToBot()
+PHOTO_INPUT = (filters.PHOTO | filters.Document.IMAGE) & ~filters.ANIMATION
+NOT_A_PHOTO = (
+    filters.Sticker.ALL
+    | filters.ANIMATION
+    | filters.VOICE
+    | filters.VIDEO
+    | filters.VIDEO_NOTE
+    | filters.AUDIO
+    | filters.Document.ALL
+)
+
+
+# --- building and running --------------------------------------------------------------------
+
+
+def build_application(
+    service: MoodLifter,
+    settings: TelegramOptions,
+    *,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+) -> MoodApplication:
+    """The bot, wired to ``service``; nothing is contacted until it is initialized."""
+    token = _token(settings.token)
+    RedactToken(token).install()
+    application: MoodApplication = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.api_url)
+        .base_file_url(settings.file_url)
+        .context_types(ContextTypes(context=MoodContext))
+        .request(RetryingRequest(connection_pool_size=64, media_write_timeout=60.0))
+        .rate_limiter(RetryAfterLimiter())
+        .concurrent_updates(True)
+        .post_init(_post_init)
+        .build()
+    )
+    application.bot_data["service"] = service
+    application.bot_data["max_image_bytes"] = max_image_bytes
+
+    for name, callback in (
+        ("start", start),
+        ("help", help_command),
+        ("more", more),
+        ("mood", mood),
+        ("mode", mode),
+        ("forget", forget),
+    ):
+        application.add_handler(CommandHandler(name, callback, filters=NEW_MESSAGE))
+    application.add_handler(
+        MessageHandler(filters.COMMAND & NEW_MESSAGE & _CommandForUs(), unknown_command)
+    )
+    application.add_handler(MessageHandler(PHOTO_INPUT & NEW_MESSAGE & ADDRESSED, photo))
+    application.add_handler(MessageHandler(NOT_A_PHOTO & NEW_MESSAGE & ADDRESSED, not_a_photo))
+    application.add_handler(
+        MessageHandler(
+            filters.TEXT & ~filters.COMMAND & NEW_MESSAGE & filters.ChatType.PRIVATE, chat_text
+        )
+    )
+    application.add_handler(CallbackQueryHandler(button, pattern=tr.CALLBACK_PATTERN))
+    application.add_handler(CallbackQueryHandler(stale_button))
+    application.add_error_handler(on_error)
+    return application
+
+
+async def start_polling(application: MoodApplication, *, poll_timeout: float = 30.0) -> None:
+    """Initialize, register the commands, and start fetching updates (returns at once)."""
+    await application.initialize()
+    if application.post_init is not None:  # run_polling calls it; so must we
+        await application.post_init(application)
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(
+        timeout=poll_timeout, allowed_updates=UPDATES, drop_pending_updates=False
+    )
+    log.info("Telegram bot @%s is polling", application.bot.username)
+
+
+async def stop_polling(application: MoodApplication) -> None:
+    """Stop fetching, let the updates in flight finish, and close the HTTP clients."""
+    if application.updater is not None and application.updater.running:
+        await application.updater.stop()
+    if application.running:
+        await application.stop()
+    await application.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def polling(
+    application: MoodApplication, *, poll_timeout: float = 30.0
+) -> AsyncIterator[MoodApplication]:
+    """``async with polling(app):`` runs the bot for the block's duration."""
+    await start_polling(application, poll_timeout=poll_timeout)
+    try:
+        yield application
+    finally:
+        await stop_polling(application)
+
+
+async def _post_init(application: MoodApplication) -> None:
+    await application.bot.set_my_commands(COMMANDS)
+
+
+def _token(secret: Any) -> str:
+    value = secret.get() if hasattr(secret, "get") else secret
+    if not value:
+        raise ConfigError("telegram.token is not set (MOODLIFT_TELEGRAM_TOKEN)")
+    return str(value)
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+async def start(update: Update, context: MoodContext) -> None:
+    """Say hello and what the bot does."""
+    await _answer(update, context, context.service.welcome())
+
+
+async def help_command(update: Update, context: MoodContext) -> None:
+    """List the commands and the privacy promise."""
+    await _answer(update, context, context.service.help())
+
+
+async def chat_text(update: Update, context: MoodContext) -> None:
+    """Plain words in a private chat: show what the bot understands."""
+    await _answer(update, context, context.service.help())
+
+
+async def unknown_command(update: Update, context: MoodContext) -> None:
+    """A command the bot does not have: point to /help."""
+    await _answer(update, context, context.service.help())
+
+
+async def more(update: Update, context: MoodContext) -> None:
+    """Another unseen song for the user's last mood."""
+    await _answer(update, context, await context.service.more(_user(update)))
+
+
+async def mood(update: Update, context: MoodContext) -> None:
+    """What the bot read in the user's last selfie."""
+    await _answer(update, context, await context.service.mood(_user(update)))
+
+
+async def mode(update: Update, context: MoodContext) -> None:
+    """``/mode lift|match``: cheer the user up, or stay with the feeling."""
+    wanted = " ".join(context.args or ()) or None
+    await _answer(update, context, await context.service.set_mode(_user(update), wanted))
+
+
+async def forget(update: Update, context: MoodContext) -> None:
+    """Ask to confirm deleting everything stored about the user."""
+    await _answer(update, context, await context.service.forget(_user(update), confirmed=False))
+
+
+async def photo(update: Update, context: MoodContext) -> None:
+    """A selfie (compressed photo or image file): read the mood, answer with a song."""
+    message = _message(update)
+    file_id = _pick_file(message, context.max_image_bytes)
+    if file_id is None:
+        await _answer(update, context, wording.too_big(context.max_image_bytes))
+        return
+    async with _showing(context, message.chat_id, ChatAction.UPLOAD_PHOTO):
+        image = await _download(context, file_id)
+        if image is None:
+            await _answer(update, context, wording.too_big(context.max_image_bytes))
+            return
+        await _answer(update, context, await context.service.photo(_user(update), image))
+
+
+async def not_a_photo(update: Update, context: MoodContext) -> None:
+    """A sticker, GIF, voice, video or non-image file: ask for a photo instead."""
+    await _answer(update, context, wording.NOT_A_PHOTO)
+
+
+async def button(update: Update, context: MoodContext) -> None:
+    """A known inline button: "Another song", or the answer to /forget."""
+    query = update.callback_query
+    assert query is not None and context.match is not None
+    owner = context.match["owner"]
+    if owner is None:  # "Another song": for whoever pressed it
+        await query.answer()
+        await _answer(update, context, await context.service.more(_user(update)))
+    elif int(owner) != query.from_user.id:
+        await query.answer(wording.FORGET_NOT_YOURS, show_alert=True)
+    elif context.match["answer"] == "no":
+        await query.answer()
+        await query.edit_message_text(tr.plain(wording.FORGET_KEPT).text, parse_mode=ParseMode.HTML)
+    else:
+        reply = await context.service.forget(_user(update), confirmed=True)
+        await query.answer()
+        rendered = tr.render(reply, user_id=query.from_user.id)
+        await query.edit_message_text(rendered.text, parse_mode=ParseMode.HTML)
+
+
+async def stale_button(update: Update, context: MoodContext) -> None:
+    """Callback data the bot never made (old versions, or forged): act on nothing."""
+    query = update.callback_query
+    assert query is not None
+    log.info("ignored unknown callback data of %d bytes", len(query.data or ""))
+    await query.answer(BUTTON_EXPIRED, show_alert=True)
+
+
+async def on_error(update: object, context: MoodContext) -> None:
+    """Log what a handler let escape, and tell the user something went wrong."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("Telegram update %s failed", update_id, exc_info=context.error)
+    if not isinstance(update, Update):
+        return
+    with contextlib.suppress(TelegramError):
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+    with contextlib.suppress(TelegramError):
+        if update.effective_chat is not None:
+            await _answer(update, context, wording.SOMETHING_WENT_WRONG)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _message(update: Update) -> Message:
+    message = update.effective_message
+    assert message is not None  # guaranteed by the message filters
+    return message
+
+
+def _user(update: Update) -> Any:
+    """The core's view of who acted (the button presser for callbacks)."""
+    from core.service import UserRef
+
+    user = update.effective_user
+    assert user is not None
+    return UserRef(platform=PLATFORM, user_id=str(user.id), name=user.full_name)
+
+
+def _pick_file(message: Message, limit: int) -> str | None:
+    """The file to read: the largest photo size under ``limit``, or the image document."""
+    if message.photo:
+        fitting = [size for size in message.photo if _fits(size, limit)]
+        if not fitting:
+            return None
+        return max(fitting, key=lambda size: size.width * size.height).file_id
+    document = message.document
+    assert document is not None  # PHOTO_INPUT let only photos and image documents through
+    return document.file_id if document.file_size is None or document.file_size <= limit else None
+
+
+def _fits(size: PhotoSize, limit: int) -> bool:
+    return size.file_size is None or size.file_size <= limit
+
+
+async def _download(context: MoodContext, file_id: str) -> bytes | None:
+    """The file's bytes, in memory; None when it turns out too big."""
+    try:
+        telegram_file = await context.bot.get_file(file_id)
+    except BadRequest as error:
+        if "too big" in str(error).lower():
+            return None
+        raise
+    if telegram_file.file_size is not None and telegram_file.file_size > context.max_image_bytes:
+        return None
+    data = await telegram_file.download_as_bytearray()
+    if len(data) > context.max_image_bytes:
+        return None
+    return bytes(data)
+
+
+@contextlib.asynccontextmanager
+async def _showing(context: MoodContext, chat_id: int, action: str) -> AsyncIterator[None]:
+    """Show ``action`` ("sending a photo…") in the chat until the block ends."""
+
+    async def keep_showing() -> None:
+        while True:
+            await asyncio.sleep(CHAT_ACTION_EVERY)
+            await _chat_action(context, chat_id, action)
+
+    await _chat_action(context, chat_id, action)
+    task = asyncio.create_task(keep_showing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _chat_action(context: MoodContext, chat_id: int, action: str) -> None:
+    try:
+        await context.bot.send_chat_action(chat_id, action)
+    except TelegramError as error:  # cosmetic: never let it cost the user the answer
+        log.debug("chat action failed: %s", error)
+
+
+async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> Message:
+    """Send ``reply`` to the chat of ``update``, as a reply to its message."""
+    user = update.effective_user
+    user_id = user.id if user is not None else 0
+    if isinstance(reply, str):
+        outgoing = tr.plain(reply)
+    else:
+        art = await context.service.card_image(reply) if isinstance(reply, TrackCard) else None
+        outgoing = tr.render(reply, user_id=user_id, art=art)
+    chat = update.effective_chat
+    assert chat is not None
+    replied = update.callback_query.message if update.callback_query else update.effective_message
+    return await send(
+        context.bot, chat.id, outgoing, reply_to=replied.message_id if replied else None
+    )
+
+
+async def send(
+    bot: ExtBot[None], chat_id: int, outgoing: tr.Outgoing, *, reply_to: int | None = None
+) -> Message:
+    """Send one rendered message; a photo Telegram refuses falls back to the text alone."""
+    reply_parameters = (
+        ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+        if reply_to is not None
+        else None
+    )
+    if outgoing.photo is not None:
+        try:
+            return await bot.send_photo(
+                chat_id,
+                photo=outgoing.photo,
+                caption=outgoing.text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=outgoing.keyboard,
+                reply_parameters=reply_parameters,
+            )
+        except BadRequest as error:
+            log.warning("Telegram refused the photo (%s); sending the text alone", error)
+    return await bot.send_message(
+        chat_id,
+        outgoing.text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=outgoing.keyboard,
+        reply_parameters=reply_parameters,
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+    )

@@ -1,0 +1,128 @@
+"""Turn core replies into Telegram messages: HTML text or caption, photo, inline keyboard.
+
+Pure functions, no I/O, so every shape of reply is easy to test. All user-visible text from the
+core or the catalog goes through :func:`html.escape`; messages use ``ParseMode.HTML``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot import wording
+from core.replies import EmotionSummary, Notice, NoticeKind, Reply, TrackCard
+
+CAPTION_LIMIT = 1024  # Telegram's limit for photo captions
+TEXT_LIMIT = 4096  # ... and for message text
+
+# Callback data: short, versionless, validated by CALLBACK_PATTERN before anything acts on it.
+MORE = "more"
+FORGET_YES = "forget:yes"
+FORGET_NO = "forget:no"
+CALLBACK_PATTERN = re.compile(r"^(?:more|forget:(?P<answer>yes|no):(?P<owner>\d{1,20}))$")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to send: HTML text (or caption), an optional photo, an optional keyboard."""
+
+    text: str
+    photo: bytes | str | None = None  # bytes to upload, or a URL Telegram fetches itself
+    keyboard: InlineKeyboardMarkup | None = None
+
+
+def render(reply: Reply, *, user_id: int, art: bytes | None = None) -> Outgoing:
+    """The message for any core reply; ``art`` is the card image when the core has one."""
+    if isinstance(reply, TrackCard):
+        return render_card(reply, art)
+    if isinstance(reply, EmotionSummary):
+        return render_summary(reply)
+    return render_notice(reply, user_id=user_id)
+
+
+def render_card(card: TrackCard, art: bytes | None = None) -> Outgoing:
+    """A song: album art (uploaded bytes, else the art URL) with a caption, or a text card."""
+    photo: bytes | str | None = art or card.art_png or card.art_url or None
+    limit = CAPTION_LIMIT if photo is not None else TEXT_LIMIT
+    return Outgoing(text=card_caption(card, limit), photo=photo, keyboard=card_keyboard(card))
+
+
+def card_caption(card: TrackCard, limit: int = CAPTION_LIMIT) -> str:
+    """Title, artist, album, the emotion with its confidence, the mood, why, and small print."""
+    lines = [f"🎵 <b>{_e(card.title)}</b>", _e(wording.artist_line(card))]
+    album = wording.album_line(card)
+    if album:
+        lines.append(_e(album))
+    lines.extend(f"<b>{_e(label)}:</b> {_e(value)}" for label, value in wording.card_facts(card))
+    notes = [f"<i>{_e(note)}</i>" for note in wording.card_notes(card)]
+    return _fit(lines, notes, limit)
+
+
+def card_keyboard(card: TrackCard) -> InlineKeyboardMarkup:
+    """ "Open in Spotify" (when the link is a web link) and "Another song"."""
+    row = []
+    if card.spotify_url.startswith("https://"):
+        row.append(InlineKeyboardButton(wording.OPEN_IN_SPOTIFY, url=card.spotify_url))
+    row.append(InlineKeyboardButton(wording.ANOTHER_SONG, callback_data=MORE))
+    return InlineKeyboardMarkup([row])
+
+
+def render_summary(summary: EmotionSummary) -> Outgoing:
+    """The last reading: the chart image (when drawn) with the same words as its caption."""
+    photo = summary.chart_png or None
+    limit = CAPTION_LIMIT if photo is not None else TEXT_LIMIT
+    return Outgoing(text=summary_text(summary, limit), photo=photo)
+
+
+def summary_text(summary: EmotionSummary, limit: int = TEXT_LIMIT) -> str:
+    """The headline, all seven probabilities as bars, and when it was read."""
+    bars = "\n".join(_e(line) for line in wording.probability_lines(summary.probabilities))
+    lines = [
+        _e(wording.summary_headline(summary)),
+        f"<pre>{bars}</pre>",
+        _e(wording.summary_footer(summary)),
+    ]
+    return _fit(lines, [], limit)
+
+
+def render_notice(notice: Notice, *, user_id: int) -> Outgoing:
+    """Words; a forget confirmation carries the buttons that only ``user_id`` may use."""
+    keyboard = None
+    if notice.kind is NoticeKind.CONFIRM_FORGET:
+        keyboard = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton(
+                        wording.FORGET_YES, callback_data=f"{FORGET_YES}:{user_id}"
+                    ),
+                    InlineKeyboardButton(wording.FORGET_NO, callback_data=f"{FORGET_NO}:{user_id}"),
+                ]
+            ]
+        )
+    return Outgoing(text=_e(notice.text)[:TEXT_LIMIT], keyboard=keyboard)
+
+
+def plain(text: str) -> Outgoing:
+    """An adapter's own short message (escaped)."""
+    return Outgoing(text=_e(text))
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _fit(lines: list[str], optional: list[str], limit: int) -> str:
+    """Join lines, adding optional ones while they fit; never cut inside an HTML tag."""
+    text = "\n".join(lines)
+    for extra in optional:
+        if len(text) + 1 + len(extra) > limit:
+            break
+        text = f"{text}\n{extra}"
+    if len(text) <= limit:
+        return text
+    # Only the required lines overflow (absurdly long titles): drop markup, then cut.
+    bare = html.unescape(re.sub(r"<[^>]+>", "", text))
+    return _e(bare[: limit // 2 - 1]) + "…"

@@ -395,7 +395,11 @@ async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
     """Keyword arguments for ``send`` (channel, followup or response) that show ``reply``."""
     if isinstance(reply, TrackCard):
         embed = card_embed(reply)
-        out: dict[str, Any] = {"embed": embed, "view": CardView(reply.spotify_url)}
+        view = CardView(reply.spotify_url)
+        # Sent as components only: the one persistent CardView registered in setup_hook answers
+        # every click, so no per-message view piles up in the client's view store.
+        view.stop()
+        out: dict[str, Any] = {"embed": embed, "view": view}
         if reply.art_url:
             embed.set_thumbnail(url=reply.art_url)
         else:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +31,9 @@ from data.catalog_sources import (
     fetch,
     read_catalog,
 )
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,23 @@ async def import_sources(
         )
         reports.append(report)
     return reports
+
+
+async def ensure_catalog(
+    settings: Settings, store: Store, *, progress: bool = False
+) -> list[ImportReport]:
+    """At start-up: import the configured sources when the catalog is empty (and allowed to)."""
+    counts = await store.catalog_counts()
+    if counts.total or not settings.catalog.import_if_empty:
+        return []
+    log.info("the catalog is empty; importing %d source(s)", len(settings.catalog.sources))
+    return await import_sources(
+        store,
+        settings.catalog.sources,
+        settings.paths.cache_dir,
+        progress=progress,
+        download_timeout=settings.catalog.download_timeout,
+    )
 
 
 async def import_rows(

@@ -1,10 +1,15 @@
-"""Choose the next song for a user and say why, as a platform-neutral :class:`TrackCard`."""
+"""Choose the next song for a user and say why, as a platform-neutral :class:`TrackCard`.
+
+The "never repeat until the mood is exhausted" guarantee lives in the store
+(:meth:`core.store.Store.pick_and_deliver`): a unique constraint plus retry, so it holds across
+tasks and processes without any lock here.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from core.moods import Mode, check_emotion, mood_for, parse_mode, reason
+from core.moods import Mode, check_emotion, check_mood, mood_for, parse_mode, reason
 from core.replies import TrackCard
 from core.store import Pick, Store, UserRecord
 
@@ -14,39 +19,51 @@ log = logging.getLogger(__name__)
 def effective_mode(
     user: UserRecord, default: Mode | str, override: Mode | str | None = None
 ) -> Mode:
-    """The mode for this request: an explicit override, else the user's choice, else the default."""
+    """The mode for one request: an explicit override, else the user's choice, else the default."""
     if override is not None:
         return parse_mode(override)
     return user.mode if user.mode is not None else parse_mode(default)
 
 
-async def recommend_for_emotion(
-    store: Store,
-    user: UserRecord,
-    emotion: str,
-    *,
-    default_mode: Mode | str = Mode.LIFT,
-    mode: Mode | str | None = None,
-    confidence: float | None = None,
+class Recommender:
+    """Picks songs from the store under the configured default mode."""
+
+    def __init__(self, store: Store, default_mode: Mode | str = Mode.LIFT) -> None:
+        self.store = store
+        self.default_mode = parse_mode(default_mode)
+
+    async def pick(self, user_id: int, mood: str, emotion: str | None = None) -> Pick:
+        """A track of ``mood`` the user has not had this round, recorded as delivered.
+
+        Raises :class:`core.errors.CatalogEmpty` when the mood has no servable track.
+        """
+        return await self.store.pick_and_deliver(user_id, mood, emotion)
+
+    async def for_emotion(
+        self,
+        user: UserRecord,
+        emotion: str,
+        *,
+        mode: Mode | str | None = None,
+        confidence: float | None = None,
+    ) -> TrackCard:
+        """A song answering ``emotion`` under the user's lift/match preference (or ``mode``)."""
+        emotion = check_emotion(emotion)
+        mood = mood_for(emotion, effective_mode(user, self.default_mode, mode))
+        pick = await self.pick(user.id, mood, emotion)
+        return card(pick, mood, emotion=emotion, confidence=confidence)
+
+    async def for_mood(self, user: UserRecord, mood: str) -> TrackCard:
+        """Another song of ``mood`` with no new photo (the "Another song" button)."""
+        mood = check_mood(mood)
+        return card(await self.pick(user.id, mood), mood)
+
+
+def card(
+    pick: Pick, mood: str, *, emotion: str | None = None, confidence: float | None = None
 ) -> TrackCard:
-    """A song answering ``emotion`` under the user's lift/match preference, never a repeat
-    until the user has heard every song of that mood (then ``new_round`` is set)."""
-    emotion = check_emotion(emotion)
-    mood = mood_for(emotion, effective_mode(user, default_mode, mode))
-    pick = await store.pick_and_deliver(user.id, mood, emotion)
-    return card(pick, emotion=emotion, confidence=confidence)
-
-
-async def recommend_for_mood(store: Store, user: UserRecord, mood: str) -> TrackCard:
-    """Another song of ``mood`` with no new photo (the "/more" button)."""
-    pick = await store.pick_and_deliver(user.id, mood)
-    return card(pick)
-
-
-def card(pick: Pick, *, emotion: str | None = None, confidence: float | None = None) -> TrackCard:
     """The reply for a delivered track."""
     track = pick.track
-    mood = track.mood or ""
     return TrackCard(
         track_id=track.id,
         title=track.name,
@@ -57,7 +74,7 @@ def card(pick: Pick, *, emotion: str | None = None, confidence: float | None = N
         art_url=track.art_url,
         emotion=emotion,
         confidence=confidence,
-        reason=reason(emotion, mood) if emotion else f"another {mood} one",
+        reason=reason(emotion, mood) if emotion else f"another {mood} one for you",
         new_round=pick.new_round,
         notes=(f"you have heard every {mood} song here — starting over",) if pick.new_round else (),
     )

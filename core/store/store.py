@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -23,6 +23,9 @@ from core.moods import MOODS, Mode, check_emotion, check_mood, parse_mode
 from core.store import migrate
 from core.store.engine import create_engine
 from core.store.schema import Delivery, Detection, Track, User, utcnow
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +78,14 @@ class DetectionRecord:
 
 @dataclass(frozen=True)
 class Forgotten:
-    """What ``forget_user`` deleted."""
+    """What ``forget_user`` deleted; falsy when there was nothing to forget."""
 
     users: int
     deliveries: int
     detections: int
+
+    def __bool__(self) -> bool:
+        return self.users + self.deliveries + self.detections > 0
 
 
 @dataclass(frozen=True)
@@ -106,17 +112,29 @@ def _track(row: Track) -> TrackRecord:
 class Store:
     """The database behind the bot: an engine and a session factory, opened once at start-up."""
 
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
-        self.engine = engine
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> None:
         self.url = url
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.engine: AsyncEngine = create_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> Store:
-        return cls(create_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms), url)
+    async def open(cls, target: str | Settings, *, upgrade: bool = True) -> Store:
+        """Open the database of ``target`` (a URL or the settings) and bring it to head."""
+        if isinstance(target, str):
+            store = cls(target)
+        else:
+            db = target.database
+            store = cls(target.database_url, echo=db.echo, busy_timeout_ms=db.busy_timeout_ms)
+        if upgrade:
+            try:
+                await store.upgrade()
+            except BaseException:
+                await store.close()
+                raise
+        return store
 
     async def upgrade(self) -> str | None:
-        """Bring the schema to head (the app calls this at start)."""
+        """Bring the schema to head (the app does this at start)."""
         return await migrate.upgrade(self.url)
 
     async def close(self) -> None:
@@ -150,6 +168,17 @@ class Store:
                 log.info("new user %s on %s", user.id, platform)
                 return _user(user)
         raise StoreError(f"cannot create user {platform}:{platform_user_id}")
+
+    async def find_user(self, platform: str, platform_user_id: str) -> UserRecord | None:
+        """The user for this platform account, if they ever talked to the bot."""
+        async with self.sessions() as session:
+            found = await session.scalars(
+                select(User).where(
+                    User.platform == platform, User.platform_user_id == str(platform_user_id)
+                )
+            )
+            row = found.one_or_none()
+            return _user(row) if row is not None else None
 
     async def get_user(self, user_id: int) -> UserRecord:
         async with self.sessions() as session:
@@ -191,18 +220,20 @@ class Store:
         self,
         user_id: int,
         emotion: str,
-        confidence: float,
         probabilities: Mapping[str, float],
         faces: int = 1,
+        *,
+        confidence: float | None = None,
     ) -> DetectionRecord:
-        """Keep the user's latest reading (replacing the previous one); never the photo."""
-        record = DetectionRecord(
-            check_emotion(emotion),
-            float(confidence),
-            {check_emotion(k): float(v) for k, v in probabilities.items()},
-            int(faces),
-            utcnow(),
-        )
+        """Keep the user's latest reading (replacing the previous one); never the photo.
+
+        ``confidence`` defaults to the probability of ``emotion``.
+        """
+        emotion = check_emotion(emotion)
+        probs = {check_emotion(k): float(v) for k, v in probabilities.items()}
+        if confidence is None:
+            confidence = probs.get(emotion, 0.0)
+        record = DetectionRecord(emotion, float(confidence), probs, int(faces), utcnow())
         async with self.sessions() as session:
             row = await session.get(Detection, user_id)
             if row is None:

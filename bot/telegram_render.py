@@ -114,15 +114,24 @@ def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def visible_length(markup: str) -> int:
+    """What Telegram counts against its limits: the text after HTML parsing, in UTF-16 units."""
+    shown = html.unescape(re.sub(r"<[^>]+>", "", markup))
+    return len(shown.encode("utf-16-le")) // 2
+
+
 def _fit(lines: list[str], optional: list[str], limit: int) -> str:
     """Join lines, adding optional ones while they fit; never cut inside an HTML tag."""
     text = "\n".join(lines)
     for extra in optional:
-        if len(text) + 1 + len(extra) > limit:
+        candidate = f"{text}\n{extra}"
+        if visible_length(candidate) > limit:
             break
-        text = f"{text}\n{extra}"
-    if len(text) <= limit:
+        text = candidate
+    if visible_length(text) <= limit:
         return text
-    # Only the required lines overflow (absurdly long titles): drop markup, then cut.
+    # Only the required lines overflow (absurdly long titles): drop the markup, then cut.
     bare = html.unescape(re.sub(r"<[^>]+>", "", text))
-    return _e(bare[: limit // 2 - 1]) + "…"
+    while len(bare.encode("utf-16-le")) // 2 > limit - 1:
+        bare = bare[: len(bare) - max(1, len(bare) // 20)]
+    return _e(bare) + "…"

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import io
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -719,7 +721,7 @@ class FakeTelegramAPI:
         text = call.params.get("text")
         if not text:
             raise _ApiError(400, "Bad Request: message text is empty")
-        if len(str(text)) > 4096:
+        if _visible_length(call, str(text)) > 4096:
             raise _ApiError(400, "Bad Request: message is too long")
         return self._store_sent(call, text=text, **self._entities_of(call))
 
@@ -733,7 +735,7 @@ class FakeTelegramAPI:
         if isinstance(photo, str) and not is_url and photo not in self._files:
             raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
         caption = call.params.get("caption")
-        if caption is not None and len(str(caption)) > 1024:
+        if caption is not None and _visible_length(call, str(caption)) > 1024:
             raise _ApiError(400, "Bad Request: message caption is too long")
         data = photo if isinstance(photo, bytes) else b""
         stored = self.register_file(data, declared_size=len(data))
@@ -821,6 +823,13 @@ class FakeTelegramAPI:
         self.messages[(chat_id, message["message_id"])] = message
         call.params["_message_id"] = message["message_id"]
         return message
+
+
+def _visible_length(call: ApiCall, text: str) -> int:
+    """Telegram's limits count the text after entity parsing, in UTF-16 code units."""
+    if str(call.params.get("parse_mode", "")).upper() == "HTML":
+        text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    return len(text.encode("utf-16-le")) // 2
 
 
 class _ApiError(Exception):

@@ -1,0 +1,132 @@
+"""Rendering core replies as Telegram messages: escaping, limits, keyboards, callback data."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, datetime, timedelta
+
+from bot import telegram_render as tr
+from bot import wording
+from core.replies import EmotionSummary, FaceReading, Notice, NoticeKind, TrackCard
+
+PROBABILITIES = {
+    "angry": 0.05,
+    "disgust": 0.01,
+    "fear": 0.04,
+    "happy": 0.02,
+    "sad": 0.72,
+    "surprise": 0.06,
+    "neutral": 0.10,
+}
+
+
+def _card(**changes: object) -> TrackCard:
+    fields: dict[str, object] = {
+        "track_id": "4uLU6hMCjMI75M1A2tKUQC",
+        "title": "Never <Gonna> & Give",
+        "artist": "Rick \u202eAstley",
+        "album": "Whenever You Need Somebody",
+        "mood": "calm",
+        "spotify_url": "https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC",
+        "emotion": "sad",
+        "confidence": 0.72,
+        "reason": "you look sad — here is something calm",
+    }
+    fields.update(changes)
+    return TrackCard(**fields)  # type: ignore[arg-type]
+
+
+def _visible(markup: str) -> str:
+    """What a Telegram client shows for HTML text (tags dropped, entities decoded)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def test_card_caption_escapes_and_says_everything() -> None:
+    out = tr.render_card(_card(), art=b"\x89PNG")
+    assert out.photo == b"\x89PNG"
+    assert "&lt;Gonna&gt; &amp; Give" in out.text
+    assert "<Gonna>" not in out.text
+    shown = _visible(out.text)
+    for fact in (
+        "Never <Gonna> & Give",
+        "Rick \u202eAstley",
+        "Whenever You Need Somebody",
+        "sad 72 %",
+        "calm",
+        "you look sad — here is something calm",
+    ):
+        assert fact in shown
+    url, more = out.keyboard.inline_keyboard[0]
+    assert (url.text, url.url) == (wording.OPEN_IN_SPOTIFY, _card().spotify_url)
+    assert (more.text, more.callback_data) == (wording.ANOTHER_SONG, tr.MORE)
+
+
+def test_card_without_art_is_text_and_falls_back_to_url_or_drawn_png() -> None:
+    assert tr.render_card(_card()).photo is None
+    assert tr.render_card(_card(art_url="https://i.scdn.co/image/x")).photo == (
+        "https://i.scdn.co/image/x"
+    )
+    assert tr.render_card(_card(art_png=b"png")).photo == b"png"
+
+
+def test_card_keyboard_drops_a_link_that_is_not_https() -> None:
+    buttons = tr.card_keyboard(_card(spotify_url="javascript:alert(1)")).inline_keyboard[0]
+    assert [b.callback_data for b in buttons] == [tr.MORE]
+
+
+def test_new_round_and_faces_notes_and_the_caption_limit() -> None:
+    faces = tuple(FaceReading((0, 0, 9, 9), "happy", 0.9, PROBABILITIES) for _ in range(3))
+    card = _card(new_round=True, faces=faces, notes=("x" * 2000,))
+    caption = tr.card_caption(card)
+    assert tr.visible_length(caption) <= tr.CAPTION_LIMIT
+    assert "new round" in caption and "3 faces" in caption
+    assert "x" * 100 not in caption  # the oversize note is left out, not cut mid-tag
+    giant = tr.card_caption(_card(title="<b>" * 2000))
+    assert tr.visible_length(giant) <= tr.CAPTION_LIMIT
+    assert "&lt;b&gt;" in giant  # escaped, so it is still valid HTML
+    assert "<b>&lt;b&gt;" not in giant[-20:]
+
+
+def test_plain_card_without_emotion_says_the_mood() -> None:
+    shown = _visible(tr.card_caption(_card(emotion=None, confidence=None, reason="")))
+    assert "Emotion" not in shown and "calm" in shown
+
+
+def test_summary_lists_all_seven_and_when() -> None:
+    summary = EmotionSummary(
+        emotion="sad",
+        confidence=0.72,
+        probabilities=PROBABILITIES,
+        mood="calm",
+        detected_at=datetime.now(UTC) - timedelta(minutes=5),
+        faces=2,
+    )
+    out = tr.render_summary(summary)
+    assert out.photo is None
+    shown = _visible(out.text)
+    for name in PROBABILITIES:
+        assert name in shown
+    assert "72 %" in shown and "calm" in shown and "UTC" in shown and "2 faces" in shown
+    lines = [line for line in shown.splitlines() if "█" in line or "·" in line]
+    assert lines[0].startswith("sad")  # most likely first
+    with_chart = tr.render_summary(
+        EmotionSummary("sad", 0.72, PROBABILITIES, "calm", summary.detected_at, chart_png=b"PNG")
+    )
+    assert with_chart.photo == b"PNG" and tr.visible_length(with_chart.text) <= tr.CAPTION_LIMIT
+
+
+def test_forget_confirmation_buttons_belong_to_the_asker() -> None:
+    out = tr.render_notice(Notice(NoticeKind.CONFIRM_FORGET, "Sure?"), user_id=777)
+    yes, no = out.keyboard.inline_keyboard[0]
+    assert (yes.callback_data, no.callback_data) == ("forget:yes:777", "forget:no:777")
+    for data in (yes.callback_data, no.callback_data, tr.MORE):
+        assert tr.CALLBACK_PATTERN.fullmatch(data)
+    for forged in ("forget:yes:", "forget:yes:1; DROP", "more ", "forget:maybe:1", "", "x" * 64):
+        assert not tr.CALLBACK_PATTERN.fullmatch(forged)
+
+
+def test_notices_are_escaped_text() -> None:
+    out = tr.render_notice(Notice(NoticeKind.HELP, "Use /mode <lift|match> & smile"), user_id=1)
+    assert out.text == "Use /mode &lt;lift|match&gt; &amp; smile"
+    assert out.keyboard is None and out.photo is None

@@ -1,0 +1,192 @@
+"""The ``moodlift`` command: database, catalog, a recommendation from the shell, training.
+
+Every command returns an exit status; our own errors become one line on stderr (no traceback)
+and a non-zero exit. Training and evaluation commands hand their arguments to the model
+packages, imported only when asked for (TensorFlow is slow to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from core.config import Settings, load_settings
+from core.errors import CatalogError, MoodLiftError
+from core.moods import EMOTIONS, MOODS, Mode
+
+log = logging.getLogger(__name__)
+
+_DELEGATES = {
+    ("train", "emotion"): "models.train_emotion",
+    ("train", "music"): "models.train_music",
+    ("eval", "emotion"): "models.evaluate_emotion",
+    ("eval", "music"): "models.evaluate_music",
+}
+_MAX_ISSUES_SHOWN = 20
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moodlift",
+        description="Music Mood Lifter: a song for the mood on your face.",
+    )
+    parser.add_argument(
+        "--config", metavar="PATH", help="TOML settings file (default: $MOODLIFT_CONFIG, if set)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    db = commands.add_parser("db", help="database schema (migrations)")
+    db_commands = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = db_commands.add_parser("upgrade", help="upgrade the schema (to head by default)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_commands.add_parser("downgrade", help="downgrade the schema to REVISION")
+    down.add_argument("revision", help='a revision id, "-1", or "base" to drop every table')
+    db_commands.add_parser("current", help="show the schema revision of the database")
+
+    catalog = commands.add_parser("catalog", help="the song catalog")
+    catalog_commands = catalog.add_subparsers(dest="action", metavar="ACTION", required=True)
+    imp = catalog_commands.add_parser("import", help="import catalog files (upsert by track id)")
+    imp.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="a path or URL, optionally LOCATION#sha256=HEX (default: catalog.sources)",
+    )
+    catalog_commands.add_parser("stats", help="tracks per mood")
+
+    rec = commands.add_parser("recommend", help="pick a song for an emotion, as the bot would")
+    rec.add_argument("--user", required=True, help="a local user name (kept in the database)")
+    rec.add_argument("--emotion", required=True, type=str.lower, choices=EMOTIONS)
+    rec.add_argument("--mode", type=str.lower, choices=[m.value for m in Mode])
+
+    for verb, helptext in (("train", "train a model"), ("eval", "evaluate a trained model")):
+        sub = commands.add_parser(verb, help=f"{helptext} (arguments go to the model command)")
+        sub.add_argument("model", choices=("emotion", "music"))
+        sub.add_argument("args", nargs=argparse.REMAINDER, help="passed on; try: -- --help")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ("train", "eval"):
+            return _delegate(args.command, args.model, args.args)
+        settings = load_settings(args.config)
+        logging.basicConfig(
+            level=settings.logging.level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        handler = {
+            "db": _db,
+            "catalog": _catalog,
+            "recommend": _recommend,
+        }[args.command]
+        return asyncio.run(handler(settings, args))
+    except MoodLiftError as error:
+        print(f"moodlift: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("moodlift: interrupted", file=sys.stderr)
+        return 130
+
+
+def _delegate(verb: str, model: str, rest: list[str]) -> int:
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    module_name = _DELEGATES[(verb, model)]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as missing:
+        if missing.name != module_name:
+            raise
+        print(f"moodlift: error: {verb} {model} is not available ({module_name})", file=sys.stderr)
+        return 1
+    return int(module.main(list(rest)) or 0)
+
+
+async def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from core.store import current_revision, downgrade, head_revision, upgrade
+
+    url = settings.database_url
+    if args.action == "upgrade":
+        now = await upgrade(url, args.revision)
+        print(f"database at revision {now}")
+    elif args.action == "downgrade":
+        now = await downgrade(url, args.revision)
+        print(f"database at revision {now or 'base (empty)'}")
+    else:
+        now = await current_revision(url)
+        head = head_revision()
+        state = "up to date" if now == head else f"head is {head}"
+        print(f"{now or 'base (empty)'} ({state})")
+    return 0
+
+
+async def _catalog(settings: Settings, args: argparse.Namespace) -> int:
+    from core.catalog import import_sources
+    from core.store import Store
+    from data.catalog_sources import parse_source
+
+    store = await Store.open(settings)
+    try:
+        if args.action == "import":
+            try:
+                sources = [parse_source(s) for s in args.sources] or list(settings.catalog.sources)
+            except ValueError as bad:
+                raise CatalogError(str(bad)) from None
+            reports = await import_sources(
+                store,
+                sources,
+                settings.paths.cache_dir,
+                progress=sys.stderr.isatty(),
+                download_timeout=settings.catalog.download_timeout,
+            )
+            for report in reports:
+                print(
+                    f"{report.source}: {report.rows} rows, {report.inserted} new, "
+                    f"{report.updated} updated, {report.duplicates} repeated ids, "
+                    f"{report.skipped} skipped"
+                )
+                for issue in report.issues[:_MAX_ISSUES_SHOWN]:
+                    print(f"  skipped {issue}", file=sys.stderr)
+                if report.skipped > _MAX_ISSUES_SHOWN:
+                    print(f"  ... and {report.skipped - _MAX_ISSUES_SHOWN} more", file=sys.stderr)
+        counts = await store.catalog_counts()
+    finally:
+        await store.close()
+    width = max(len(m) for m in (*MOODS, "no mood yet"))
+    for mood in MOODS:
+        print(f"{mood:<{width}}  {counts.by_mood[mood]:>6}")
+    print(f"{'no mood yet':<{width}}  {counts.unassigned:>6}")
+    print(f"{'total':<{width}}  {counts.total:>6}")
+    return 0
+
+
+async def _recommend(settings: Settings, args: argparse.Namespace) -> int:
+    from core.recommend import Recommender
+    from core.store import Store
+
+    store = await Store.open(settings)
+    try:
+        user = await store.get_or_create_user("cli", args.user)
+        recommender = Recommender(store, settings.recommender.default_mode)
+        card = await recommender.for_emotion(user, args.emotion, mode=args.mode)
+    finally:
+        await store.close()
+    print(f"{card.title} — {card.artist}")
+    if card.album:
+        print(f"  album:  {card.album}")
+    print(f"  mood:   {card.mood} ({card.reason})")
+    print(f"  listen: {card.spotify_url}")
+    for note in card.notes:
+        print(f"  note:   {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,278 @@
+"""Find faces in a photo with MediaPipe's BlazeFace models on LiteRT, and crop them like FER2013.
+
+Why BlazeFace and not OpenCV's Haar cascade: measured on the same photos it is 10-30x faster,
+finds tilted and small faces, and returns no false faces on clothes and backgrounds where
+Haar returns several (numbers in models/faces/NOTICE.md). The anchors, box decoding and
+weighted non-maximum suppression follow MediaPipe's calculators; the model files are vendored
+in ``models/faces/``. A :class:`FaceDetector` holds the interpreters: build it once and share
+it; calls are serialised per model by a lock because a LiteRT interpreter is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models" / "faces"
+SHORT_RANGE = "face_detection_short_range.tflite"
+FULL_RANGE = "face_detection_full_range.tflite"
+_RAW_SCORE_LIMIT = 80.0  # MediaPipe clips at 100; 80 keeps float32 exp() finite
+
+
+@dataclass(frozen=True)
+class SsdOptions:
+    """MediaPipe's SsdAnchorsCalculator options for one BlazeFace model."""
+
+    input_size: int
+    strides: tuple[int, ...]
+    two_anchors_per_cell: bool  # interpolated_scale_aspect_ratio == 1.0
+
+
+# mediapipe/modules/face_detection/face_detection_{short,full}_range_common.pbtxt
+SHORT_OPTIONS = SsdOptions(128, (8, 16, 16, 16), True)
+FULL_OPTIONS = SsdOptions(192, (4,), False)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face in the searched image's pixels; eyes are the model's (subject's right, left)."""
+
+    box: tuple[float, float, float, float]  # x, y, width, height
+    score: float
+    right_eye: tuple[float, float]  # the subject's right eye: on the image's left when upright
+    left_eye: tuple[float, float]
+
+    @property
+    def area(self) -> float:
+        return self.box[2] * self.box[3]
+
+    @property
+    def roll(self) -> float:
+        """Head roll in degrees (0 when the eyes are level; positive turns clockwise)."""
+        dx = self.left_eye[0] - self.right_eye[0]
+        dy = self.left_eye[1] - self.right_eye[1]
+        return math.degrees(math.atan2(dy, dx))
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Thresholds of the detector; defaults chosen by measurement (see models/faces/NOTICE.md)."""
+
+    min_score: float = 0.65
+    min_tile_score: float = 0.7  # tiles see small, blurry things: ask for more evidence
+    iou_threshold: float = 0.3  # MediaPipe's min_suppression_threshold
+    min_face: float = 16.0  # pixels; smaller faces carry too little to read an emotion
+    max_faces: int = 20
+    use_full_range: bool = True  # also run the full-range model, for small faces in groups
+    tile_from: int = 640  # longest side from which the full-range model also runs on 2x2 tiles
+
+
+def generate_anchors(options: SsdOptions) -> np.ndarray:
+    """(N, 2) anchor centres in [0, 1], in the order the model's outputs use."""
+    centres: list[np.ndarray] = []
+    strides = list(options.strides)
+    i = 0
+    while i < len(strides):
+        j = i
+        repeats = 0
+        while j < len(strides) and strides[j] == strides[i]:
+            repeats += 2 if options.two_anchors_per_cell else 1
+            j += 1
+        cells = options.input_size // strides[i]
+        grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+        ys, xs = np.meshgrid(grid, grid, indexing="ij")
+        cell_centres = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(cell_centres, repeats, axis=0))
+        i = j
+    return np.concatenate(centres).astype(np.float32)
+
+
+class BlazeFaceModel:
+    """One BlazeFace .tflite on LiteRT: an RGB image in, scored boxes with keypoints out."""
+
+    def __init__(self, path: Path, options: SsdOptions) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(path), num_threads=1)
+        self._interpreter.allocate_tensors()
+        source = self._interpreter.get_input_details()[0]
+        if tuple(source["shape"][1:3]) != (options.input_size, options.input_size):
+            raise ValueError(f"{path.name}: input {source['shape']} does not match {options}")
+        self._input = source["index"]
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1])
+        self._scores, self._regressors = outputs[0]["index"], outputs[1]["index"]
+        self._anchors = generate_anchors(options)
+        self._size = options.input_size
+        self._lock = threading.Lock()
+        self.name = path.stem
+
+    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw detections: (N, 8, 2) box corners + 6 keypoints in pixels, and (N,) scores."""
+        height, width = rgb.shape[:2]
+        scale = self._size / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        tensor = np.full((1, self._size, self._size, 3), -1.0, dtype=np.float32)  # black pad
+        tensor[0, :new_h, :new_w] = resized.astype(np.float32) * (2.0 / 255.0) - 1.0
+        with self._lock:
+            self._interpreter.set_tensor(self._input, tensor)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._regressors)[0].copy()
+            logits = self._interpreter.get_tensor(self._scores)[0, :, 0].copy()
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)))
+        points = raw.reshape(-1, 8, 2) / self._size
+        points[:, 0] += self._anchors  # box centre
+        points[:, 2:] += self._anchors[:, None, :]  # keypoints
+        centre, half = points[:, 0].copy(), points[:, 1] / 2
+        points[:, 0], points[:, 1] = centre - half, centre + half  # corners
+        # Normalised to the padded square; one pixel of it is 1 / scale original pixels.
+        return points * (self._size / scale), scores
+
+
+def weighted_nms(
+    points: np.ndarray, scores: np.ndarray, min_score: float, iou_threshold: float
+) -> list[tuple[np.ndarray, float]]:
+    """MediaPipe's weighted NMS: overlapping boxes are averaged by score, not just dropped."""
+    keep = scores >= min_score
+    points, scores = points[keep], scores[keep]
+    valid = np.all(points[:, 1] > points[:, 0], axis=1)
+    points, scores = points[valid], scores[valid]
+    order = np.argsort(-scores, kind="stable")
+    points, scores = points[order], scores[order]
+    results: list[tuple[np.ndarray, float]] = []
+    remaining = np.arange(len(scores))
+    while remaining.size:
+        top = remaining[0]
+        overlap = _iou(points[top, :2], points[remaining, :2])
+        group = remaining[overlap > iou_threshold]
+        group = group if group.size else remaining[:1]
+        weights = scores[group][:, None, None]
+        merged = (points[group] * weights).sum(axis=0) / weights.sum()
+        results.append((merged, float(scores[top])))
+        remaining = remaining[overlap <= iou_threshold]
+        remaining = remaining[remaining != top]
+    return results
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (2, 2) corner box with (N, 2, 2) corner boxes."""
+    low = np.maximum(box[0], boxes[:, 0])
+    high = np.minimum(box[1], boxes[:, 1])
+    inter = np.prod(np.clip(high - low, 0, None), axis=1)
+    area = np.prod(box[1] - box[0])
+    areas = np.prod(boxes[:, 1] - boxes[:, 0], axis=1)
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+class FaceDetector:
+    """All faces in an RGB image, largest first. Build once (loads two small models)."""
+
+    def __init__(
+        self, settings: DetectorSettings = DetectorSettings(), models_dir: Path = MODELS_DIR
+    ) -> None:
+        self.settings = settings
+        self._short = BlazeFaceModel(models_dir / SHORT_RANGE, SHORT_OPTIONS)
+        self._full = (
+            BlazeFaceModel(models_dir / FULL_RANGE, FULL_OPTIONS)
+            if settings.use_full_range
+            else None
+        )
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Faces in ``rgb`` ((H, W, 3) uint8), boxes in its pixels, largest first."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+        settings = self.settings
+        runs = [(*self._short(rgb), settings.min_score)]
+        if self._full is not None:
+            runs.append((*self._full(rgb), settings.min_score))
+            if max(rgb.shape[:2]) >= settings.tile_from:
+                runs.extend((*run, settings.min_tile_score) for run in _tiled(self._full, rgb))
+        kept = [(p[s >= floor], s[s >= floor]) for p, s, floor in runs]
+        points = np.concatenate([p for p, _ in kept])
+        scores = np.concatenate([s for _, s in kept])
+        merged = weighted_nms(points, scores, 0.0, settings.iou_threshold)
+        height, width = rgb.shape[:2]
+        faces = [_to_face(p, s, width, height) for p, s in merged]
+        faces = [f for f in faces if min(f.box[2], f.box[3]) >= self.settings.min_face]
+        faces.sort(key=lambda f: f.area, reverse=True)
+        return faces[: self.settings.max_faces]
+
+
+def _tiled(model: BlazeFaceModel, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run ``model`` on 2x2 overlapping tiles: faces 4x smaller in area become findable."""
+    height, width = rgb.shape[:2]
+    side_h, side_w = math.ceil(height * 0.6), math.ceil(width * 0.6)
+    runs = []
+    for y in (0, height - side_h):
+        for x in (0, width - side_w):
+            points, scores = model(rgb[y : y + side_h, x : x + side_w])
+            runs.append((points + np.array([x, y], dtype=np.float32), scores))
+    return runs
+
+
+def _to_face(points: np.ndarray, score: float, width: int, height: int) -> Face:
+    (x0, y0), (x1, y1) = points[0], points[1]
+    x0, y0 = max(0.0, float(x0)), max(0.0, float(y0))
+    x1, y1 = min(float(width), float(x1)), min(float(height), float(y1))
+    return Face(
+        box=(x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)),
+        score=score,
+        right_eye=(float(points[2, 0]), float(points[2, 1])),
+        left_eye=(float(points[3, 0]), float(points[3, 1])),
+    )
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """How FER2013 frames a face, measured by running this detector on upscaled FER2013 faces.
+
+    On 388 PublicTest faces the FER2013 frame was 1.18 (median; sd 0.23) detector-box widths
+    wide and centred 0.07 box heights above the box centre; the eye distance varied 2.5x more
+    (coefficient of variation 0.48 against 0.19), so the box, not the eyes, sets the scale.
+    """
+
+    size: int = 48
+    side_per_box: float = 1.18
+    centre_shift: float = -0.07  # in box heights along the face's own downward axis
+    level_eyes: bool = True
+
+
+def align_face(image: np.ndarray, face: Face, crop: CropSettings = CropSettings()) -> np.ndarray:
+    """The face as FER2013 shows one: eyes level, same framing, (size, size) uint8 gray."""
+    gray = image if image.ndim == 2 else None
+    x, y, w, h = face.box
+    angle = math.radians(face.roll) if crop.level_eyes else 0.0
+    cos, sin = math.cos(angle), math.sin(angle)
+    down = np.array([-sin, cos])
+    centre = np.array([x + w / 2, y + h / 2]) + crop.centre_shift * h * down
+    side = crop.side_per_box * max(w, h)
+    # Sample at the crop's own resolution (at most 4x the output), then area-average down.
+    work = int(min(max(crop.size, round(side)), 4 * crop.size))
+    step = side / work
+    half = (work - 1) / 2
+    # Inverse map: output pixel (u, v) -> source point, rotated by the head's roll.
+    to_source = np.array(
+        [
+            [cos * step, -sin * step, centre[0] - (cos * half - sin * half) * step],
+            [sin * step, cos * step, centre[1] - (sin * half + cos * half) * step],
+        ]
+    )
+    source = gray if gray is not None else image
+    flags = (cv2.INTER_LINEAR if work > side else cv2.INTER_CUBIC) | cv2.WARP_INVERSE_MAP
+    patch = cv2.warpAffine(
+        source, to_source, (work, work), flags=flags, borderMode=cv2.BORDER_REPLICATE
+    )
+    if patch.ndim == 3:
+        patch = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
+    if work != crop.size:
+        patch = cv2.resize(patch, (crop.size, crop.size), interpolation=cv2.INTER_AREA)
+    return patch

@@ -1,0 +1,36 @@
+"""Fixtures for core tests: a real SQLite file per test, and small real CSV catalogs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from core.store import Store
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[[str, str, list[str]], Path]:
+    """Write a CRLF CSV (as the published files are) into tmp_path."""
+
+    def write(name: str, header: str, lines: list[str]) -> Path:
+        path = tmp_path / name
+        path.write_bytes(("\r\n".join([header, *lines]) + "\r\n").encode())
+        return path
+
+    return write
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'moodlift.sqlite3'}"
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(db_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -1,0 +1,31 @@
+"""Small real CSV catalogs in the two published formats, for tests."""
+
+from __future__ import annotations
+
+MOODS_HEADER = (
+    "name,album,artist,id,release_date,popularity,length,danceability,acousticness,energy,"
+    "instrumentalness,liveness,valence,loudness,speechiness,tempo,key,time_signature,mood"
+)
+HITS_HEADER = (
+    "track,artist,uri,danceability,energy,key,loudness,mode,speechiness,acousticness,"
+    "instrumentalness,liveness,valence,tempo,duration_ms,time_signature,chorus_hit,sections,target"
+)
+
+
+def track_id(n: int, prefix: str = "T") -> str:
+    """A valid 22-character Spotify-style id."""
+    return f"{prefix}{n:0>21}"
+
+
+def moods_line(n: int, mood: str, *, name: str | None = None, prefix: str = "T") -> str:
+    return (
+        f"{name or f'Song {n}'},Album {n},Artist {n},{track_id(n, prefix)},2001-02-03,50,200000,"
+        f"0.5,0.2,0.6,0.0,0.1,0.4,-7.5,0.05,120.0,5,4,{mood}"
+    )
+
+
+def hits_line(n: int, *, prefix: str = "H") -> str:
+    return (
+        f"Hit {n},Hit Artist {n},spotify:track:{track_id(n, prefix)},0.7,0.8,1,-4.8,1,0.08,0.02,"
+        f"0,0.08,0.7,108.0,188493,4,41.2,10,1"
+    )

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from core.catalog import import_rows
+from core.errors import StoreError, UnknownMode, UnknownUser
+from core.moods import Mode
+from core.store import Store
+from core.store.schema import Delivery, Track
+from data.catalog_sources import read_catalog
+from tests.core import helpers
+from tests.core.helpers import MOODS_HEADER, moods_line
+
+
+async def test_users_are_created_once(store: Store) -> None:
+    first = await store.get_or_create_user("telegram", "42")
+    again = await store.get_or_create_user("telegram", "42")
+    other = await store.get_or_create_user("discord", "42")
+    assert first == again
+    assert other.id != first.id
+    assert first.mode is None
+    assert first.created_at.tzinfo is not None
+    assert await store.find_user("telegram", "42") == first
+    assert await store.find_user("telegram", "43") is None
+
+
+async def test_concurrent_first_contact_makes_one_user(store: Store) -> None:
+    users = await asyncio.gather(*(store.get_or_create_user("discord", "7") for _ in range(10)))
+    assert len({u.id for u in users}) == 1
+
+
+async def test_mode_preference(store: Store) -> None:
+    user = await store.get_or_create_user("cli", "ann")
+    assert (await store.set_mode(user.id, "match")).mode is Mode.MATCH
+    assert (await store.get_user(user.id)).mode is Mode.MATCH
+    assert (await store.set_mode(user.id, None)).mode is None
+    with pytest.raises(UnknownMode):
+        await store.set_mode(user.id, "sideways")
+    with pytest.raises(UnknownUser):
+        await store.set_mode(user.id + 100, "lift")
+
+
+async def test_last_detection_is_replaced_not_accumulated(store: Store) -> None:
+    user = await store.get_or_create_user("cli", "ann")
+    assert await store.last_detection(user.id) is None
+    await store.record_detection(user.id, "sad", {"sad": 0.7, "neutral": 0.3}, faces=2)
+    before = datetime.now(UTC)
+    await store.record_detection(user.id, "Happy", {"happy": 0.9, "sad": 0.1})
+    last = await store.last_detection(user.id)
+    assert last is not None
+    assert (last.emotion, last.confidence, last.faces) == ("happy", 0.9, 1)
+    assert last.probabilities == {"happy": 0.9, "sad": 0.1}
+    assert before - timedelta(seconds=1) <= last.detected_at <= datetime.now(UTC)
+    with pytest.raises(UnknownUser):
+        await store.record_detection(user.id + 100, "sad", {"sad": 1.0})
+
+
+async def test_forget_user_deletes_everything_about_them(store: Store, write_csv) -> None:
+    lines = [moods_line(n, "Calm") for n in range(3)]
+    async with store.sessions() as session:
+        path = write_csv("m.csv", MOODS_HEADER, lines)
+        await import_rows(session, read_catalog(path, moods=("calm",)).rows)
+        await session.commit()
+    ann = await store.get_or_create_user("telegram", "1")
+    bob = await store.get_or_create_user("telegram", "2")
+    for _ in range(2):
+        await store.pick_and_deliver(ann.id, "calm", "fear")
+    await store.pick_and_deliver(bob.id, "calm")
+    await store.record_detection(ann.id, "fear", {"fear": 1.0})
+
+    forgotten = await store.forget_user(ann.id)
+    assert (forgotten.users, forgotten.deliveries, forgotten.detections) == (1, 2, 1)
+    assert await store.find_user("telegram", "1") is None
+    assert not await store.forget_user(ann.id)
+    async with store.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Delivery)) == 1
+        assert await session.scalar(select(func.count()).select_from(Track)) == 3
+
+
+async def test_track_art_cache(store: Store, write_csv) -> None:
+    async with store.sessions() as session:
+        path = write_csv("m.csv", MOODS_HEADER, [moods_line(1, "Sad")])
+        await import_rows(session, read_catalog(path, moods=("sad",)).rows)
+        await session.commit()
+    track_id = helpers.track_id(1)
+    await store.set_track_art(track_id, "https://i.scdn.co/image/x")
+    track = await store.get_track(track_id)
+    assert track is not None
+    assert track.art_url == "https://i.scdn.co/image/x"
+    assert track.art_checked_at is not None and track.art_checked_at.tzinfo is not None
+    assert await store.get_track("missing") is None
+
+
+async def test_open_from_settings_upgrades(tmp_path) -> None:
+    from core.config import load_settings
+
+    settings = load_settings(env={"MOODLIFT_PATHS_DATA_DIR": str(tmp_path / "data")})
+    store = await Store.open(settings)
+    try:
+        assert (await store.catalog_counts()).total == 0
+    finally:
+        await store.close()
+    assert (tmp_path / "data" / "moodlift.sqlite3").is_file()
+
+
+async def test_bad_url_is_a_store_error() -> None:
+    with pytest.raises(StoreError):
+        await Store.open("nosuchdialect+x://")

@@ -298,20 +298,22 @@ class Store:
         No lock: the pick reads candidates, then inserts the delivery; UNIQUE(user, track,
         round) rejects a track that a concurrent pick took first, and the loser tries again.
         When the round holds every track of the mood, the next round starts with the least
-        recently delivered track.
+        recently delivered track; the first delivery of a new round says so (``new_round``).
         """
         mood = check_mood(mood)
         emotion = check_emotion(emotion) if emotion is not None else None
         for _ in range(PICK_ATTEMPTS):
             async with self.sessions() as session:
-                track, round_, new_round = await self._choose(session, user_id, mood)
-                session.add(
-                    Delivery(
-                        user_id=user_id, track_id=track.id, emotion=emotion, mood=mood,
-                        round=round_, delivered_at=utcnow(),
-                    )
+                track, round_ = await self._choose(session, user_id, mood)
+                delivery = Delivery(
+                    user_id=user_id, track_id=track.id, emotion=emotion, mood=mood,
+                    round=round_, delivered_at=utcnow(),
                 )  # fmt: skip
+                session.add(delivery)
                 try:
+                    # Flushing takes the write lock (SQLite), so what we read next is exact.
+                    await session.flush()
+                    new_round = round_ > 1 and not await self._others_in_round(session, delivery)
                     await session.commit()
                 except IntegrityError as exc:
                     await session.rollback()
@@ -328,9 +330,21 @@ class Store:
                 return Pick(_track(track), round_, new_round)
         raise StoreError(f"could not record a delivery for user {user_id} after retries")
 
-    async def _choose(
-        self, session: AsyncSession, user_id: int, mood: str
-    ) -> tuple[Track, int, bool]:
+    @staticmethod
+    async def _others_in_round(session: AsyncSession, delivery: Delivery) -> bool:
+        found = await session.scalar(
+            select(Delivery.id)
+            .where(
+                Delivery.user_id == delivery.user_id,
+                Delivery.mood == delivery.mood,
+                Delivery.round == delivery.round,
+                Delivery.id != delivery.id,
+            )
+            .limit(1)
+        )
+        return found is not None
+
+    async def _choose(self, session: AsyncSession, user_id: int, mood: str) -> tuple[Track, int]:
         current = await session.scalar(
             select(func.max(Delivery.round)).where(
                 Delivery.user_id == user_id, Delivery.mood == mood
@@ -339,12 +353,12 @@ class Store:
         round_ = current or 1
         chosen = await self._oldest_unheard(session, user_id, mood, round_)
         if chosen is not None:
-            return chosen, round_, False
+            return chosen, round_
         # Every track of the mood was given this round: the next round starts over.
         chosen = await self._oldest_unheard(session, user_id, mood, round_ + 1)
         if chosen is None:
             raise CatalogEmpty(mood)
-        return chosen, round_ + 1, True
+        return chosen, round_ + 1
 
     async def _oldest_unheard(
         self, session: AsyncSession, user_id: int, mood: str, round_: int

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from core.catalog import MoodPrediction, assign_moods, import_sources
+from core.errors import CatalogEmpty, UnknownUser
+from core.recommend import Recommender
+from core.store import Store
+from core.store.schema import Delivery
+from data.catalog_sources import SourceSpec
+from tests.core.helpers import HITS_HEADER, MOODS_HEADER, hits_line, moods_line, track_id
+
+
+async def load(store: Store, write_csv, tmp_path: Path, moods: dict[str, int]) -> None:
+    lines, n = [], 0
+    for mood, count in moods.items():
+        for _ in range(count):
+            lines.append(moods_line(n, mood))
+            n += 1
+    path = write_csv("moods.csv", MOODS_HEADER, lines)
+    await import_sources(store, [SourceSpec(str(path))], tmp_path)
+
+
+async def test_no_repeat_then_a_new_round_oldest_first(store: Store, write_csv, tmp_path) -> None:
+    await load(store, write_csv, tmp_path, {"Calm": 5, "Sad": 3})
+    user = await store.get_or_create_user("cli", "ann")
+    first = [await store.pick_and_deliver(user.id, "calm", "fear") for _ in range(5)]
+    assert len({p.track.id for p in first}) == 5
+    assert all(p.track.mood == "calm" and p.round == 1 and not p.new_round for p in first)
+
+    second = [await store.pick_and_deliver(user.id, "calm", "fear") for _ in range(5)]
+    assert [p.new_round for p in second] == [True, False, False, False, False]
+    assert all(p.round == 2 for p in second)
+    # Least recently delivered first: round 2 replays round 1's order.
+    assert [p.track.id for p in second] == [p.track.id for p in first]
+
+    # Other moods and other users have their own rounds.
+    assert (await store.pick_and_deliver(user.id, "sad")).round == 1
+    bob = await store.get_or_create_user("cli", "bob")
+    assert (await store.pick_and_deliver(bob.id, "calm")).round == 1
+
+
+async def test_concurrent_picks_for_one_user_are_all_distinct(
+    store: Store, write_csv, tmp_path
+) -> None:
+    await load(store, write_csv, tmp_path, {"Happy": 40})
+    user = await store.get_or_create_user("telegram", "99")
+    picks = await asyncio.gather(*(store.pick_and_deliver(user.id, "happy") for _ in range(30)))
+    assert len({p.track.id for p in picks}) == 30
+    async with store.sessions() as session:
+        rows = (await session.scalars(select(Delivery))).all()
+    assert len(rows) == 30
+
+
+async def test_concurrent_picks_across_rounds(store: Store, write_csv, tmp_path) -> None:
+    await load(store, write_csv, tmp_path, {"Energetic": 10})
+    user = await store.get_or_create_user("discord", "5")
+    picks = await asyncio.gather(*(store.pick_and_deliver(user.id, "energetic") for _ in range(30)))
+    assert Counter(p.track.id for p in picks) == Counter({track_id(n): 3 for n in range(10)})
+    assert Counter(p.round for p in picks) == {1: 10, 2: 10, 3: 10}
+    assert sum(p.new_round for p in picks) == 2
+
+
+async def test_unlabelled_tracks_are_served_only_once_they_have_a_mood(
+    store: Store, write_csv, tmp_path
+) -> None:
+    path = write_csv("hits.csv", HITS_HEADER, [hits_line(1)])
+    await import_sources(store, [SourceSpec(str(path))], tmp_path)
+    user = await store.get_or_create_user("cli", "ann")
+    recommender = Recommender(store)
+    with pytest.raises(CatalogEmpty, match="no happy tracks"):
+        await recommender.for_emotion(user, "happy")
+    async with store.sessions() as session:
+        await assign_moods(session, [MoodPrediction(track_id(1, "H"), "happy", 0.7)], "v1")
+        await session.commit()
+    card = await recommender.for_emotion(user, "happy")
+    assert card.track_id == track_id(1, "H")
+
+
+async def test_cards_follow_the_users_mode(store: Store, write_csv, tmp_path) -> None:
+    await load(store, write_csv, tmp_path, {"Calm": 2, "Energetic": 2, "Sad": 1})
+    recommender = Recommender(store, default_mode="lift")
+    user = await store.get_or_create_user("cli", "ann")
+
+    card = await recommender.for_emotion(user, "angry", confidence=0.8)
+    assert (card.mood, card.emotion, card.confidence) == ("calm", "angry", 0.8)
+    assert card.reason == "you look angry — here is something calm"
+    assert card.spotify_url == f"https://open.spotify.com/track/{card.track_id}"
+    assert (card.title, card.album, card.new_round, card.notes) == (
+        f"Song {int(card.track_id[1:])}", f"Album {int(card.track_id[1:])}", False, (),
+    )  # fmt: skip
+
+    assert (await recommender.for_emotion(user, "angry", mode="match")).mood == "energetic"
+    user = await store.set_mode(user.id, "match")
+    assert (await recommender.for_emotion(user, "angry")).mood == "energetic"
+
+    first = await recommender.for_mood(user, "sad")
+    again = await recommender.for_mood(user, "sad")
+    assert first.track_id == again.track_id
+    assert again.new_round and again.notes and "starting over" in again.notes[0]
+    assert again.emotion is None and again.reason == "another sad one for you"
+
+
+async def test_unknown_user_cannot_be_served(store: Store, write_csv, tmp_path) -> None:
+    await load(store, write_csv, tmp_path, {"Calm": 1})
+    with pytest.raises(UnknownUser):
+        await store.pick_and_deliver(12345, "calm")

@@ -1,0 +1,105 @@
+"""The ``moodlift`` command, run in-process with a real SQLite file and real CSVs."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.core.helpers import MOODS_HEADER, moods_line
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private data/cache directory; no user config leaks in."""
+    monkeypatch.delenv("MOODLIFT_CONFIG", raising=False)
+    monkeypatch.setenv("MOODLIFT_PATHS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MOODLIFT_PATHS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MOODLIFT_LOGGING_LEVEL", "WARNING")
+    return tmp_path
+
+
+def catalog(tmp_path: Path, moods: list[str]) -> Path:
+    path = tmp_path / "moods.csv"
+    lines = [MOODS_HEADER, *(moods_line(n, m) for n, m in enumerate(moods))]
+    path.write_text("\r\n".join(lines) + "\r\n")
+    return path
+
+
+def test_db_commands(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "current"]) == 0
+    assert "base (empty) (head is 0001)" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert "database at revision 0001" in capsys.readouterr().out
+    assert main(["db", "current"]) == 0
+    assert capsys.readouterr().out.strip() == "0001 (up to date)"
+    assert main(["db", "downgrade", "base"]) == 0
+    assert "base (empty)" in capsys.readouterr().out
+    assert (env / "data" / "moodlift.sqlite3").is_file()
+
+
+def test_import_stats_and_recommend_without_repeats(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = catalog(env, ["Sad", "Sad", "Calm", "Angry"])
+    assert main(["catalog", "import", str(source)]) == 0
+    captured = capsys.readouterr()
+    assert "moods.csv: 3 rows, 3 new, 0 updated, 0 repeated ids, 1 skipped" in captured.out
+    assert "moods.csv:5: unknown mood 'Angry'" in captured.err
+    assert main(["catalog", "stats"]) == 0
+    stats = capsys.readouterr().out
+    assert "sad               2" in stats and "total             3" in stats
+
+    titles = []
+    for _ in range(3):
+        assert main(["recommend", "--user", "ann", "--emotion", "sad"]) == 0
+        out = capsys.readouterr().out
+        titles.append(out.splitlines()[0])
+        assert "you look sad — here is something sad" in out
+    assert len(set(titles[:2])) == 2
+    assert "starting over" in out  # the third call starts a new round
+    assert main(["recommend", "--user", "ann", "--emotion", "fear", "--mode", "match"]) == 0
+    assert "mood:   calm" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_and_non_zero(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["--config", str(env / "missing.toml"), "db", "current"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"moodlift: error: config file {env / 'missing.toml'} does not exist"
+
+    monkeypatch.setenv("MOODLIFT_LIMITS_WORKERS", "many")
+    assert main(["catalog", "stats"]) == 1
+    assert "MOODLIFT_LIMITS_WORKERS = 'many' is invalid" in capsys.readouterr().err
+    monkeypatch.delenv("MOODLIFT_LIMITS_WORKERS")
+
+    assert main(["recommend", "--user", "ann", "--emotion", "happy"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no happy tracks" in err and "Traceback" not in err
+
+    assert main(["catalog", "import", str(env / "none.csv")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as usage:
+        main(["recommend", "--user", "ann", "--emotion", "bored"])
+    assert usage.value.code == 2
+
+
+def test_train_and_eval_hand_their_arguments_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[list[str]] = []
+    fake = types.ModuleType("models.train_music")
+    fake.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "models.train_music", fake)
+    assert main(["train", "music", "--epochs", "3", "--out", "x"]) == 0
+    assert main(["train", "music", "--", "--help"]) == 0
+    assert seen == [["--epochs", "3", "--out", "x"], ["--help"]]
+
+    monkeypatch.setitem(sys.modules, "models.evaluate_music", None)  # not importable
+    assert main(["eval", "music"]) == 1
+    assert "eval music is not available" in capsys.readouterr().err

@@ -70,17 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``; Alembic's step-by-step chatter only when debugging."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if logging.getLevelName(level) > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command in ("train", "eval"):
             return _delegate(args.command, args.model, args.args)
         settings = load_settings(args.config)
-        logging.basicConfig(
-            level=settings.logging.level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        setup_logging(settings.logging.level)
         handler = {
             "db": _db,
             "catalog": _catalog,

@@ -25,6 +25,8 @@ from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 import platformdirs
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from core.errors import ConfigError
 from data.catalog_sources import SourceSpec, parse_source
@@ -75,9 +77,6 @@ def _is_http_url(value: str) -> bool:
 
 
 def _is_database_url(value: str) -> bool:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         make_url(value)
     except ArgumentError:

@@ -6,7 +6,6 @@ wheel as well as from the repository, whatever the working directory.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -81,8 +80,3 @@ async def downgrade(url: str, revision: str) -> str | None:
 async def current_revision(url: str) -> str | None:
     """The revision the database is at; None for an empty database."""
     return await _run(url, "current")
-
-
-def upgrade_sync(url: str, revision: str = "head") -> str | None:
-    """:func:`upgrade` for callers without an event loop."""
-    return asyncio.run(upgrade(url, revision))

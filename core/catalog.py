@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -205,20 +205,31 @@ async def assign_moods(
     session: AsyncSession, predictions: Iterable[MoodPrediction], model_version: str
 ) -> int:
     """Store a model's moods; tracks with a human label keep it. Returns tracks updated."""
-    changed = 0
-    for prediction in predictions:
-        result = await session.execute(
-            update(Track)
-            .where(Track.id == prediction.track_id)
-            .where((Track.mood_source.is_(None)) | (Track.mood_source == "model"))
-            .values(
-                mood=check_mood(prediction.mood),
-                mood_source="model",
-                mood_confidence=float(prediction.confidence),
-                mood_model_version=model_version,
-            )
+    params = [
+        {
+            "b_id": p.track_id,
+            "b_mood": check_mood(p.mood),
+            "b_confidence": float(p.confidence),
+        }
+        for p in predictions
+    ]
+    if not params:
+        return 0
+    table: Table = Track.__table__  # type: ignore[assignment]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .where(table.c.mood_source.is_(None) | (table.c.mood_source == "model"))
+        .values(
+            mood=bindparam("b_mood"),
+            mood_source="model",
+            mood_confidence=bindparam("b_confidence"),
+            mood_model_version=model_version,
         )
-        changed += result.rowcount or 0
+    )
+    result = await session.execute(statement, params)  # one statement, executed in bulk
+    changed = result.rowcount or 0  # type: ignore[attr-defined]
+    log.info("model %s assigned moods to %d tracks", model_version, changed)
     return changed
 
 

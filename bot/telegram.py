@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from telegram import (
     BotCommand,
@@ -49,6 +49,7 @@ from telegram.ext import (
 from bot import telegram_render as tr
 from bot import wording
 from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
+from core.config import TelegramSettings
 from core.errors import ConfigError
 from core.replies import Reply, TrackCard
 
@@ -71,17 +72,6 @@ COMMANDS = (
     BotCommand("mode", "lift or match: cheer you up, or stay with the feeling"),
     BotCommand("forget", "Delete everything I know about you"),
 )
-
-
-class TelegramOptions(Protocol):
-    """What the adapter needs from ``core.config.TelegramSettings``."""
-
-    @property
-    def token(self) -> Any: ...  # core.config.Secret (or a plain str)
-    @property
-    def api_url(self) -> str: ...
-    @property
-    def file_url(self) -> str: ...
 
 
 class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -154,12 +144,14 @@ NOT_A_PHOTO = (
 
 def build_application(
     service: MoodLifter,
-    settings: TelegramOptions,
+    settings: TelegramSettings,
     *,
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
 ) -> MoodApplication:
     """The bot, wired to ``service``; nothing is contacted until it is initialized."""
-    token = _token(settings.token)
+    if not settings.token:
+        raise ConfigError("telegram.token is not set (MOODLIFT_TELEGRAM_TOKEN)")
+    token = settings.token.get()
     RedactToken(token).install()
     application: MoodApplication = (
         ApplicationBuilder()
@@ -237,13 +229,6 @@ async def polling(
 
 async def _post_init(application: MoodApplication) -> None:
     await application.bot.set_my_commands(COMMANDS)
-
-
-def _token(secret: Any) -> str:
-    value = secret.get() if hasattr(secret, "get") else secret
-    if not value:
-        raise ConfigError("telegram.token is not set (MOODLIFT_TELEGRAM_TOKEN)")
-    return str(value)
 
 
 # --- handlers --------------------------------------------------------------------------------

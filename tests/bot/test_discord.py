@@ -1,0 +1,605 @@
+"""The Discord bot end to end: the real discord.py client against SimCord's in-memory Discord.
+
+SimCord runs discord.py's own gateway parsing, app-command tree and views; only Discord itself
+is simulated. Behind the client is the real core: a SQLite file in ``tmp_path``, the shared
+music catalog, real face detection and the real emotion model. The tests act as users would
+(slash commands, clicks, DMs) and assert on what the user sees and on the database.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+import simcord
+from PIL import Image
+from skimage import data as skdata
+
+from bot import wording
+from bot.discord_bot import (
+    ANOTHER_SONG_ID,
+    CARD_FILENAME,
+    CHART_FILENAME,
+    DiscordOptions,
+    MoodLiftBot,
+    build_client,
+    card_embed,
+    render,
+)
+from core.catalog import ensure_catalog
+from core.config import (
+    CatalogSettings,
+    DatabaseSettings,
+    LimitsSettings,
+    PathsSettings,
+    Settings,
+    load_settings,
+)
+from core.replies import FaceReading, TrackCard
+from core.service import MoodLifter
+from data.catalog_sources import SourceSpec
+
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+SLOW = pytest.mark.simcord(settle_timeout=120.0)  # face detection + inference on a busy CPU
+pytestmark = SLOW
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _jpeg(array: Any) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def astronaut_jpeg() -> bytes:
+    """A real photo with one clear face (Eileen Collins, from scikit-image)."""
+    return _jpeg(skdata.astronaut())
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "moodlift.sqlite3"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_path: Path, music_dir: Path) -> Settings:
+    """Real settings: a SQLite file in tmp_path, the labelled catalog from the shared data.
+
+    The models are the app's own (``models/``, or wherever ``MOODLIFT_MODELS_*`` point).
+    """
+    models = load_settings(
+        env={k: v for k, v in os.environ.items() if k.startswith("MOODLIFT_MODELS_")}
+    ).models
+    if not models.emotion_path.is_file():
+        pytest.skip(f"no exported emotion model at {models.emotion_path}")
+    return Settings(
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{db_path}"),
+        catalog=CatalogSettings(sources=(SourceSpec(str(music_dir / "data_moods.csv")),)),
+        limits=LimitsSettings(photos_per_minute=100),
+        paths=PathsSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache"),
+        models=models,
+    )
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[MoodLifter]:
+    """The real core service, with the catalog imported, closed after the test."""
+    service = await MoodLifter.create(settings)
+    await ensure_catalog(settings, service.store)
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+@pytest.fixture
+def options() -> DiscordOptions:
+    """Public answers in servers (the default), so other members' clicks can be tested."""
+    return DiscordOptions()
+
+
+@pytest.fixture
+def simcord_bot(service: MoodLifter, options: DiscordOptions) -> MoodLiftBot:
+    """What SimCord runs: the client exactly as production builds it."""
+    return build_client(service, options)
+
+
+@pytest.fixture
+def guild(simcord_env: simcord.Env) -> simcord.GuildHandle:
+    return simcord_env.create_guild("Listening party")
+
+
+@pytest.fixture
+def channel(guild: simcord.GuildHandle) -> simcord.ChannelHandle:
+    return guild.create_text_channel("music")
+
+
+@pytest.fixture
+def alice(simcord_env: simcord.Env, guild: simcord.GuildHandle) -> simcord.MemberActor:
+    return guild.add_member(simcord_env.create_user("alice"))
+
+
+@pytest.fixture
+def bob(simcord_env: simcord.Env, guild: simcord.GuildHandle) -> simcord.MemberActor:
+    return guild.add_member(simcord_env.create_user("bob"))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def answer(result: simcord.InteractionResult) -> simcord.ResponseMessage:
+    """What the user sees: the deferred 'thinking…' message as completed, or the reply."""
+    message = result.followups[-1] if result.followups else result.response
+    assert message is not None, result
+    return message
+
+
+def card_of(message: simcord.ResponseMessage) -> discord.Embed:
+    assert len(message.embeds) == 1, message
+    return message.embeds[0]
+
+
+def buttons(message: simcord.ResponseMessage) -> list[dict[str, Any]]:
+    return [item for row in message.components for item in row.get("components", [])]
+
+
+def rows(db_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read the bot's SQLite file directly, as an operator would."""
+    with sqlite3.connect(db_path) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def internal_id(db_path: Path, discord_id: int) -> int | None:
+    """The store's id for a Discord user, or None when the store has no such user."""
+    found = rows(
+        db_path,
+        "SELECT id FROM users WHERE platform = 'discord' AND platform_user_id = ?",
+        str(discord_id),
+    )
+    return found[0][0] if found else None
+
+
+def counts(db_path: Path, user_id: int) -> dict[str, int]:
+    """How many rows each table holds for one store user id (orphans included)."""
+    return {
+        "users": rows(db_path, "SELECT count(*) FROM users WHERE id = ?", user_id)[0][0],
+        "deliveries": rows(db_path, "SELECT count(*) FROM deliveries WHERE user_id = ?", user_id)[
+            0
+        ][0],
+        "detections": rows(db_path, "SELECT count(*) FROM detections WHERE user_id = ?", user_id)[
+            0
+        ][0],
+    }
+
+
+def interaction_calls(env: simcord.Env) -> list[tuple[str, Any]]:
+    """The bot's interaction REST calls in order: ("callback", type) or ("followup", None)."""
+    calls = []
+    for request in env.http_requests:
+        if request.path.startswith("/interactions/") and request.path.endswith("/callback"):
+            calls.append(("callback", (request.json or {}).get("type")))
+        elif request.path.startswith("/webhooks/"):
+            calls.append(("followup", request.method))
+    return calls
+
+
+async def selfie(
+    actor: simcord.MemberActor, channel: simcord.ChannelHandle, jpeg: bytes
+) -> simcord.ResponseMessage:
+    result = await actor.slash(channel, "selfie", photo=("selfie.jpg", jpeg))
+    return answer(result)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+async def test_commands_are_synced_and_no_privileged_intent_is_needed(
+    simcord_env: simcord.Env, alice: simcord.MemberActor, channel: simcord.ChannelHandle
+) -> None:
+    assert set(alice.available_commands(channel)) == {
+        "selfie",
+        "more",
+        "mood",
+        "mode",
+        "forget",
+        "help",
+    }
+    intents = simcord_env.bot.intents
+    assert not (intents.message_content or intents.members or intents.presences)
+
+
+async def test_help_explains_the_commands(
+    alice: simcord.MemberActor, channel: simcord.ChannelHandle, service: MoodLifter
+) -> None:
+    result = await alice.slash(channel, "help")
+    assert answer(result).content == service.help().text
+
+
+# --------------------------------------------------------------------------- /selfie
+
+
+async def test_selfie_defers_then_answers_with_a_card_and_buttons(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    result = await alice.slash(channel, "selfie", photo=("selfie.jpg", astronaut_jpeg))
+
+    # Acknowledged at once with "thinking…" (type 5), then completed by a follow-up.
+    calls = interaction_calls(simcord_env)
+    assert calls[0] == ("callback", 5), calls
+    assert ("followup", "POST") in calls[1:], calls
+    message = answer(result)
+    assert not message.ephemeral
+
+    embed = card_of(message)
+    (track_id, name, artist, album, mood) = rows(
+        db_path,
+        "SELECT tracks.id, name, artist, album, deliveries.mood FROM deliveries "
+        "JOIN tracks ON tracks.id = deliveries.track_id",
+    )[0]
+    assert embed.title == name
+    assert embed.url == f"https://open.spotify.com/track/{track_id}"
+    assert artist in (embed.description or "")
+    if album:
+        assert album in (embed.description or "")
+    fields = {field.name: field.value for field in embed.fields}
+    emotion, _, confidence = fields[wording.LABEL_EMOTION].partition(" ")
+    assert emotion in EMOTIONS
+    assert confidence.endswith(" %")
+    assert fields[wording.LABEL_MOOD] == mood
+    assert fields[wording.LABEL_WHY]
+    # The drawn card travels with the message and is the embed's image.
+    assert embed.image.url == f"attachment://{CARD_FILENAME}"
+    assert [a.filename for a in message.attachments] == [CARD_FILENAME]
+    png = await message.attachments[0].read()
+    assert png.startswith(b"\x89PNG")
+
+    spotify, another = buttons(message)
+    assert spotify["style"] == discord.ButtonStyle.link.value
+    assert spotify["label"] == wording.OPEN_IN_SPOTIFY
+    assert spotify["url"] == embed.url
+    assert another["label"] == wording.ANOTHER_SONG
+    assert another["custom_id"] == ANOTHER_SONG_ID
+
+
+async def test_a_non_image_attachment_gets_a_clear_reply(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    db_path: Path,
+) -> None:
+    result = await alice.slash(channel, "selfie", photo=("notes.txt", b"just some words"))
+
+    assert not result.deferred
+    assert result.ephemeral
+    assert answer(result).content == wording.NOT_A_PHOTO
+    assert internal_id(db_path, alice.id) is None
+
+
+async def test_a_file_named_like_a_photo_that_is_not_one_gets_the_core_explanation(
+    alice: simcord.MemberActor, channel: simcord.ChannelHandle, db_path: Path
+) -> None:
+    message = await selfie(alice, channel, b"this is not a JPEG at all")
+
+    assert not message.embeds
+    assert "picture" in message.content.lower() or "photo" in message.content.lower()
+    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(0,)]
+
+
+@pytest.mark.parametrize("options", [DiscordOptions(max_image_bytes=10_000)])
+async def test_an_oversize_photo_is_refused_before_download(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+) -> None:
+    result = await alice.slash(channel, "selfie", photo=("big.jpg", astronaut_jpeg))
+
+    assert answer(result).content == wording.too_big(10_000)
+    assert result.ephemeral
+    assert not any("cdn" in request.path for request in simcord_env.http_requests)
+
+
+async def test_a_photo_without_a_face_says_so(
+    alice: simcord.MemberActor, channel: simcord.ChannelHandle, db_path: Path
+) -> None:
+    message = await selfie(alice, channel, _jpeg(skdata.coffee()))
+
+    assert not message.embeds
+    assert "face" in message.content
+    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(0,)]
+
+
+# --------------------------------------------------------------------------- more songs
+
+
+async def test_another_song_button_gives_unseen_tracks_even_after_a_restart(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    service: MoodLifter,
+    options: DiscordOptions,
+) -> None:
+    first = await selfie(alice, channel, astronaut_jpeg)
+    seen = [card_of(first).url]
+    mood = {f.name: f.value for f in card_of(first).fields}[wording.LABEL_MOOD]
+
+    for _ in range(3):
+        result = await alice.click(first.message, custom_id=ANOTHER_SONG_ID)
+        assert result.deferred or result.followups or result.response
+        card = card_of(answer(result))
+        assert {f.name: f.value for f in card.fields}[wording.LABEL_MOOD] == mood
+        seen.append(card.url)
+
+    # A new process: the persistent view is registered again in setup_hook.
+    await simcord_env.restart_bot(build_client(service, options))
+    result = await alice.click(first.message, custom_id=ANOTHER_SONG_ID)
+    seen.append(card_of(answer(result)).url)
+
+    assert len(set(seen)) == len(seen), seen
+    # Cards carry components only; the one registered persistent view answers every click.
+    assert len(simcord_env.bot.persistent_views) == 1
+
+
+async def test_the_button_acts_for_whoever_clicks_it(
+    alice: simcord.MemberActor,
+    bob: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+) -> None:
+    card = await selfie(alice, channel, astronaut_jpeg)
+
+    result = await bob.click(card.message, custom_id=ANOTHER_SONG_ID)
+
+    # Bob never sent a selfie: he is asked for one, not given a song for Alice's mood.
+    assert not answer(result).embeds
+    assert "selfie" in answer(result).content.lower()
+
+
+async def test_more_needs_a_selfie_first_then_gives_a_new_song(
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    before = answer(await alice.slash(channel, "more"))
+    assert not before.embeds
+    assert "selfie" in before.content.lower()
+
+    first = card_of(await selfie(alice, channel, astronaut_jpeg))
+    result = await alice.slash(channel, "more")
+    second = card_of(answer(result))
+
+    assert result.followups or result.response
+    assert second.url != first.url
+    assert rows(db_path, "SELECT count(DISTINCT track_id) FROM deliveries") == [(2,)]
+
+
+# --------------------------------------------------------------------------- /mood
+
+
+async def test_mood_shows_the_seven_probabilities_and_a_chart(
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    before = answer(await alice.slash(channel, "mood"))
+    assert not before.embeds and "selfie" in before.content.lower()
+
+    card = card_of(await selfie(alice, channel, astronaut_jpeg))
+    message = answer(await alice.slash(channel, "mood"))
+
+    embed = card_of(message)
+    card_emotion = {f.name: f.value for f in card.fields}[wording.LABEL_EMOTION].split()[0]
+    assert embed.title.split()[0] == card_emotion
+    for emotion in EMOTIONS:
+        assert emotion in embed.description
+    assert embed.description.count(" %") == 7 + 1  # the seven rows and the headline
+    assert embed.image.url == f"attachment://{CHART_FILENAME}"
+    assert [a.filename for a in message.attachments] == [CHART_FILENAME]
+    (stored_emotion,) = rows(db_path, "SELECT emotion FROM detections")[0]
+    assert stored_emotion == card_emotion
+
+
+# --------------------------------------------------------------------------- /mode
+
+
+async def test_mode_sets_and_shows_the_preference(
+    alice: simcord.MemberActor, channel: simcord.ChannelHandle, db_path: Path
+) -> None:
+    changed = answer(await alice.slash(channel, "mode", mode="match"))
+    shown = answer(await alice.slash(channel, "mode"))
+
+    assert "match" in changed.content
+    assert "match" in shown.content
+    assert rows(db_path, "SELECT mode FROM users WHERE platform_user_id = ?", str(alice.id)) == [
+        ("match",)
+    ]
+
+
+# --------------------------------------------------------------------------- /forget
+
+
+async def test_forget_asks_first_then_removes_every_row(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    bob: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    await selfie(alice, channel, astronaut_jpeg)
+    await selfie(bob, channel, astronaut_jpeg)
+    alice_id, bob_id = internal_id(db_path, alice.id), internal_id(db_path, bob.id)
+    assert alice_id is not None and bob_id is not None
+    everything = {"users": 1, "deliveries": 1, "detections": 1}
+    assert counts(db_path, alice_id) == everything
+
+    question = answer(await alice.slash(channel, "forget"))
+    labels = [b["label"] for b in buttons(question)]
+    assert labels == [wording.FORGET_YES, wording.FORGET_NO]
+    assert counts(db_path, alice_id) == everything  # nothing happens before the answer
+
+    refused = await bob.click(question.message, label=wording.FORGET_YES)
+    assert answer(refused).content == wording.FORGET_NOT_YOURS
+    assert answer(refused).ephemeral
+    assert counts(db_path, alice_id) == everything
+
+    done = await alice.click(question.message, label=wording.FORGET_YES)
+
+    edited = answer(done)
+    assert edited.id == question.id  # the question is replaced by the outcome
+    assert "forgotten" in edited.content.lower()
+    assert not edited.components
+    assert counts(db_path, alice_id) == {"users": 0, "deliveries": 0, "detections": 0}
+    assert internal_id(db_path, alice.id) is None
+    assert counts(db_path, bob_id) == everything
+
+
+async def test_forget_can_be_called_off(
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    await selfie(alice, channel, astronaut_jpeg)
+    question = answer(await alice.slash(channel, "forget"))
+
+    kept = answer(await alice.click(question.message, label=wording.FORGET_NO))
+
+    assert kept.content == wording.FORGET_KEPT
+    user_id = internal_id(db_path, alice.id)
+    assert user_id is not None
+    assert counts(db_path, user_id)["deliveries"] == 1
+
+
+# --------------------------------------------------------------------------- DMs, privacy
+
+
+async def test_a_photo_sent_in_a_dm_gets_a_card(
+    simcord_env: simcord.Env, astronaut_jpeg: bytes, db_path: Path
+) -> None:
+    carol = simcord_env.create_user("carol")
+    dm = carol.dm_channel
+    uploads = simcord_env.backend.store_attachments(dm.id, [("me.jpg", astronaut_jpeg)])
+
+    await carol.send_dm("", attachments=uploads)
+
+    reply = dm.last_message
+    assert reply.author.id == simcord_env.bot.user.id
+    (embed,) = reply.embeds
+    assert embed.url and embed.url.startswith("https://open.spotify.com/track/")
+    assert [b.label for row in reply.components for b in row.children] == [
+        wording.OPEN_IN_SPOTIFY,
+        wording.ANOTHER_SONG,
+    ]
+    carol_id = internal_id(db_path, carol.id)
+    assert carol_id is not None
+    assert counts(db_path, carol_id)["deliveries"] == 1
+
+    await carol.send_dm("hello?")
+    assert dm.last_message.content == wording.NO_PHOTO
+
+
+@pytest.mark.parametrize("options", [DiscordOptions(ephemeral=True)])
+async def test_ephemeral_setting_keeps_answers_private_in_servers(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+) -> None:
+    result = await alice.slash(channel, "selfie", photo=("selfie.jpg", astronaut_jpeg))
+    assert result.ephemeral
+    assert answer(result).ephemeral
+    assert card_of(answer(result)).title
+
+    in_dm = await alice.user.slash("mode")
+    assert not answer(in_dm).ephemeral  # nothing to hide in a DM
+
+
+# --------------------------------------------------------------------------- errors
+
+
+async def test_unexpected_errors_are_logged_and_the_user_gets_a_friendly_line(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    service: MoodLifter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await service.store.close()  # the database goes away under the bot
+
+    with caplog.at_level(logging.ERROR, logger="bot.discord_bot"):
+        result = await alice.slash(channel, "more")
+
+    assert answer(result).content == wording.SOMETHING_WENT_WRONG
+    assert answer(result).ephemeral
+    (record,) = [r for r in caplog.records if r.name == "bot.discord_bot"]
+    assert record.exc_info is not None
+    assert "/more" in record.getMessage()
+    assert simcord_env.errors  # seen, and acknowledged
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _card(**changes: Any) -> TrackCard:
+    base = TrackCard(
+        track_id="4uLU6hMCjMI75M1A2tKUQC",
+        title="Never Gonna Give You Up",
+        artist="Rick Astley",
+        album="Whenever You Need Somebody",
+        mood="happy",
+        spotify_url="https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC",
+        emotion="sad",
+        confidence=0.873,
+        reason="you look sad — here is something happy",
+    )
+    return replace(base, **changes)
+
+
+def test_a_card_embed_carries_the_facts_and_the_small_print() -> None:
+    faces = tuple(
+        FaceReading((0, 0, 10, 10), emotion, 0.5, {emotion: 0.5}) for emotion in ("sad", "happy")
+    )
+    embed = card_embed(_card(new_round=True, faces=faces))
+
+    assert embed.title == "Never Gonna Give You Up"
+    assert embed.url == "https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC"
+    assert embed.description == "by Rick Astley\nfrom the album Whenever You Need Somebody"
+    assert [(f.name, f.value) for f in embed.fields] == [
+        ("Emotion", "sad 87 %"),
+        ("Mood", "happy"),
+        ("Why", "you look sad — here is something happy"),
+    ]
+    assert embed.footer.text == (
+        "You've heard all my happy songs — starting a new round.\n2 faces: sad 50 %, happy 50 %."
+    )
+
+
+async def test_remote_album_art_is_linked_not_downloaded() -> None:
+    art = "https://i.scdn.co/image/ab67616d0000b273"
+    sent = await render(None, _card(art_url=art))  # type: ignore[arg-type]  # never consulted
+
+    assert sent["embed"].thumbnail.url == art
+    assert "file" not in sent
+    assert [item.label for item in sent["view"].children] == [
+        wording.OPEN_IN_SPOTIFY,
+        wording.ANOTHER_SONG,
+    ]

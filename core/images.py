@@ -169,7 +169,6 @@ def _decode_opened(image: Image.Image, limits: ImageLimits) -> DecodedImage:
     if max(width, height) / min(width, height) > limits.max_aspect:
         raise ImageTooSmall(f"{width}x{height} is thinner than 1:{limits.max_aspect:g}")
     animated = bool(getattr(image, "is_animated", False))
-    orientation = _orientation(image)
     try:
         if fmt in {"JPEG", "MPO"}:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: 8x faster for a big photo.
@@ -177,6 +176,7 @@ def _decode_opened(image: Image.Image, limits: ImageLimits) -> DecodedImage:
             if factor < 1:
                 image.draft(None, (math.ceil(width * factor), math.ceil(height * factor)))
         image.load()  # the first frame only
+        orientation = _orientation(image)  # after load: Pillow already turns TIFFs upright
         rgb = _to_rgb(image)
         rgb = _shrink(rgb, limits.working_side)
         for step in _TRANSPOSE_FOR_ORIENTATION.get(orientation, ()):

@@ -1,0 +1,337 @@
+"""Safe decoding of what users send: every format and mode, EXIF, limits, broken files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from core.images import (
+    CorruptImage,
+    DecodedImage,
+    EmptyImage,
+    ImageError,
+    ImageLimits,
+    ImageTooLarge,
+    ImageTooSmall,
+    NotAnImage,
+    UnsupportedFormat,
+    decode_image,
+)
+
+LIMITS = ImageLimits()
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(data.astronaut())
+
+
+def gray_mean(decoded: DecodedImage) -> float:
+    return float(decoded.gray().mean())
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_each_supported_format_decodes_to_rgb(astronaut: Image.Image, fmt: str) -> None:
+    decoded = decode_image(encode(astronaut, fmt), LIMITS)
+    assert decoded.rgb.shape == (512, 512, 3) and decoded.rgb.dtype == np.uint8
+    assert decoded.format == fmt
+    assert decoded.original_size == (512, 512) and decoded.scale == 1
+    reference = np.asarray(astronaut.convert("L"), dtype=np.float64).mean()
+    assert abs(gray_mean(decoded) - reference) < 4
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("L", "PNG"),
+        ("1", "PNG"),
+        ("P", "PNG"),
+        ("LA", "PNG"),
+        ("RGBA", "PNG"),
+        ("RGBA", "WEBP"),
+        ("CMYK", "JPEG"),
+        ("CMYK", "TIFF"),
+        ("I", "TIFF"),
+        ("F", "TIFF"),
+        ("PA", "TIFF"),
+        ("YCbCr", "JPEG"),
+    ],
+)
+def test_every_mode_becomes_8_bit_rgb(astronaut: Image.Image, mode: str, fmt: str) -> None:
+    payload = encode(astronaut.convert(mode), fmt)
+    with Image.open(io.BytesIO(payload)) as opened:
+        assert opened.mode in {mode, "RGB", "L"}  # what the file really holds
+    decoded = decode_image(payload, LIMITS)
+    assert decoded.rgb.shape == (512, 512, 3) and decoded.rgb.dtype == np.uint8
+    reference = np.asarray(astronaut.convert("L"), dtype=np.float64).mean()
+    assert abs(gray_mean(decoded) - reference) < 6
+
+
+def test_16_bit_png_is_scaled_not_clipped(astronaut: Image.Image) -> None:
+    gray = np.asarray(astronaut.convert("L"), dtype=np.uint16)
+    payload = encode(Image.fromarray(gray * 257), "PNG")
+    with Image.open(io.BytesIO(payload)) as opened:
+        assert opened.mode.startswith("I")
+    decoded = decode_image(payload, LIMITS)
+    assert np.abs(decoded.rgb[..., 0].astype(int) - gray).max() <= 1
+
+
+def test_48_bit_png_decodes() -> None:
+    rgb16 = (data.astronaut().astype(np.uint16) * 257).astype(">u2")
+    header = struct.pack(">IIBBBBB", 512, 512, 16, 2, 0, 0, 0)
+    raw = b"".join(b"\0" + row.tobytes() for row in rgb16)
+    payload = _png_bytes(header, zlib.compress(raw))
+    decoded = decode_image(payload, LIMITS)
+    assert np.abs(decoded.rgb.astype(int) - data.astronaut()).max() <= 1
+
+
+def test_transparency_is_composited_on_white() -> None:
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., 3] = 0  # fully transparent black
+    rgba[:32, :, 3] = 255  # top half opaque black
+    decoded = decode_image(encode(Image.fromarray(rgba, "RGBA"), "PNG"), LIMITS)
+    assert decoded.rgb[:32].max() == 0
+    assert decoded.rgb[32:].min() == 255
+
+
+def test_palette_with_transparency_is_composited_on_white() -> None:
+    image = Image.new("P", (64, 64), 1)
+    image.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    image.paste(0, (0, 0, 64, 32))
+    payload = encode(image, "GIF", transparency=0)
+    decoded = decode_image(payload, LIMITS)
+    assert decoded.rgb[:32].min() == 255
+    assert tuple(decoded.rgb[40, 10]) == (10, 20, 30)
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    frames = [Image.new("RGB", (64, 64), color) for color in ((200, 0, 0), (0, 0, 200))]
+    payload = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    decoded = decode_image(payload, LIMITS)
+    assert decoded.animated
+    assert decoded.rgb[..., 0].mean() > 150 and decoded.rgb[..., 2].mean() < 50
+
+
+def _upright() -> Image.Image:
+    """A 90x60 picture whose top-left block is red and top-right block green."""
+    pixels = np.full((60, 90, 3), 128, np.uint8)
+    pixels[:20, :30] = (255, 0, 0)
+    pixels[:20, -30:] = (0, 255, 0)
+    return Image.fromarray(pixels)
+
+
+# Stored pixels for each orientation: what a camera would write so that applying the EXIF
+# orientation shows the upright picture again.
+_STORE = {
+    1: (),
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_90,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_270,),
+}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(orientation: int, fmt: str) -> None:
+    stored = _upright()
+    for step in _STORE[orientation]:
+        stored = stored.transpose(step)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    decoded = decode_image(encode(stored, fmt, exif=exif.tobytes(), **options), LIMITS)
+    assert decoded.original_size == (90, 60)
+    assert decoded.rgb.shape == (60, 90, 3)
+    red, green = decoded.rgb[10, 15].astype(int), decoded.rgb[10, -15].astype(int)
+    assert red[0] > 200 and red[1] < 60, f"top-left is {red}"
+    assert green[1] > 200 and green[0] < 60, f"top-right is {green}"
+
+
+@pytest.mark.parametrize("value", [0, 9, 65535])
+def test_absurd_exif_orientation_counts_as_upright(value: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    decoded = decode_image(encode(_upright(), "JPEG", exif=exif.tobytes()), LIMITS)
+    assert decoded.rgb.shape == (60, 90, 3)
+
+
+def test_garbage_exif_block_is_ignored() -> None:
+    payload = encode(_upright(), "JPEG", exif=b"Exif\0\0MM\0*\0\0\0\x08\xff\xff" + b"\x13" * 40)
+    assert decode_image(payload, LIMITS).rgb.shape == (60, 90, 3)
+
+
+def test_big_jpeg_is_decoded_small_and_fast() -> None:
+    big = Image.fromarray(data.astronaut()).resize((4000, 3000), Image.Resampling.BILINEAR)
+    payload = encode(big, "JPEG", quality=90)
+    started = time.perf_counter()
+    decoded = decode_image(payload, LIMITS)
+    elapsed = time.perf_counter() - started
+    assert max(decoded.size) <= LIMITS.working_side and decoded.size == (1280, 960)
+    assert decoded.original_size == (4000, 3000)
+    assert decoded.to_original((128, 96, 128, 96)) == (400, 300, 400, 300)
+    assert elapsed < 1.0
+
+
+def test_big_png_is_scaled_to_working_size() -> None:
+    big = Image.fromarray(data.astronaut()).resize((2048, 1536))
+    decoded = decode_image(encode(big, "PNG"), LIMITS)
+    assert decoded.size == (1280, 960) and decoded.original_size == (2048, 1536)
+
+
+def test_empty_bytes() -> None:
+    with pytest.raises(EmptyImage):
+        decode_image(b"", LIMITS)
+
+
+def test_text_renamed_jpg() -> None:
+    with pytest.raises(NotAnImage):
+        decode_image("Hello! This is not a selfie. Привет".encode() * 10, LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("brand", "what"), [(b"heic", "HEIC"), (b"mif1", "HEIF"), (b"avif", "AVIF")]
+)
+def test_heif_family_asks_for_jpeg_or_png(brand: bytes, what: str) -> None:
+    box = struct.pack(">I", 24) + b"ftyp" + brand + b"\0\0\0\0" + brand + b"mif1"
+    with pytest.raises(UnsupportedFormat) as caught:
+        decode_image(box + b"\0" * 200, LIMITS)
+    assert "JPEG or PNG" in caught.value.user_message
+    assert what in str(caught.value)
+
+
+def test_real_avif_is_refused_even_though_pillow_reads_it(astronaut: Image.Image) -> None:
+    try:
+        payload = encode(astronaut, "AVIF")
+    except (KeyError, OSError):
+        pytest.skip("this Pillow cannot write AVIF")
+    with pytest.raises(UnsupportedFormat):
+        decode_image(payload, LIMITS)
+
+
+def test_video_container_is_refused() -> None:
+    box = struct.pack(">I", 20) + b"ftypisom" + b"\0\0\x02\0" + b"isom"
+    with pytest.raises(UnsupportedFormat):
+        decode_image(box + b"\0" * 500, LIMITS)
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "ICO", "TGA", "PCX"])
+def test_other_formats_pillow_knows_are_refused(astronaut: Image.Image, fmt: str) -> None:
+    image = astronaut.resize((128, 128)) if fmt == "ICO" else astronaut
+    with pytest.raises(UnsupportedFormat):
+        decode_image(encode(image, fmt), LIMITS)
+
+
+def test_too_many_bytes_refused_before_decoding(astronaut: Image.Image) -> None:
+    payload = encode(astronaut, "PNG")
+    with pytest.raises(ImageTooLarge):
+        decode_image(payload, ImageLimits(max_bytes=len(payload) - 1))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_truncated_files(astronaut: Image.Image, fmt: str) -> None:
+    payload = encode(astronaut, fmt)
+    with pytest.raises((CorruptImage, NotAnImage)):
+        decode_image(payload[: len(payload) // 2], LIMITS)
+
+
+def test_jpeg_cut_after_its_header() -> None:
+    payload = encode(Image.fromarray(data.astronaut()), "JPEG")
+    with pytest.raises(CorruptImage):
+        decode_image(payload[:700], LIMITS)
+
+
+def test_png_with_a_bad_crc(astronaut: Image.Image) -> None:
+    payload = bytearray(encode(astronaut, "PNG"))
+    idat = payload.index(b"IDAT")
+    payload[idat + 50] ^= 0xFF  # corrupt the data; the stored CRC no longer matches
+    with pytest.raises(CorruptImage):
+        decode_image(bytes(payload), LIMITS)
+
+
+def test_random_bytes_after_a_jpeg_marker() -> None:
+    junk = np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    with pytest.raises((CorruptImage, NotAnImage)):
+        decode_image(b"\xff\xd8\xff\xe0" + junk, LIMITS)
+
+
+def _png_bytes(ihdr: bytes, idat: bytes) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [20_000, 100_000])
+def test_decompression_bomb_png_refused_quickly(side: int) -> None:
+    # A few hundred bytes that claim side x side pixels (10 GB for 100,000 x 100,000 RGB).
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    payload = _png_bytes(ihdr, zlib.compress(b"\0" * 10_000, 9))
+    assert len(payload) < 1000
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLarge):
+        decode_image(payload, LIMITS)
+    assert time.perf_counter() - started < 0.1
+
+
+def test_decompression_bomb_gif_refused_quickly() -> None:
+    gif = bytearray(encode(Image.new("P", (64, 64)), "GIF"))
+    gif[6:10] = struct.pack("<HH", 65535, 65535)  # logical screen
+    started = time.perf_counter()
+    with pytest.raises(ImageError):
+        decode_image(bytes(gif), LIMITS)
+    assert time.perf_counter() - started < 0.1
+
+
+def test_pixel_limit_is_a_parameter(astronaut: Image.Image) -> None:
+    with pytest.raises(ImageTooLarge):
+        decode_image(encode(astronaut, "PNG"), ImageLimits(max_pixels=512 * 511))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (20, 20), (20_000, 20), (20, 2_000)])
+def test_tiny_and_strip_images_are_too_small(size: tuple[int, int]) -> None:
+    with pytest.raises(ImageTooSmall):
+        decode_image(encode(Image.new("RGB", size, "white"), "PNG"), LIMITS)
+
+
+def test_every_error_has_a_friendly_message() -> None:
+    for kind in (
+        EmptyImage,
+        NotAnImage,
+        UnsupportedFormat,
+        ImageTooLarge,
+        CorruptImage,
+        ImageTooSmall,
+    ):
+        error = kind("technical detail")
+        assert isinstance(error, ImageError)
+        assert error.user_message and "technical" not in error.user_message
+        assert str(error) == "technical detail"
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        ImageLimits(max_bytes=0)
+
+
+def test_accepts_bytearray_and_memoryview(astronaut: Image.Image) -> None:
+    payload = encode(astronaut, "JPEG")
+    assert decode_image(bytearray(payload), LIMITS).size == (512, 512)
+    assert decode_image(memoryview(payload), LIMITS).size == (512, 512)

@@ -249,7 +249,9 @@ class _Server:
             ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
         )
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
 
 @pytest.fixture

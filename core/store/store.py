@@ -214,6 +214,13 @@ class Store:
         log.info("forgot user %s", user_id)
         return Forgotten(users or 0, deliveries or 0, detections or 0)
 
+    async def forget(self, platform: str, platform_user_id: str) -> Forgotten:
+        """:meth:`forget_user` by platform account; falsy when the bot never knew them."""
+        user = await self.find_user(platform, platform_user_id)
+        if user is None:
+            return Forgotten(0, 0, 0)
+        return await self.forget_user(user.id)
+
     # -- detections --------------------------------------------------------------------------
 
     async def record_detection(

@@ -76,8 +76,10 @@ async def test_forget_user_deletes_everything_about_them(store: Store, write_csv
     assert (forgotten.users, forgotten.deliveries, forgotten.detections) == (1, 2, 1)
     assert await store.find_user("telegram", "1") is None
     assert not await store.forget_user(ann.id)
+    assert (await store.forget("telegram", "2")).deliveries == 1
+    assert not await store.forget("telegram", "2")
     async with store.sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Delivery)) == 1
+        assert await session.scalar(select(func.count()).select_from(Delivery)) == 0
         assert await session.scalar(select(func.count()).select_from(Track)) == 3
 
 

@@ -1,0 +1,116 @@
+"""Run the bot: build the core once, start every chat platform that has a token, stop cleanly.
+
+SIGINT/SIGTERM stop accepting new updates, let work in flight finish, then close the
+platforms, the worker pool and the database — in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.catalog import ensure_catalog
+from core.config import Settings
+from core.service import MoodLifter
+
+log = logging.getLogger(__name__)
+
+PLATFORMS = ("telegram", "discord")
+
+
+@dataclass
+class RunningPlatform:
+    """A started platform and the coroutine that stops it."""
+
+    name: str
+    stop: Callable[[], Awaitable[None]]
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    """The platforms that have a token, in a stable order."""
+    found = []
+    if settings.telegram.token:
+        found.append("telegram")
+    if settings.discord.token:
+        found.append("discord")
+    return found
+
+
+async def _start_telegram(service: MoodLifter, settings: Settings) -> RunningPlatform:
+    from bot.telegram import build_application
+
+    application = build_application(service, settings.telegram)
+    await application.initialize()
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(
+        timeout=settings.telegram.poll_timeout, drop_pending_updates=False
+    )
+    log.info("telegram: polling for updates")
+
+    async def stop() -> None:
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        await application.stop()
+        await application.shutdown()
+
+    return RunningPlatform("telegram", stop)
+
+
+async def _start_discord(service: MoodLifter, settings: Settings) -> RunningPlatform:
+    from bot.discord_bot import build_client
+
+    client = build_client(service, settings.discord)
+    assert settings.discord.token is not None
+    task = asyncio.create_task(client.start(settings.discord.token.get()), name="discord")
+    log.info("discord: connecting")
+
+    async def stop() -> None:
+        await client.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    return RunningPlatform("discord", stop)
+
+
+_STARTERS = {"telegram": _start_telegram, "discord": _start_discord}
+
+
+async def serve(
+    settings: Settings,
+    platforms: list[str],
+    *,
+    stop_event: asyncio.Event | None = None,
+    ready: Callable[[MoodLifter], None] | None = None,
+) -> None:
+    """Start ``platforms`` on one core and run until ``stop_event`` is set (or a signal)."""
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+    service = await MoodLifter.create(settings)
+    running: list[RunningPlatform] = []
+    try:
+        await ensure_catalog(settings, service.store)
+        for name in platforms:
+            running.append(await _STARTERS[name](service, settings))
+        if ready is not None:
+            ready(service)
+        log.info("ready: %s", ", ".join(platforms) or "no platform")
+        await stop_event.wait()
+        log.info("stopping: finishing work in flight")
+    finally:
+        for platform in reversed(running):
+            try:
+                await platform.stop()
+            except Exception:
+                log.exception("%s did not stop cleanly", platform.name)
+        await service.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,236 @@
+"""The use cases of the bot, free of any chat platform: photo, more, mood, mode, forget.
+
+Adapters call one method per user action and render the :mod:`core.replies` it returns. The
+CPU-heavy reading of a photo runs in a thread pool sized to the machine, behind a bounded
+queue, so the event loop keeps serving everyone else; a per-user rate limit stops floods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from core import moods
+from core.cards import draw_card
+from core.charts import emotion_chart
+from core.config import Settings
+from core.errors import CatalogEmpty
+from core.images import ImageError
+from core.ratelimit import RateLimiter
+from core.reading import PhotoReader, group_emotion
+from core.recommend import Recommender
+from core.replies import EmotionSummary, FaceReading, Notice, NoticeKind, Reply, TrackCard
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """Who is asking: the platform and that platform's id for the user."""
+
+    platform: str  # "telegram" | "discord" | "cli"
+    user_id: str
+    name: str | None = None
+
+
+WELCOME = (
+    "Hi! Send me a selfie and I'll read the mood on your face and pick a song for it.\n"
+    "Your photo is only looked at in memory and never stored."
+)
+HELP = (
+    "Send me a selfie (a JPEG or PNG photo) and I'll answer with a song for your mood.\n\n"
+    "/more — another song for your last mood\n"
+    "/mood — what I read in your last selfie\n"
+    "/mode lift|match — lift your mood (default) or match it\n"
+    "/forget — delete everything I know about you\n"
+    "/help — this message\n\n"
+    "Photos are processed in memory and never written to disk or the database; "
+    "I only keep the songs I sent you and your last reading."
+)
+NO_FACE = (
+    "I couldn't find a face in that photo. Try a selfie in good light, "
+    "facing the camera, with your face not too small in the picture."
+)
+NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has songs for it."
+SLOW_DOWN = "Whoa, that's a lot of photos! Give me {seconds} seconds and try again."
+BUSY = "I'm very busy right now — please send your selfie again in a moment."
+CONFIRM_FORGET = (
+    "This deletes everything I know about you: the songs I sent, your last reading and your "
+    "settings. Are you sure?"
+)
+FORGOTTEN = "Done — I've forgotten everything about you. Send a selfie any time to start again."
+NOTHING_TO_FORGET = "I had nothing stored about you — nothing to forget."
+MODE_SET = {
+    moods.Mode.LIFT: "Okay: I'll pick songs to lift your mood.",
+    moods.Mode.MATCH: "Okay: I'll pick songs that match your mood.",
+}
+MODE_NOW = "You're in {mode} mode. Use /mode lift or /mode match to change it."
+CATALOG_EMPTY = "I have no songs for that mood yet — the song catalog is still being set up."
+
+
+class MoodLifter:
+    """The bot's core: holds the collaborators built once at start-up and closes them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        reader: PhotoReader,
+        *,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.reader = reader
+        self.recommender = Recommender(store)
+        limits = settings.limits
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=limits.workers, thread_name_prefix="moodlift-photo"
+        )
+        self._queue = asyncio.BoundedSemaphore(limits.queue_size)
+        self._waiting = 0
+        self._limiter = RateLimiter(limit=limits.photos_per_minute, window=60.0)
+        self._default_mode = moods.parse_mode(settings.recommender.default_mode)
+
+    @classmethod
+    async def create(cls, settings: Settings) -> MoodLifter:
+        """Open the store (upgrading its schema) and load the models, ready to serve."""
+        store = await Store.open(settings)
+        reader = PhotoReader.from_settings(settings)
+        return cls(settings, store, reader)
+
+    async def close(self) -> None:
+        """Finish work in flight, then release the pool and the database."""
+        self._executor.shutdown(wait=True, cancel_futures=False)
+        await self.store.close()
+
+    # -- the use cases -----------------------------------------------------------------------
+
+    def welcome(self) -> Notice:
+        return Notice(NoticeKind.WELCOME, WELCOME)
+
+    def help(self) -> Notice:
+        return Notice(NoticeKind.HELP, HELP)
+
+    async def photo(self, user: UserRef, image: bytes) -> Reply:
+        """Read the faces in ``image`` and answer with a song for their mood."""
+        key = (user.platform, user.user_id)
+        if not self._limiter.allow(key):
+            seconds = max(1, round(self._limiter.retry_after(key)))
+            return Notice(NoticeKind.SLOW_DOWN, SLOW_DOWN.format(seconds=seconds))
+        if self._waiting >= self.settings.limits.queue_size:
+            return Notice(NoticeKind.BUSY, BUSY)
+        self._waiting += 1
+        try:
+            async with self._queue:
+                loop = asyncio.get_running_loop()
+                faces = await loop.run_in_executor(self._executor, self.reader.read, bytes(image))
+        except ImageError as error:
+            log.info("unreadable photo from %s: %s", user.platform, error)
+            return Notice(NoticeKind.BAD_IMAGE, error.user_message)
+        finally:
+            self._waiting -= 1
+        if not faces:
+            return Notice(NoticeKind.NO_FACE, NO_FACE)
+        emotion, probabilities = group_emotion(faces)
+        account = await self.store.get_or_create_user(user.platform, user.user_id)
+        mode = moods.parse_mode(account.mode or self._default_mode)
+        mood = moods.mood_for(emotion, mode)
+        await self.store.record_detection(account.id, emotion, probabilities, len(faces))
+        return await self._card(account.id, emotion, probabilities[emotion], mood, faces)
+
+    async def more(self, user: UserRef) -> Reply:
+        """Another song this user has not had, for the mood of their last selfie."""
+        account = await self.store.find_user(user.platform, user.user_id)
+        detection = await self.store.last_detection(account.id) if account else None
+        if account is None or detection is None:
+            return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
+        mode = moods.parse_mode(account.mode or self._default_mode)
+        mood = moods.mood_for(detection.emotion, mode)
+        confidence = detection.probabilities.get(detection.emotion)
+        return await self._card(account.id, detection.emotion, confidence, mood, ())
+
+    async def mood(self, user: UserRef) -> Reply:
+        """The last reading: emotion, all seven probabilities, a chart, and when."""
+        account = await self.store.find_user(user.platform, user.user_id)
+        detection = await self.store.last_detection(account.id) if account else None
+        if account is None or detection is None:
+            return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
+        mode = moods.parse_mode(account.mode or self._default_mode)
+        mood = moods.mood_for(detection.emotion, mode)
+        chart = await asyncio.to_thread(
+            emotion_chart, detection.probabilities, detection.emotion, mood
+        )
+        return EmotionSummary(
+            emotion=detection.emotion,
+            confidence=detection.probabilities.get(detection.emotion, 0.0),
+            probabilities=dict(detection.probabilities),
+            mood=mood,
+            detected_at=detection.detected_at,
+            faces=detection.faces,
+            chart_png=chart,
+        )
+
+    async def set_mode(self, user: UserRef, mode: str | None) -> Reply:
+        """Set lift/match, or say the current mode when none is given."""
+        if not mode:
+            account = await self.store.find_user(user.platform, user.user_id)
+            current = (account.mode if account else None) or self._default_mode
+            return Notice(NoticeKind.MODE_SET, MODE_NOW.format(mode=current))
+        try:
+            chosen = moods.parse_mode(mode)
+        except ValueError:
+            return Notice(
+                NoticeKind.BAD_ARGUMENT, "Please choose a mode: /mode lift or /mode match."
+            )
+        account = await self.store.get_or_create_user(user.platform, user.user_id)
+        await self.store.set_mode(account.id, chosen.value)
+        return Notice(NoticeKind.MODE_SET, MODE_SET[chosen])
+
+    async def forget(self, user: UserRef, confirmed: bool) -> Reply:
+        """Delete every row about the user, after they confirmed."""
+        if not confirmed:
+            return Notice(NoticeKind.CONFIRM_FORGET, CONFIRM_FORGET)
+        removed = await self.store.forget(user.platform, user.user_id)
+        return Notice(NoticeKind.FORGOTTEN, FORGOTTEN if removed else NOTHING_TO_FORGET)
+
+    async def card_image(self, card: TrackCard) -> bytes | None:
+        """The picture for a card: its drawn PNG (album art by URL is the adapter's to send)."""
+        if card.art_png is not None:
+            return card.art_png
+        return await asyncio.to_thread(draw_card, card.title, card.artist, card.mood)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _card(
+        self,
+        user_id: int,
+        emotion: str,
+        confidence: float | None,
+        mood: str,
+        faces: tuple[FaceReading, ...] | list[FaceReading],
+    ) -> Reply:
+        try:
+            pick = await self.recommender.pick(user_id, mood, emotion)
+        except CatalogEmpty:
+            return Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY)
+        track = pick.track
+        notes: list[str] = []
+        return TrackCard(
+            track_id=track.id,
+            title=track.name,
+            artist=track.artist,
+            album=track.album,
+            mood=mood,
+            spotify_url=f"https://open.spotify.com/track/{track.id}",
+            art_url=track.art_url,
+            emotion=emotion,
+            confidence=confidence,
+            reason=moods.reason(emotion, mood),
+            faces=tuple(faces),
+            new_round=pick.new_round,
+            notes=tuple(notes),
+        )

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from core.config import Settings, load_settings
-from core.errors import CatalogError, MoodLiftError
+from core.errors import CatalogError, ConfigError, MoodLiftError
 from core.moods import EMOTIONS, MOODS, Mode
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--emotion", required=True, type=str.lower, choices=EMOTIONS)
     rec.add_argument("--mode", type=str.lower, choices=[m.value for m in Mode])
 
+    run = commands.add_parser("run", help="run the bots that have a token")
+    run.add_argument(
+        "platforms",
+        nargs="*",
+        choices=("telegram", "discord"),
+        metavar="PLATFORM",
+        help="telegram and/or discord (default: every platform with a token)",
+    )
+
+    analyze = commands.add_parser("analyze", help="read the faces in photos and pick a song")
+    analyze.add_argument("photos", nargs="+", metavar="PHOTO", help="image files")
+    analyze.add_argument("--json", action="store_true", help="one JSON object per file")
+    analyze.add_argument("--user", default="analyze", help="the local user the songs go to")
+
     for verb, helptext in (("train", "train a model"), ("eval", "evaluate a trained model")):
         sub = commands.add_parser(verb, help=f"{helptext} (arguments go to the model command)")
         sub.add_argument("model", choices=("emotion", "music"))
@@ -90,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "db": _db,
             "catalog": _catalog,
             "recommend": _recommend,
+            "run": _run,
+            "analyze": _analyze,
         }[args.command]
         return asyncio.run(handler(settings, args))
     except MoodLiftError as error:
@@ -191,6 +208,106 @@ async def _recommend(settings: Settings, args: argparse.Namespace) -> int:
     for note in card.notes:
         print(f"  note:   {note}")
     return 0
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runtime import configured_platforms, serve
+
+    available = configured_platforms(settings)
+    wanted = list(dict.fromkeys(args.platforms)) or available
+    missing = [name for name in wanted if name not in available]
+    if missing:
+        key = f"MOODLIFT_{missing[0].upper()}_TOKEN"
+        raise ConfigError(f"{missing[0]} has no token: set {key} or [{missing[0]}] token")
+    if not wanted:
+        # Still prepare everything, so the first real start is quick and problems show now.
+        stop = asyncio.Event()
+        stop.set()
+        await serve(settings, [], stop_event=stop)
+        print(
+            "Ready, but no bot token is configured, so no bot was started.\n"
+            "Set MOODLIFT_TELEGRAM_TOKEN and/or MOODLIFT_DISCORD_TOKEN (see README.md) and run "
+            "`moodlift run` again; meanwhile `moodlift analyze PHOTO.jpg` reads a photo here."
+        )
+        return 0
+    await serve(settings, wanted)
+    return 0
+
+
+async def _analyze(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.images import ImageError
+    from core.reading import group_emotion
+    from core.service import MoodLifter
+
+    service = await MoodLifter.create(settings)
+    failures = 0
+    try:
+        account = await service.store.get_or_create_user("cli", args.user)
+        for name in args.photos:
+            result: dict[str, object] = {"file": name, "faces": [], "error": None}
+            try:
+                data = await asyncio.to_thread(Path(name).read_bytes)
+                faces = await asyncio.to_thread(service.reader.read, data)
+            except (OSError, ImageError) as error:
+                failures += 1
+                message = getattr(error, "user_message", None) or f"cannot read: {error}"
+                result["error"] = message
+                _show_analysis(result, args.json)
+                continue
+            result["faces"] = [
+                {
+                    "box": list(face.box),
+                    "emotion": face.emotion,
+                    "confidence": round(face.confidence, 4),
+                    "probabilities": {k: round(v, 4) for k, v in face.probabilities.items()},
+                }
+                for face in faces
+            ]
+            if faces:
+                emotion, _ = group_emotion(faces)
+                result["emotion"] = emotion
+                try:
+                    card = await service.recommender.for_emotion(account, emotion)
+                except CatalogError as error:
+                    result["mood"], result["track"] = None, None
+                    result["note"] = str(error)
+                else:
+                    result["mood"] = card.mood
+                    result["track"] = {
+                        "id": card.track_id,
+                        "title": card.title,
+                        "artist": card.artist,
+                        "url": card.spotify_url,
+                        "reason": card.reason,
+                    }
+            _show_analysis(result, args.json)
+    finally:
+        await service.close()
+    return 1 if failures == len(args.photos) else 0
+
+
+def _show_analysis(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+        return
+    print(result["file"])
+    if result["error"]:
+        print(f"  error: {result['error']}")
+        return
+    faces = result["faces"]
+    if not faces:
+        print("  no face found")
+    for i, face in enumerate(faces, 1):
+        x, y, w, h = face["box"]
+        print(f"  face {i} at ({x}, {y}) {w}x{h}: {face['emotion']} {face['confidence']:.0%}")
+    track = result.get("track")
+    if track:
+        print(f"  mood: {result['mood']} — {track['title']} by {track['artist']}")
+        print(f"  {track['reason']}; listen: {track['url']}")
+    elif result.get("note"):
+        print(f"  no song: {result['note']}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ queue, so the event loop keeps serving everyone else; a per-user rate limit stop
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from core.errors import CatalogEmpty
 from core.images import ImageError
 from core.ratelimit import RateLimiter
 from core.reading import PhotoReader, group_emotion
-from core.recommend import Recommender
+from core.recommend import Recommender, effective_mode
 from core.replies import EmotionSummary, FaceReading, Notice, NoticeKind, Reply, TrackCard
-from core.store import Store
+from core.store import Store, UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class MoodLifter:
         self.settings = settings
         self.store = store
         self.reader = reader
-        self.recommender = Recommender(store)
+        self.recommender = Recommender(store, settings.recommender.default_mode)
         limits = settings.limits
         self._executor = executor or ThreadPoolExecutor(
             max_workers=limits.workers, thread_name_prefix="moodlift-photo"
@@ -137,10 +138,8 @@ class MoodLifter:
             return Notice(NoticeKind.NO_FACE, NO_FACE)
         emotion, probabilities = group_emotion(faces)
         account = await self.store.get_or_create_user(user.platform, user.user_id)
-        mode = moods.parse_mode(account.mode or self._default_mode)
-        mood = moods.mood_for(emotion, mode)
         await self.store.record_detection(account.id, emotion, probabilities, len(faces))
-        return await self._card(account.id, emotion, probabilities[emotion], mood, faces)
+        return await self._card(account, emotion, probabilities[emotion], faces)
 
     async def more(self, user: UserRef) -> Reply:
         """Another song this user has not had, for the mood of their last selfie."""
@@ -148,10 +147,8 @@ class MoodLifter:
         detection = await self.store.last_detection(account.id) if account else None
         if account is None or detection is None:
             return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
-        mode = moods.parse_mode(account.mode or self._default_mode)
-        mood = moods.mood_for(detection.emotion, mode)
         confidence = detection.probabilities.get(detection.emotion)
-        return await self._card(account.id, detection.emotion, confidence, mood, ())
+        return await self._card(account, detection.emotion, confidence)
 
     async def mood(self, user: UserRef) -> Reply:
         """The last reading: emotion, all seven probabilities, a chart, and when."""
@@ -159,8 +156,7 @@ class MoodLifter:
         detection = await self.store.last_detection(account.id) if account else None
         if account is None or detection is None:
             return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
-        mode = moods.parse_mode(account.mode or self._default_mode)
-        mood = moods.mood_for(detection.emotion, mode)
+        mood = moods.mood_for(detection.emotion, effective_mode(account, self._default_mode))
         chart = await asyncio.to_thread(
             emotion_chart, detection.probabilities, detection.emotion, mood
         )
@@ -207,30 +203,13 @@ class MoodLifter:
 
     async def _card(
         self,
-        user_id: int,
+        account: UserRecord,
         emotion: str,
         confidence: float | None,
-        mood: str,
-        faces: tuple[FaceReading, ...] | list[FaceReading],
+        faces: tuple[FaceReading, ...] | list[FaceReading] = (),
     ) -> Reply:
         try:
-            pick = await self.recommender.pick(user_id, mood, emotion)
+            card = await self.recommender.for_emotion(account, emotion, confidence=confidence)
         except CatalogEmpty:
             return Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY)
-        track = pick.track
-        notes: list[str] = []
-        return TrackCard(
-            track_id=track.id,
-            title=track.name,
-            artist=track.artist,
-            album=track.album,
-            mood=mood,
-            spotify_url=f"https://open.spotify.com/track/{track.id}",
-            art_url=track.art_url,
-            emotion=emotion,
-            confidence=confidence,
-            reason=moods.reason(emotion, mood),
-            faces=tuple(faces),
-            new_round=pick.new_round,
-            notes=tuple(notes),
-        )
+        return dataclasses.replace(card, faces=tuple(faces)) if faces else card

@@ -1,0 +1,238 @@
+"""Face detection on real photos: the right faces, no false ones, crops framed like FER2013."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from core.faces import (
+    FULL_OPTIONS,
+    SHORT_OPTIONS,
+    CropSettings,
+    Face,
+    FaceDetector,
+    align_face,
+    generate_anchors,
+    weighted_nms,
+)
+from tests.conftest import REPO_ROOT
+
+# Where the astronaut's face is in skimage's 512x512 photo (x, y, w, h), checked by eye.
+ASTRONAUT_FACE = (175, 70, 100, 110)
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def astronaut_head() -> np.ndarray:
+    return data.astronaut()[20:300, 110:350]
+
+
+def collage(heights: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Real faces at several sizes (every other one mirrored, one gray) on a real photo."""
+    canvas = cv2.resize(data.coffee(), (1280, 900), interpolation=cv2.INTER_LINEAR)
+    head = astronaut_head()
+    placed, x = [], 20
+    for i, height in enumerate(heights):
+        width = round(head.shape[1] * height / head.shape[0])
+        tile = cv2.resize(head, (width, height), interpolation=cv2.INTER_AREA)
+        if i % 2:
+            tile = tile[:, ::-1]
+        if i == 2:
+            tile = cv2.cvtColor(cv2.cvtColor(tile, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        y = 60 + (i * 97) % 300
+        canvas[y : y + height, x : x + width] = tile
+        placed.append((x, y, width, height))
+        x += width + 30
+    return canvas, placed
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def test_anchor_counts_match_the_models() -> None:
+    assert generate_anchors(SHORT_OPTIONS).shape == (896, 2)
+    assert generate_anchors(FULL_OPTIONS).shape == (2304, 2)
+    anchors = generate_anchors(SHORT_OPTIONS)
+    assert anchors.min() > 0 and anchors.max() < 1
+    assert tuple(anchors[0]) == (0.5 / 16, 0.5 / 16) == tuple(anchors[1])  # two per cell
+
+
+def test_weighted_nms_merges_overlaps_and_keeps_separate_faces() -> None:
+    def box(x: float, y: float, side: float) -> np.ndarray:
+        points = np.zeros((8, 2), np.float32)
+        points[0], points[1] = (x, y), (x + side, y + side)
+        return points
+
+    points = np.stack([box(0, 0, 10), box(1, 1, 10), box(50, 50, 10), box(0, 0, 10)])
+    scores = np.array([0.9, 0.9, 0.8, 0.1], np.float32)
+    merged = weighted_nms(points, scores, min_score=0.5, iou_threshold=0.3)
+    assert [round(s, 2) for _, s in merged] == [0.9, 0.8]
+    np.testing.assert_allclose(merged[0][0][0], (0.5, 0.5))  # averaged by score
+
+
+def test_astronaut_has_exactly_one_face_where_it_is(detector: FaceDetector) -> None:
+    faces = detector.detect(data.astronaut())
+    assert len(faces) == 1
+    face = faces[0]
+    assert iou(face.box, ASTRONAUT_FACE) > 0.6
+    assert face.score > 0.8
+    for eye in (face.right_eye, face.left_eye):
+        assert face.box[0] < eye[0] < face.box[0] + face.box[2]
+        assert face.box[1] < eye[1] < face.box[1] + face.box[3] / 2
+    assert face.right_eye[0] < face.left_eye[0]  # the subject's right eye is on our left
+    assert abs(face.roll) < 15
+
+
+def test_boxes_follow_the_image_scale(detector: FaceDetector) -> None:
+    big = cv2.resize(data.astronaut(), (1280, 1280), interpolation=cv2.INTER_CUBIC)
+    faces = detector.detect(big)
+    assert len(faces) == 1
+    scaled = tuple(v * 2.5 for v in ASTRONAUT_FACE)
+    assert iou(faces[0].box, scaled) > 0.6
+
+
+@pytest.mark.parametrize("degrees", [-30, 30])
+def test_tilted_head_is_found_and_its_roll_measured(detector: FaceDetector, degrees: int) -> None:
+    upright = detector.detect(data.astronaut())[0].roll
+    faces = detector.detect(rotate(data.astronaut(), degrees))
+    assert len(faces) == 1
+    # cv2 turns counter-clockwise for positive angles; roll is clockwise-positive.
+    assert abs((faces[0].roll - upright) + degrees) < 12  # eye keypoints are rough
+
+
+def test_gray_photo_has_one_face(detector: FaceDetector) -> None:
+    gray = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    assert len(detector.detect(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB))) == 1
+
+
+def _no_face_photos() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    photos = {
+        "chelsea": data.chelsea(),
+        "coffee": data.coffee(),
+        "rocket": data.rocket(),
+        "motorcycle": data.stereo_motorcycle()[0],
+        "hubble": data.hubble_deep_field(),
+        "astronaut-body": data.astronaut()[260:, :],
+        "noise": rng.integers(0, 256, (960, 1280, 3), dtype=np.uint8),
+        "white": np.full((720, 1280, 3), 255, np.uint8),
+        "black": np.zeros((720, 1280, 3), np.uint8),
+    }
+    for name in ("brick", "grass", "coins", "text", "horse"):
+        gray = getattr(data, name)()
+        gray = gray if gray.dtype == np.uint8 else (gray * 255).astype(np.uint8)
+        photos[name] = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    return photos
+
+
+@pytest.mark.parametrize("name", sorted(_no_face_photos()))
+def test_no_false_faces(detector: FaceDetector, name: str) -> None:
+    assert detector.detect(_no_face_photos()[name]) == []
+
+
+def test_collage_all_faces_largest_first(detector: FaceDetector) -> None:
+    image, placed = collage((480, 360, 270, 200))
+    faces = detector.detect(image)
+    assert len(faces) == 4
+    areas = [face.area for face in faces]
+    assert areas == sorted(areas, reverse=True)
+    for face, tile in zip(faces, placed, strict=True):  # placed biggest first too
+        centre_x = face.box[0] + face.box[2] / 2
+        centre_y = face.box[1] + face.box[3] / 2
+        assert tile[0] < centre_x < tile[0] + tile[2] and tile[1] < centre_y < tile[1] + tile[3]
+        assert 0.25 < face.box[2] / tile[2] < 0.6  # a face, not the whole tile
+
+
+def _grid(tiles: np.ndarray, side: int, pad: int) -> np.ndarray:
+    scaled = [
+        cv2.copyMakeBorder(
+            cv2.resize((t * 255).astype(np.uint8), (side, side), interpolation=cv2.INTER_CUBIC),
+            pad,
+            pad,
+            pad,
+            pad,
+            cv2.BORDER_REFLECT,
+        )
+        for t in tiles
+    ]
+    rows = [np.hstack(scaled[r * 3 : r * 3 + 3]) for r in range(3)]
+    return cv2.cvtColor(np.vstack(rows), cv2.COLOR_GRAY2RGB)
+
+
+def test_nine_different_people_from_lfw(detector: FaceDetector) -> None:
+    """skimage's LFW subset: 25x25 crops of real faces, then of non-faces; blurry when enlarged."""
+    lfw = data.lfw_subset()
+    assert len(detector.detect(_grid(lfw[:9], 150, 40))) >= 6
+    assert detector.detect(_grid(lfw[100:109], 150, 40)) == []
+
+
+def test_input_must_be_rgb_uint8(detector: FaceDetector) -> None:
+    with pytest.raises(ValueError, match="RGB"):
+        detector.detect(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY))
+
+
+def test_aligned_crop_is_48_gray_and_levels_the_eyes(detector: FaceDetector) -> None:
+    upright_face = detector.detect(data.astronaut())[0]
+    tilted_image = rotate(data.astronaut(), 25)
+    tilted_face = detector.detect(tilted_image)[0]
+    always = CropSettings(min_roll=0)
+    upright = align_face(data.astronaut(), upright_face, always)
+    levelled = align_face(tilted_image, tilted_face, always)
+    assert upright.shape == levelled.shape == (48, 48) and upright.dtype == np.uint8
+    assert np.corrcoef(upright.ravel(), levelled.ravel())[0, 1] > 0.85
+    unlevelled = align_face(tilted_image, tilted_face, CropSettings(level_eyes=False))
+    assert (
+        np.corrcoef(upright.ravel(), unlevelled.ravel())[0, 1]
+        < np.corrcoef(upright.ravel(), levelled.ravel())[0, 1]
+    )
+
+
+def test_crop_of_a_small_face_is_upscaled() -> None:
+    face = Face(box=(10, 10, 20, 20), score=1.0, right_eye=(15, 17), left_eye=(25, 17))
+    image = np.random.default_rng(0).integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    assert align_face(image, face).shape == (48, 48)
+    assert align_face(image[..., 0], face).shape == (48, 48)  # gray input works too
+
+
+def test_crops_are_framed_like_fer2013(detector: FaceDetector, fer2013_csv: Path) -> None:
+    """Enlarge FER2013 faces, find them, crop them: the calibrated margin gives them back best."""
+    from data.fer2013 import load_cached
+
+    split = load_cached(fer2013_csv, {"PublicTest"}, REPO_ROOT / ".cache")
+    rng = np.random.default_rng(5)
+    margins = {"calibrated": CropSettings().side_per_box, "tighter": 0.9, "looser": 1.5}
+    scores: dict[str, list[float]] = {name: [] for name in margins}
+    for index in rng.choice(len(split), 60, replace=False):
+        original = split.images[index]
+        big = cv2.resize(original, (144, 144), interpolation=cv2.INTER_CUBIC)
+        canvas = cv2.copyMakeBorder(big, 72, 72, 72, 72, cv2.BORDER_REPLICATE)
+        faces = detector.detect(cv2.cvtColor(canvas, cv2.COLOR_GRAY2RGB))
+        if faces:
+            for name, margin in margins.items():
+                crop = CropSettings(side_per_box=margin, level_eyes=False)
+                scores[name].append(correlation(align_face(canvas, faces[0], crop), original))
+    assert len(scores["calibrated"]) >= 50  # FER2013 faces are found
+    median = {name: float(np.median(values)) for name, values in scores.items()}
+    assert median["calibrated"] > 0.55  # measured 0.67 (per-face box size varies, sd 19 %)
+    assert median["calibrated"] > median["tighter"] and median["calibrated"] > median["looser"]

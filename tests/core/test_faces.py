@@ -201,8 +201,8 @@ def test_aligned_crop_is_48_gray_and_levels_the_eyes(detector: FaceDetector) -> 
     levelled = align_face(tilted_image, tilted_face, always)
     assert upright.shape == levelled.shape == (48, 48) and upright.dtype == np.uint8
     unlevelled = align_face(tilted_image, tilted_face, CropSettings(level_eyes=False))
-    # Measured: 0.79 levelled against 0.40 unlevelled at this tilt.
-    assert correlation(upright, levelled) > 0.7
+    # Measured at 20-30° tilts: 0.70-0.83 levelled against 0.28-0.46 unlevelled.
+    assert correlation(upright, levelled) > 0.6
     assert correlation(upright, levelled) > correlation(upright, unlevelled) + 0.2
 
 

@@ -140,6 +140,7 @@ class MoodLiftBot(discord.Client):
         log.error("error while handling %s", what, exc_info=original)
         try:
             if interaction.response.is_done():
+                # After a defer this completes the "thinking…" message, as public as it was.
                 await interaction.followup.send(wording.SOMETHING_WENT_WRONG, ephemeral=True)
             else:
                 await interaction.response.send_message(

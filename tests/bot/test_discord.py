@@ -540,20 +540,27 @@ async def test_unexpected_errors_are_logged_and_the_user_gets_a_friendly_line(
     simcord_env: simcord.Env,
     alice: simcord.MemberActor,
     channel: simcord.ChannelHandle,
-    service: MoodLifter,
+    astronaut_jpeg: bytes,
+    db_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await service.store.close()  # the database goes away under the bot
+    card = await selfie(alice, channel, astronaut_jpeg)
+    with sqlite3.connect(db_path) as connection:  # the database breaks under the running bot
+        connection.execute("DROP TABLE detections")
 
     with caplog.at_level(logging.ERROR, logger="bot.discord_bot"):
-        result = await alice.slash(channel, "more")
+        command = await alice.slash(channel, "more")
+        button = await alice.click(card.message, custom_id=ANOTHER_SONG_ID)
 
-    assert answer(result).content == wording.SOMETHING_WENT_WRONG
-    assert answer(result).ephemeral
-    (record,) = [r for r in caplog.records if r.name == "bot.discord_bot"]
-    assert record.exc_info is not None
-    assert "/more" in record.getMessage()
-    assert simcord_env.errors  # seen, and acknowledged
+    for result in (command, button):
+        assert answer(result).content == wording.SOMETHING_WENT_WRONG
+    logged = [r for r in caplog.records if r.name == "bot.discord_bot"]
+    assert [r.getMessage() for r in logged] == [
+        "error while handling /more",
+        f"error while handling {ANOTHER_SONG_ID}",
+    ]
+    assert all(r.exc_info and r.exc_info[0] is not None for r in logged)
+    assert len(simcord_env.errors) == 2  # seen, and so acknowledged
 
 
 # --------------------------------------------------------------------------- rendering

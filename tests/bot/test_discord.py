@@ -516,6 +516,10 @@ async def test_a_photo_sent_in_a_dm_gets_a_card(
     await carol.send_dm("hello?")
     assert dm.last_message.content == wording.NO_PHOTO
 
+    notes = simcord_env.backend.store_attachments(dm.id, [("notes.txt", b"words")])
+    await carol.send_dm("", attachments=notes)
+    assert dm.last_message.content == wording.NOT_A_PHOTO
+
 
 @pytest.mark.parametrize("options", [DiscordOptions(ephemeral=True)])
 async def test_ephemeral_setting_keeps_answers_private_in_servers(
@@ -561,6 +565,30 @@ async def test_unexpected_errors_are_logged_and_the_user_gets_a_friendly_line(
     ]
     assert all(r.exc_info and r.exc_info[0] is not None for r in logged)
     assert len(simcord_env.errors) == 2  # seen, and so acknowledged
+
+
+async def test_an_error_in_a_dm_is_logged_and_answered(
+    simcord_env: simcord.Env,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dave = simcord_env.create_user("dave")
+    uploads = simcord_env.backend.store_attachments(
+        dave.dm_channel.id, [("me.jpg", astronaut_jpeg)]
+    )
+    with sqlite3.connect(db_path) as connection:
+        connection.execute("DROP TABLE detections")
+
+    with caplog.at_level(logging.ERROR, logger="bot.discord_bot"):
+        await dave.send_dm("", attachments=uploads)
+
+    assert dave.dm_channel.last_message.content == wording.SOMETHING_WENT_WRONG
+    (record,) = [r for r in caplog.records if r.name == "bot.discord_bot"]
+    assert record.getMessage() == "unhandled error in on_message"
+    assert record.exc_info and record.exc_info[0] is not None
+    (seen,) = simcord_env.errors  # SimCord saw it too; reading it acknowledges it
+    assert "no such table" in str(seen)
 
 
 # --------------------------------------------------------------------------- rendering

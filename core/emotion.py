@@ -1,0 +1,39 @@
+"""The emotion in 48x48 gray faces, from the exported model on LiteRT (no TensorFlow at serve time).
+
+The runtime itself lives in :mod:`models.emotion_runtime` so that the evaluation command
+measures exactly what is served. Build one :class:`EmotionClassifier` at start-up and share it:
+it holds a single interpreter behind a lock, so worker threads may call it concurrently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from data.fer2013 import EMOTIONS
+from models.emotion_runtime import EmotionModelError, LiteEmotionClassifier
+
+__all__ = ["EMOTIONS", "EmotionClassifier", "EmotionModelError"]
+
+
+class EmotionClassifier:
+    """Probabilities over the seven FER2013 emotions, flip-averaged (measured +~1 point)."""
+
+    def __init__(self, path: str | Path, *, flip: bool = True) -> None:
+        self._runtime = LiteEmotionClassifier(path, flip=flip)
+
+    @property
+    def path(self) -> Path:
+        return self._runtime.path
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        """(N, 48, 48) uint8 faces (as :func:`core.faces.align_face` makes) -> (N, 7) floats."""
+        return self._runtime.predict(faces)
+
+    def classify(self, faces: np.ndarray) -> list[dict[str, float]]:
+        """One {emotion: probability} dict per face, in :data:`EMOTIONS` order."""
+        return [
+            {name: float(p) for name, p in zip(EMOTIONS, row, strict=True)}
+            for row in self.probabilities(faces)
+        ]

@@ -1,0 +1,208 @@
+"""Export a trained Keras emotion model to the .tflite we serve, with metrics measured on LiteRT.
+
+    python -m models.export_emotion --model runs/emotion/best.keras --data FER2013_CSV
+
+Writes ``models/emotion.tflite`` and ``models/emotion.json``. Dynamic-range quantisation is
+tried as well and kept only if it agrees with the float model on >= 99 % of top-1 answers and
+loses < 0.3 points of accuracy; the JSON records both candidates, so the choice can be checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from data.fer2013 import FerSplit, load_cached
+from models import emotion_report
+from models.emotion_runtime import LiteEmotionClassifier
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = MODELS_DIR.parent
+MIN_AGREEMENT = 0.99
+MAX_ACCURACY_LOSS = 0.003
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    model: Path
+    data: Path
+    usage: str = "PublicTest"
+    out: Path = MODELS_DIR / "emotion.tflite"
+    cache_dir: Path = REPO_ROOT / ".cache"
+    quantize: str = "auto"  # auto | never | always
+
+
+def convert(model: keras.Model, quantize: bool) -> bytes:
+    """Keras model -> .tflite bytes with a dynamic batch dimension; float32 unless quantised.
+
+    Goes through a SavedModel: converting a traced function directly lost the weights.
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, float math
+        return converter.convert()
+
+
+def _measure(path: Path, split: FerSplit) -> tuple[dict, np.ndarray]:
+    """Metrics through the serving runtime, and its plain (unflipped) predictions."""
+    runtime = LiteEmotionClassifier(path, flip=False)
+    metrics = emotion_report.evaluate(runtime.predict_raw, split)
+    plain = np.concatenate(
+        [
+            runtime.predict_raw(split.images[i : i + 256, ..., None].astype(np.float32) / 255)
+            for i in range(0, len(split), 256)
+        ]
+    )
+    return metrics, plain
+
+
+def export(settings: ExportSettings) -> dict:
+    """Convert, measure both candidates on LiteRT, write the chosen .tflite and its JSON."""
+    import keras
+
+    split = load_cached(settings.data, {settings.usage}, settings.cache_dir)
+    log.info("%d %s faces for measuring", len(split), settings.usage)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The trainer rewrites its checkpoint in place; read a private copy.
+        source = Path(tmp) / "source.keras"
+        shutil.copyfile(settings.model, source)
+        model = keras.models.load_model(source, compile=False)
+        keras_plain = np.concatenate(
+            [
+                np.asarray(model(split.images[i : i + 256, ..., None] / np.float32(255)))
+                for i in range(0, len(split), 256)
+            ]
+        )
+        candidates: dict[str, dict] = {}
+        paths: dict[str, Path] = {}
+        predictions: dict[str, np.ndarray] = {}
+        kinds = ["float32"] if settings.quantize == "never" else ["float32", "dynamic_range"]
+        for kind in kinds:
+            paths[kind] = Path(tmp) / f"{kind}.tflite"
+            paths[kind].write_bytes(convert(model, quantize=kind == "dynamic_range"))
+            metrics, predictions[kind] = _measure(paths[kind], split)
+            metrics["bytes"] = paths[kind].stat().st_size
+            metrics["keras_top1_agreement"] = _agreement(predictions[kind], keras_plain)
+            candidates[kind] = metrics
+            log.info(
+                "%s: %d bytes, accuracy %.4f (flip %.4f), same top-1 as Keras on %.4f",
+                kind,
+                metrics["bytes"],
+                metrics["accuracy"],
+                metrics["accuracy_flip"],
+                metrics["keras_top1_agreement"],
+            )
+        chosen = "float32"
+        if "dynamic_range" in candidates:
+            quant = candidates["dynamic_range"]
+            quant["float32_top1_agreement"] = _agreement(
+                predictions["dynamic_range"], predictions["float32"]
+            )
+            loss = candidates["float32"]["accuracy_flip"] - quant["accuracy_flip"]
+            good = quant["float32_top1_agreement"] >= MIN_AGREEMENT and loss < MAX_ACCURACY_LOSS
+            if settings.quantize == "always" or (settings.quantize == "auto" and good):
+                chosen = "dynamic_range"
+            log.info(
+                "dynamic range: agreement %.4f, accuracy loss %.4f -> %s",
+                quant["float32_top1_agreement"],
+                loss,
+                "kept" if good else "not kept",
+            )
+        settings.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paths[chosen], settings.out)
+    chosen_metrics = candidates[chosen]
+    report = {
+        "model": settings.out.name,
+        "format": f"tflite {chosen}",
+        "runtime": "LiteRT (ai-edge-litert)",
+        "input": "float32 (N, 48, 48, 1) gray in [0, 1]",
+        "labels": chosen_metrics["labels"],
+        "evaluated_on": f"{Path(settings.data).name} Usage={settings.usage}",
+        "n": chosen_metrics["n"],
+        "accuracy": chosen_metrics["accuracy"],
+        "accuracy_flip": chosen_metrics["accuracy_flip"],
+        "per_class_recall": chosen_metrics["per_class_recall"],
+        "confusion_matrix": chosen_metrics["confusion_matrix"],
+        "candidates": {
+            kind: {k: v for k, v in m.items() if k not in {"confusion_matrix", "labels"}}
+            for kind, m in candidates.items()
+        },
+        "source": _source_info(settings.model),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m models.export_emotion " + " ".join(sys.argv[1:]),
+    }
+    settings.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
+
+
+def _source_info(model: Path) -> dict:
+    """Which checkpoint, and the run's settings and progress where the trainer left them."""
+    info: dict = {"checkpoint": str(model)}
+    for name in ("settings.json", "state.json"):
+        path = Path(model).parent / name
+        if path.is_file():
+            try:
+                info[name.removesuffix(".json")] = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                log.warning("%s is not valid JSON; left out of the report", path)
+    return info
+
+
+def parse_args(argv: list[str] | None) -> ExportSettings:
+    parser = argparse.ArgumentParser(prog="python -m models.export_emotion", description=__doc__)
+    parser.add_argument("--model", required=True, type=Path, help="a trained .keras model")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=os.environ.get(
+            "MOODLIFT_FER2013", REPO_ROOT.parent / "shared/data/fer2013/fer2013.csv.gz"
+        ),
+        help="FER2013 CSV for the metrics",
+    )
+    parser.add_argument("--usage", default="PublicTest", help="rows to measure on")
+    parser.add_argument("--out", type=Path, default=MODELS_DIR / "emotion.tflite")
+    parser.add_argument("--quantize", choices=("auto", "never", "always"), default="auto")
+    args = parser.parse_args(argv)
+    return ExportSettings(args.model, Path(args.data), args.usage, args.out, quantize=args.quantize)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    report = export(parse_args(argv))
+    log.info(
+        "wrote %s (%s): accuracy %.4f, flip-averaged %.4f on %d faces",
+        report["model"],
+        report["format"],
+        report["accuracy"],
+        report["accuracy_flip"],
+        report["n"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Photo bytes to per-face emotions, through the real decoder, detector and served model."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from core.emotion import EMOTIONS, EmotionClassifier
+from core.faces import FaceDetector
+from core.images import ImageLimits, ImageTooLarge, NotAnImage
+from core.reading import PhotoReader, group_emotion
+from core.replies import FaceReading
+from tests.conftest import REPO_ROOT
+
+ASTRONAUT_FACE = (175, 70, 100, 110)
+
+
+@pytest.fixture(scope="module")
+def reader() -> PhotoReader:
+    return PhotoReader(FaceDetector(), EmotionClassifier(REPO_ROOT / "models" / "emotion.tflite"))
+
+
+def jpeg(image: Image.Image, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92, **options)
+    return buffer.getvalue()
+
+
+def overlaps(box: tuple[int, int, int, int], target: tuple[float, ...]) -> bool:
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return target[0] < cx < target[0] + target[2] and target[1] < cy < target[1] + target[3]
+
+
+def test_astronaut_one_face_with_probabilities(reader: PhotoReader) -> None:
+    (face,) = reader.read(jpeg(Image.fromarray(data.astronaut())))
+    assert isinstance(face, FaceReading)
+    assert overlaps(face.box, ASTRONAUT_FACE)
+    assert list(face.probabilities) == list(EMOTIONS)
+    assert abs(sum(face.probabilities.values()) - 1) < 1e-3
+    assert face.emotion == max(face.probabilities, key=face.probabilities.__getitem__)
+    assert face.confidence == face.probabilities[face.emotion]
+
+
+def test_boxes_are_in_the_photo_own_pixels(reader: PhotoReader) -> None:
+    big = Image.fromarray(data.astronaut()).resize((3000, 3000), Image.Resampling.BICUBIC)
+    (face,) = reader.read(jpeg(big))
+    assert overlaps(face.box, tuple(v * 3000 / 512 for v in ASTRONAUT_FACE))
+    assert 400 < face.box[2] < 900
+
+
+def test_exif_rotated_selfie_is_read_upright(reader: PhotoReader) -> None:
+    upright = Image.fromarray(data.astronaut())
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned; the viewer rotates it back
+    (face,) = reader.read(jpeg(upright.transpose(Image.Transpose.ROTATE_90), exif=exif.tobytes()))
+    assert overlaps(face.box, ASTRONAUT_FACE)
+
+
+def test_no_face_is_an_empty_list(reader: PhotoReader) -> None:
+    assert reader.read(jpeg(Image.fromarray(data.chelsea()))) == []
+
+
+def test_bad_bytes_raise_image_errors(reader: PhotoReader) -> None:
+    with pytest.raises(NotAnImage):
+        reader.read(b"hello")
+
+
+def test_limits_are_used(tmp_path) -> None:
+    reader = PhotoReader(
+        FaceDetector(),
+        EmotionClassifier(REPO_ROOT / "models" / "emotion.tflite"),
+        ImageLimits(max_bytes=100),
+    )
+    with pytest.raises(ImageTooLarge):
+        reader.read(jpeg(Image.fromarray(data.astronaut())))
+
+
+def reading(box: tuple[int, int, int, int], **probabilities: float) -> FaceReading:
+    full = {name: probabilities.get(name, 0.0) for name in EMOTIONS}
+    best = max(full, key=full.__getitem__)
+    return FaceReading(box, best, full[best], full)
+
+
+def test_group_emotion_weighs_bigger_faces_more() -> None:
+    big = reading((0, 0, 200, 200), sad=0.8, happy=0.2)
+    small = reading((0, 0, 50, 50), happy=1.0)
+    emotion, probabilities = group_emotion([big, small])
+    assert emotion == "sad"
+    assert abs(sum(probabilities.values()) - 1) < 1e-9
+    assert probabilities["happy"] > 0.2
+
+
+def test_group_emotion_needs_a_face() -> None:
+    with pytest.raises(ValueError):
+        group_emotion([])
+
+
+def test_from_settings_uses_configured_limits_and_models() -> None:
+    from core.config import Settings
+
+    reader = PhotoReader.from_settings(Settings())
+    assert reader.limits.max_pixels == Settings().limits.max_pixels
+    assert reader.classifier.path.name == "emotion.tflite"
+    assert np.isfinite(reader.classifier.probabilities(np.zeros((1, 48, 48), np.uint8))).all()

@@ -38,7 +38,14 @@ def percent(probability: float) -> str:
 
 def too_big(limit_bytes: int) -> str:
     """The reply to a file over the byte limit, naming the limit in megabytes."""
-    return f"That file is too big — please send a photo under {limit_bytes / 1_000_000:g} MB."
+    return f"That file is too big — please send a photo under {size(limit_bytes)}."
+
+
+def size(n_bytes: int) -> str:
+    """``20971520`` → ``"20 MB"``, ``10000`` → ``"9 kB"`` (binary units, as file managers show)."""
+    if n_bytes >= 2**20:
+        return f"{n_bytes / 2**20:.3g} MB"
+    return f"{max(1, n_bytes // 2**10)} kB"
 
 
 def emotion_line(emotion: str, confidence: float | None) -> str:

@@ -17,6 +17,7 @@ import logging
 import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from telegram.error import RetryAfter, TimedOut
@@ -150,20 +151,29 @@ class RedactToken(logging.Filter):
     def __init__(self, token: str) -> None:
         super().__init__()
         self._token = token
+        # File URLs carry the token percent-encoded (":" becomes "%3A").
+        self._forms = tuple(
+            form for form in dict.fromkeys((token, quote(token, safe=""), quote(token))) if form
+        )
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Always keep the record, scrubbed."""
-        if not self._token:
+        if not self._forms:
             return True
-        message = record.getMessage()
-        if self._token in message:
-            record.msg = message.replace(self._token, "<token>")
-            record.args = None
+        # Freeze the message now: python-telegram-bot logs dicts it later rewrites to hold
+        # the file URL (with the token), so formatting them later could still leak it.
+        record.msg = self._scrub(record.getMessage())
+        record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and self._token in record.exc_text:
-            record.exc_text = record.exc_text.replace(self._token, "<token>")
+        if record.exc_text:
+            record.exc_text = self._scrub(record.exc_text)
         return True
+
+    def _scrub(self, text: str) -> str:
+        for form in self._forms:
+            text = text.replace(form, "<token>")
+        return text
 
     def install(self) -> None:
         """Attach to the loggers that see Bot API URLs (idempotent)."""

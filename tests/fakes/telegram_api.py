@@ -561,13 +561,14 @@ class FakeTelegramAPI:
         return self.messages[(int(call.params["chat_id"]), int(message_id))]
 
     def _mention_entities(self, text: str) -> list[JSON]:
-        mention = f"@{self.bot_username}"
-        position = text.find(mention)
-        if position < 0:
-            return []
-        # Offsets count UTF-16 code units, as on Telegram.
-        offset = len(text[:position].encode("utf-16-le")) // 2
-        return [{"type": "mention", "offset": offset, "length": len(mention)}]
+        """Telegram marks every ``@username`` (any letter case) as a ``mention`` entity."""
+        entities = []
+        for match in re.finditer(r"(?<!\w)@[A-Za-z][A-Za-z0-9_]{4,31}", text):
+            # Offsets and lengths count UTF-16 code units, as on Telegram.
+            offset = len(text[: match.start()].encode("utf-16-le")) // 2
+            length = len(match.group().encode("utf-16-le")) // 2
+            entities.append({"type": "mention", "offset": offset, "length": length})
+        return entities
 
     def _next_message_id(self, chat_id: int) -> int:
         counter = self._message_ids.setdefault(chat_id, itertools.count(1))

@@ -1,0 +1,577 @@
+"""The Telegram bot end to end: the real Application, polling a fake Bot API on 127.0.0.1.
+
+Nothing is mocked between the fake Telegram server and the SQLite file: python-telegram-bot
+polls ``getUpdates`` over HTTP, downloads the photo over HTTP, and the real core reads the face
+with the real detector and model, picks a track from the real catalog, and stores the delivery.
+Tests act as users (:class:`FakeTelegramAPI`) and assert on what the users would see.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import os
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from bot import wording
+from bot.telegram import (
+    BUTTON_EXPIRED,
+    COMMANDS,
+    MoodApplication,
+    build_application,
+    polling,
+)
+from core.catalog import ensure_catalog
+from core.config import (
+    CatalogSettings,
+    DatabaseSettings,
+    LimitsSettings,
+    PathsSettings,
+    Secret,
+    Settings,
+    TelegramSettings,
+    load_settings,
+)
+from core.service import MoodLifter
+from data.catalog_sources import SourceSpec
+from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, user
+
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+MAX_IMAGE_BYTES = 2_000_000
+WAIT = 120.0  # seconds; face detection and inference share the CPU with a training run
+TRACK_URL = re.compile(r"^https://open\.spotify\.com/track/\w+$")
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+def _jpeg(array: Any, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def selfie() -> bytes:
+    """A real photo with one clear face (Eileen Collins, from scikit-image), as a JPEG."""
+    return _jpeg(skdata.astronaut())
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "moodlift.sqlite3"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_path: Path, music_dir: Path) -> Settings:
+    """Real settings: a SQLite file in tmp_path, the labelled catalog from the shared data.
+
+    The models are the app's own (``models/``, or wherever ``MOODLIFT_MODELS_*`` point).
+    """
+    models = load_settings(
+        env={k: v for k, v in os.environ.items() if k.startswith("MOODLIFT_MODELS_")}
+    ).models
+    if not models.emotion_path.is_file():
+        pytest.skip(f"no exported emotion model at {models.emotion_path}")
+    return Settings(
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{db_path}"),
+        catalog=CatalogSettings(sources=(SourceSpec(str(music_dir / "data_moods.csv")),)),
+        limits=LimitsSettings(photos_per_minute=100, max_image_bytes=MAX_IMAGE_BYTES),
+        paths=PathsSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache"),
+        models=models,
+    )
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[MoodLifter]:
+    """The real core service with the catalog imported; closed after the test."""
+    service = await MoodLifter.create(settings)
+    await ensure_catalog(settings, service.store)
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegramAPI]:
+    async with FakeTelegramAPI() as api:
+        yield api
+
+
+@pytest.fixture
+async def app(
+    service: MoodLifter, settings: Settings, fake: FakeTelegramAPI
+) -> AsyncIterator[MoodApplication]:
+    """The application exactly as production builds it, polling the fake server."""
+    telegram = TelegramSettings(
+        token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
+    )
+    application = build_application(
+        service, telegram, max_image_bytes=settings.limits.max_image_bytes
+    )
+    async with polling(application, poll_timeout=1):
+        yield application
+
+
+@pytest.fixture
+def alice() -> dict[str, Any]:
+    return user(1001, "Alice", username="alice")
+
+
+@pytest.fixture
+def bob() -> dict[str, Any]:
+    return user(1002, "Bob")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def shown(call: ApiCall) -> str:
+    """The text a Telegram client shows for an HTML message or caption."""
+    return html.unescape(re.sub(r"<[^>]+>", "", call.text))
+
+
+def track_url(call: ApiCall) -> str:
+    """The Spotify link under a card."""
+    (url,) = [button["url"] for button in call.buttons if "url" in button]
+    assert TRACK_URL.match(url), url
+    return url
+
+
+def assert_card(call: ApiCall, *, replying_to: int) -> None:
+    """A song card as the user sees it: album art or drawn card, caption, two buttons."""
+    assert call.method == "sendPhoto", (call.method, call.text)
+    if "photo" in call.files:  # uploaded art or a drawn card
+        with Image.open(io.BytesIO(call.files["photo"])) as art:
+            assert art.format in ("PNG", "JPEG")
+    else:  # album art by URL, which Telegram fetches itself
+        assert str(call.params["photo"]).startswith("https://")
+    assert call.reply_to == replying_to
+    assert call.params["parse_mode"] == "HTML"
+    caption = shown(call)
+    assert "by " in caption
+    assert "Mood:" in caption
+    labels = [button["text"] for button in call.buttons]
+    assert labels == [wording.OPEN_IN_SPOTIFY, wording.ANOTHER_SONG]
+    assert [b.get("callback_data") for b in call.buttons] == [None, "more"]
+    track_url(call)
+
+
+def rows(db_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read the bot's SQLite file directly, as an operator would."""
+    with sqlite3.connect(db_path) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def store_id(db_path: Path, telegram_id: int) -> int | None:
+    found = rows(
+        db_path,
+        "SELECT id FROM users WHERE platform = 'telegram' AND platform_user_id = ?",
+        str(telegram_id),
+    )
+    return found[0][0] if found else None
+
+
+def counts(db_path: Path, user_id: int) -> dict[str, int]:
+    """Rows per table for one store user."""
+    return {
+        table: rows(db_path, f"SELECT count(*) FROM {table} WHERE {column} = ?", user_id)[0][0]
+        for table, column in (("users", "id"), ("deliveries", "user_id"), ("detections", "user_id"))
+    }
+
+
+# --- a selfie and what follows -----------------------------------------------------------------
+
+
+async def test_commands_are_registered_at_start(
+    app: MoodApplication, fake: FakeTelegramAPI
+) -> None:
+    await fake.wait_for("setMyCommands")
+    assert [c["command"] for c in fake.commands] == [c.command for c in COMMANDS]
+
+
+async def test_start_and_help_explain_the_bot(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    start = fake.send_command(alice, "/start")
+    help_ = fake.send_command(alice, "/help")
+    first, second = await fake.wait_for_replies(alice["id"], 2, within=WAIT)
+    by_reply = {first.reply_to: first, second.reply_to: second}
+    welcome = shown(by_reply[start["message_id"]])
+    assert "selfie" in welcome.lower() and "never stored" in welcome.lower()
+    commands = shown(by_reply[help_["message_id"]])
+    for command in ("/more", "/mood", "/mode", "/forget"):
+        assert command in commands
+    assert "never" in commands.lower()  # the privacy promise
+
+
+async def test_selfie_gets_a_song_card_in_reply(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    message = fake.send_photo(alice, selfie)
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+
+    assert_card(card, replying_to=message["message_id"])
+    caption = shown(card)
+    assert re.search(rf"\b({'|'.join(EMOTIONS)}) \d{{1,3}} %", caption), caption
+    assert "Why:" in caption
+    # "sending a photo…" was shown before the answer came.
+    actions = fake.calls_to("sendChatAction", chat_id=alice["id"])
+    assert actions and actions[0].params["action"] == "upload_photo"
+    assert actions[0].at <= card.at
+    # The largest size was downloaded (it is under the limit), from memory, once.
+    largest = message["photo"][-1]
+    downloads = fake.calls_to("GET file")
+    assert len(downloads) == 1
+    got = fake.calls_to("getFile")[0]
+    assert got.params["file_id"] == largest["file_id"]
+    # One delivery and one detection were stored for Alice.
+    assert counts(db_path, store_id(db_path, alice["id"])) == {
+        "users": 1,
+        "deliveries": 1,
+        "detections": 1,
+    }
+
+
+async def test_image_sent_as_a_file_is_read_too(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(buffer, "PNG")
+    message = fake.send_document(
+        alice, buffer.getvalue(), mime_type="image/png", file_name="me.png"
+    )
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    assert_card(card, replying_to=message["message_id"])
+
+
+async def test_more_twice_and_the_button_never_repeat(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    fake.send_photo(alice, selfie)
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    first_more = fake.send_command(alice, "/more")
+    await fake.wait_for_replies(alice["id"], 2, within=WAIT)
+    fake.send_command(alice, "/more")
+    await fake.wait_for_replies(alice["id"], 3, within=WAIT)
+    query_id = fake.press_button(alice, card, "more")
+    replies = await fake.wait_for_replies(alice["id"], 4, within=WAIT)
+
+    assert_card(replies[1], replying_to=first_more["message_id"])
+    urls = [track_url(call) for call in replies]
+    assert len(set(urls)) == 4, urls
+    # The button press was acknowledged, and the new card replies to the card pressed.
+    assert query_id in fake.answered_callbacks
+    assert replies[3].reply_to == fake.sent_message(card)["message_id"]
+    # A plain /more says which mood it continues and carries no new emotion reading.
+    assert "Mood:" in shown(replies[1])
+
+
+async def test_mood_shows_all_seven_probabilities(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    fake.send_photo(alice, selfie)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    ask = fake.send_command(alice, "/mood")
+    summary = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+
+    assert summary.reply_to == ask["message_id"]
+    text = shown(summary)
+    for emotion in EMOTIONS:
+        assert emotion in text
+    assert "Last time you looked" in text and "UTC" in text
+    percents = [int(p) for p in re.findall(r"(\d{1,3}) %", text)]
+    assert 95 <= sum(percents[1:]) <= 105  # the seven rows (after the headline) sum to ~100
+    if summary.method == "sendPhoto":  # the chart, when core draws one
+        with Image.open(io.BytesIO(summary.files["photo"])) as chart:
+            assert chart.format == "PNG"
+
+
+async def test_before_any_selfie_more_and_mood_ask_for_one(
+    app: MoodApplication, fake: FakeTelegramAPI, bob: dict[str, Any]
+) -> None:
+    fake.send_command(bob, "/more")
+    fake.send_command(bob, "/mood")
+    replies = await fake.wait_for_replies(bob["id"], 2, within=WAIT)
+    assert all(call.method == "sendMessage" for call in replies)
+    assert all("selfie" in shown(call).lower() for call in replies)
+
+
+async def test_mode_lift_or_match(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    fake.send_command(alice, "/mode match")
+    (answer,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    assert "match" in shown(answer)
+    fake.send_command(alice, "/mode banana; DROP TABLE users")
+    bad = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+    assert "lift" in shown(bad) and "match" in shown(bad)
+
+
+async def test_forget_after_confirmation_removes_every_row(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    bob: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    fake.send_photo(alice, selfie)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    alice_id = store_id(db_path, alice["id"])
+    assert alice_id is not None and counts(db_path, alice_id)["deliveries"] == 1
+
+    fake.send_command(alice, "/forget")
+    confirm = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+    yes, keep = confirm.buttons
+    assert (yes["text"], keep["text"]) == (wording.FORGET_YES, wording.FORGET_NO)
+    assert counts(db_path, alice_id)["deliveries"] == 1  # nothing deleted before confirming
+
+    # Bob cannot press Alice's button (he would see it in a group, or forge the data).
+    bobs_press = fake.press_button(bob, confirm, yes["callback_data"])
+    await fake.wait_for(lambda c: c.params.get("callback_query_id") == bobs_press, within=WAIT)
+    assert fake.answered_callbacks[bobs_press]["text"] == wording.FORGET_NOT_YOURS
+    assert counts(db_path, alice_id)["deliveries"] == 1
+
+    alices_press = fake.press_button(alice, confirm, yes["callback_data"])
+    (edit,) = await fake.wait_for("editMessageText", within=WAIT)
+    assert alices_press in fake.answered_callbacks
+    assert "forgotten" in shown(edit).lower()
+    assert not edit.buttons  # the confirmation buttons are gone
+    assert counts(db_path, alice_id) == {"users": 0, "deliveries": 0, "detections": 0}
+    assert store_id(db_path, alice["id"]) is None
+
+    fake.send_command(alice, "/mood")
+    after = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
+    assert "selfie" in shown(after).lower()
+
+
+async def test_forget_can_be_called_off(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    fake.send_photo(alice, selfie)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    fake.send_command(alice, "/forget")
+    confirm = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+    fake.press_button(alice, confirm, confirm.buttons[1]["callback_data"])
+    (edit,) = await fake.wait_for("editMessageText", within=WAIT)
+    assert shown(edit) == wording.FORGET_KEPT
+    assert counts(db_path, store_id(db_path, alice["id"]))["deliveries"] == 1
+
+
+# --- not a photo, too big, forged --------------------------------------------------------------
+
+
+async def test_things_that_are_not_photos_get_a_friendly_hint(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    fake.send_document(alice, b"%PDF-1.4\n", mime_type="application/pdf", file_name="cv.pdf")
+    fake.send_sticker(alice)
+    fake.send_voice(alice)
+    fake.send_video(alice)
+    fake.send_animation(alice)
+    replies = await fake.wait_for_replies(alice["id"], 5, within=WAIT)
+    assert [shown(call) for call in replies] == [wording.NOT_A_PHOTO] * 5
+    assert not fake.calls_to("getFile")  # nothing was downloaded
+
+
+async def test_broken_image_and_faceless_photo_get_clear_replies(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    fake.send_document(alice, b"this is text, renamed", mime_type="image/jpeg", file_name="me.jpg")
+    fake.send_document(
+        alice, selfie[: len(selfie) // 3], mime_type="image/jpeg", file_name="cut.jpg"
+    )
+    noise = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    fake.send_photo(alice, _jpeg(noise))
+    replies = await fake.wait_for_replies(alice["id"], 3, within=WAIT)
+    assert all(call.method == "sendMessage" for call in replies), [c.text for c in replies]
+    assert all(shown(call) and shown(call) != wording.SOMETHING_WENT_WRONG for call in replies)
+
+
+async def test_oversize_photos_are_refused_before_download(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    fake.send_document(
+        alice,
+        b"\xff\xd8" + b"\x00" * 100,
+        mime_type="image/jpeg",
+        file_name="huge.jpg",
+        declared_size=MAX_IMAGE_BYTES + 1,
+    )
+    big = fake.register_file(selfie, declared_size=MAX_IMAGE_BYTES * 3)
+    only_huge = [
+        {
+            "file_id": big.file_id,
+            "file_unique_id": big.file_unique_id,
+            "width": 4000,
+            "height": 3000,
+            "file_size": MAX_IMAGE_BYTES * 3,
+        }
+    ]
+    fake.send_photo(alice, selfie, sizes=only_huge)
+    replies = await fake.wait_for_replies(alice["id"], 2, within=WAIT)
+    assert [shown(call) for call in replies] == [wording.too_big(MAX_IMAGE_BYTES)] * 2
+    assert not fake.calls_to("getFile") and not fake.calls_to("GET file")
+
+
+async def test_photo_ladder_uses_the_largest_size_under_the_limit(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    sizes = fake.photo_sizes(selfie)
+    sizes[-1]["file_size"] = MAX_IMAGE_BYTES + 1  # the original is "too big"
+    fake.send_photo(alice, selfie, sizes=sizes)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    assert fake.calls_to("getFile")[0].params["file_id"] == sizes[-2]["file_id"]
+
+
+async def test_unknown_commands_and_chatter_point_to_help(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    fake.send_command(alice, "/dance")
+    fake.send_text(alice, "hello? مرحبا 👋")
+    replies = await fake.wait_for_replies(alice["id"], 2, within=WAIT)
+    assert all("/more" in shown(call) for call in replies)
+
+
+async def test_forged_or_stale_callback_data_does_nothing(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    bob: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    fake.send_photo(alice, selfie)
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    alice_id = store_id(db_path, alice["id"])
+    queries = [
+        fake.press_button(bob, card, f"forget:yes:{alice['id']}"),
+        fake.press_button(bob, card, "forget:yes:1001 OR 1=1"),
+        fake.press_button(bob, card, "delete_everything"),
+    ]
+    await fake.wait_for("answerCallbackQuery", count=3, within=WAIT)
+    answers = [fake.answered_callbacks[q]["text"] for q in queries]
+    assert answers == [wording.FORGET_NOT_YOURS, BUTTON_EXPIRED, BUTTON_EXPIRED]
+    assert counts(db_path, alice_id) == {"users": 1, "deliveries": 1, "detections": 1}
+    assert not fake.calls_to("editMessageText")
+
+
+# --- group chats -------------------------------------------------------------------------------
+
+
+async def test_group_chat_answers_only_what_is_addressed_to_the_bot(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    bob: dict[str, Any],
+    selfie: bytes,
+) -> None:
+    group = group_chat()
+    fake.send_photo(alice, selfie, group)  # holiday snaps among friends: not for the bot
+    fake.send_command(bob, "/more@SomeOtherBot", group)
+    fake.send_command(bob, "/dance", group)  # a bare unknown command may be another bot's
+    mentioned = fake.send_photo(alice, selfie, group, caption="what song, @MoodLifterBot?")
+    (card,) = await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    assert_card(card, replying_to=mentioned["message_id"])
+
+    more = fake.send_command(alice, "/more@MoodLifterBot", group)
+    replying = fake.send_photo(bob, selfie, group, reply_to=fake.sent_message(card))
+    unknown = fake.send_command(bob, "/dance@MoodLifterBot", group)
+    replies = await fake.wait_for_replies(group["id"], 4, within=WAIT)
+    by_reply = {call.reply_to: call for call in replies[1:]}
+    assert_card(by_reply[more["message_id"]], replying_to=more["message_id"])
+    assert_card(by_reply[replying["message_id"]], replying_to=replying["message_id"])
+    assert "/more" in shown(by_reply[unknown["message_id"]])
+
+    await fake.wait_until_delivered(within=WAIT)
+    assert len(fake.replies(group["id"])) == 4  # nothing for the unaddressed messages
+    assert fake.calls_to("getFile") and len(fake.calls_to("getFile")) == 2
+
+
+async def test_group_photo_after_private_chat_goes_to_the_group(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    group = group_chat(-1009, "Band")
+    # Any letter case; the mention's offset counts UTF-16 units past an emoji and RTL text.
+    fake.send_photo(alice, selfie, group, caption="👋🏽 مرحبا @moodlifterbot")
+    (card,) = await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    assert card.chat_id == group["id"]
+    assert not fake.replies(private_chat(alice)["id"])
+
+
+# --- faults and privacy ------------------------------------------------------------------------
+
+
+async def test_flood_control_and_server_errors_are_retried(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    fake.fail_next("getFile", status=502)
+    fake.fail_next("sendPhoto", status=429, retry_after=1)
+    fake.fail_next("sendPhoto", status=500)
+    message = fake.send_photo(alice, selfie)
+    sent = await fake.wait_for(
+        lambda c: c.method == "sendPhoto" and "_message_id" in c.params, within=WAIT
+    )
+    assert_card(sent[0], replying_to=message["message_id"])
+    failed = [c.params.get("_failed_with") for c in fake.calls_to("sendPhoto", "getFile")]
+    assert failed.count(429) == 1 and failed.count(500) == 1 and failed.count(502) == 1
+    assert len(fake.replies(alice["id"])) == 3  # two failed attempts, then the card, once
+
+
+async def test_the_token_never_reaches_the_logs(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.fail_next("sendPhoto", status=500)
+    fake.send_photo(alice, selfie)
+    fake.send_command(alice, "/more")
+    await fake.wait_for_replies(alice["id"], 3, within=WAIT)
+    assert caplog.records
+    secret_part = fake.token.split(":", 1)[1]
+    assert secret_part not in caplog.text
+    leaks = [(r.name, r.msg) for r in caplog.records if secret_part in str(r.args)]
+    assert not leaks, leaks
+
+
+async def test_stopping_finishes_the_work_in_flight(
+    service: MoodLifter,
+    settings: Settings,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+) -> None:
+    """What SIGTERM does through the runtime: stop fetching, answer what was already taken."""
+    telegram = TelegramSettings(
+        token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
+    )
+    application = build_application(service, telegram, max_image_bytes=MAX_IMAGE_BYTES)
+    async with polling(application, poll_timeout=1):
+        message = fake.send_photo(alice, selfie)
+        await fake.wait_for("GET file", within=WAIT)  # the photo is being read
+    (card,) = fake.replies(alice["id"])  # answered before polling() returned
+    assert_card(card, replying_to=message["message_id"])
+    assert not application.running

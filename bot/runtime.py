@@ -43,7 +43,9 @@ def configured_platforms(settings: Settings) -> list[str]:
 async def _start_telegram(service: MoodLifter, settings: Settings) -> RunningPlatform:
     from bot.telegram import build_application
 
-    application = build_application(service, settings.telegram)
+    application = build_application(
+        service, settings.telegram, max_image_bytes=settings.limits.max_image_bytes
+    )
     await application.initialize()
     await application.start()
     assert application.updater is not None
@@ -64,10 +66,11 @@ async def _start_telegram(service: MoodLifter, settings: Settings) -> RunningPla
 async def _start_discord(service: MoodLifter, settings: Settings) -> RunningPlatform:
     from bot.discord_bot import build_client
 
-    client = build_client(service, settings.discord)
+    client = build_client(service, settings)
     assert settings.discord.token is not None
-    task = asyncio.create_task(client.start(settings.discord.token.get()), name="discord")
-    log.info("discord: connecting")
+    await client.login(settings.discord.token.get())  # a bad token fails here, at start
+    task = asyncio.create_task(client.connect(), name="discord")
+    log.info("discord: connecting to the gateway")
 
     async def stop() -> None:
         await client.close()

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from telegram import (
     BotCommand,
@@ -52,9 +52,7 @@ from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
 from core.config import TelegramSettings
 from core.errors import ConfigError
 from core.replies import Reply, TrackCard
-
-if TYPE_CHECKING:
-    from core.service import MoodLifter
+from core.service import MoodLifter, UserRef
 
 log = logging.getLogger(__name__)
 
@@ -346,10 +344,8 @@ def _message(update: Update) -> Message:
     return message
 
 
-def _user(update: Update) -> Any:
+def _user(update: Update) -> UserRef:
     """The core's view of who acted (the button presser for callbacks)."""
-    from core.service import UserRef
-
     user = update.effective_user
     assert user is not None
     return UserRef(platform=PLATFORM, user_id=str(user.id), name=user.full_name)

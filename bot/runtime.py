@@ -41,26 +41,14 @@ def configured_platforms(settings: Settings) -> list[str]:
 
 
 async def _start_telegram(service: MoodLifter, settings: Settings) -> RunningPlatform:
-    from bot.telegram import build_application
+    from bot.telegram import build_application, start_polling, stop_polling
 
     application = build_application(
         service, settings.telegram, max_image_bytes=settings.limits.max_image_bytes
     )
-    await application.initialize()
-    await application.start()
-    assert application.updater is not None
-    await application.updater.start_polling(
-        timeout=settings.telegram.poll_timeout, drop_pending_updates=False
-    )
+    await start_polling(application, poll_timeout=settings.telegram.poll_timeout)
     log.info("telegram: polling for updates")
-
-    async def stop() -> None:
-        if application.updater is not None and application.updater.running:
-            await application.updater.stop()
-        await application.stop()
-        await application.shutdown()
-
-    return RunningPlatform("telegram", stop)
+    return RunningPlatform("telegram", lambda: stop_polling(application))
 
 
 async def _start_discord(service: MoodLifter, settings: Settings) -> RunningPlatform:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from core.moods import looks
 from core.replies import EmotionSummary, FaceReading, TrackCard
 
 # Buttons and labels, identical on every platform.
@@ -118,7 +119,7 @@ def card_lines(card: TrackCard) -> list[str]:
 def summary_headline(summary: EmotionSummary) -> str:
     """``"Last time you looked happy (87 %), so your mood is happy."``"""
     return (
-        f"Last time you looked {summary.emotion} ({percent(summary.confidence)}), "
+        f"Last time you looked {looks(summary.emotion)} ({percent(summary.confidence)}), "
         f"so your mood is {summary.mood}."
     )
 

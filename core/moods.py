@@ -92,6 +92,11 @@ def mood_for(emotion: str, mode: Mode | str = Mode.LIFT) -> str:
     return _POLICY[parse_mode(mode)][check_emotion(emotion)]
 
 
+def looks(emotion: str) -> str:
+    """How a face with ``emotion`` looks, as an adjective: "disgust" → "disgusted"."""
+    return _LOOKS[check_emotion(emotion)]
+
+
 def reason(emotion: str, mood: str) -> str:
     """One line a person reads under the song, e.g. "you look sad — here is something calm"."""
-    return f"you look {_LOOKS[check_emotion(emotion)]} — here is something {check_mood(mood)}"
+    return f"you look {looks(emotion)} — here is something {check_mood(mood)}"

@@ -50,8 +50,12 @@ def photos() -> dict[str, tuple[np.ndarray, int]]:
         "astronaut 512": (ast, 1),
         "astronaut 1280": (big, 1),
         "astronaut tilted 30": (tilted, 1),
-        "astronaut gray": (cv2.cvtColor(cv2.cvtColor(ast, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB), 1),
-        "collage 4 faces": (collage()[0], 4),
+        "astronaut gray": (
+            cv2.cvtColor(cv2.cvtColor(ast, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB),
+            1,
+        ),
+        "collage 4 faces 65-175px": (collage((480, 360, 270, 200))[0], 4),
+        "collage 4 faces 36-150px": (collage()[0], 4),
         "chelsea (cat)": (data.chelsea(), 0),
         "coffee": (data.coffee(), 0),
         "rocket": (data.rocket(), 0),
@@ -109,7 +113,10 @@ def main() -> None:
             totals[key][2] += ms
             row += f"{found:>9} {ms:7.1f} ms"
         print(row)
-    print("missed / extra / total ms: " + "  ".join(f"{k}: {m}/{f}/{t:.0f}" for k, (m, f, t) in totals.items()))
+    print(
+        "missed / extra / total ms: "
+        + "  ".join(f"{k}: {m}/{f}/{t:.0f}" for k, (m, f, t) in totals.items())
+    )
 
 
 if __name__ == "__main__":

@@ -231,11 +231,23 @@ def test_video_container_is_refused() -> None:
         decode_image(box + b"\0" * 500, LIMITS)
 
 
-@pytest.mark.parametrize("fmt", ["PPM", "ICO", "TGA", "PCX"])
-def test_other_formats_pillow_knows_are_refused(astronaut: Image.Image, fmt: str) -> None:
+@pytest.mark.parametrize("fmt", ["PPM", "ICO", "PCX", "PDF", "EPS", "JPEG2000", "QOI", "PSD"])
+def test_other_picture_formats_ask_for_jpeg_or_png(astronaut: Image.Image, fmt: str) -> None:
     image = astronaut.resize((128, 128)) if fmt == "ICO" else astronaut
-    with pytest.raises(UnsupportedFormat):
-        decode_image(encode(image, fmt), LIMITS)
+    try:
+        payload = encode(image, fmt)
+    except (KeyError, OSError):
+        if fmt != "PSD":
+            raise
+        payload = b"8BPS\x00\x01" + b"\x00" * 100  # Pillow reads PSD but cannot write it
+    with pytest.raises(UnsupportedFormat) as caught:
+        decode_image(payload, LIMITS)
+    assert "JPEG or PNG" in caught.value.user_message
+
+
+def test_formats_without_a_magic_number_are_not_pictures_to_us(astronaut: Image.Image) -> None:
+    with pytest.raises((NotAnImage, UnsupportedFormat)):
+        decode_image(encode(astronaut, "TGA"), LIMITS)
 
 
 def test_too_many_bytes_refused_before_decoding(astronaut: Image.Image) -> None:

@@ -1,6 +1,6 @@
 """Find faces in a photo with MediaPipe's BlazeFace models on LiteRT, and crop them like FER2013.
 
-Why BlazeFace and not OpenCV's Haar cascade: measured on the same photos it is 10-30x faster,
+Why BlazeFace and not OpenCV's Haar cascade: measured on the same photos it is 8-25x faster,
 finds tilted and small faces, and returns no false faces on clothes and backgrounds where
 Haar returns several (numbers in models/faces/NOTICE.md). The anchors, box decoding and
 weighted non-maximum suppression follow MediaPipe's calculators; the model files are vendored

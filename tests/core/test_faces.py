@@ -234,3 +234,24 @@ def test_crops_are_framed_like_fer2013(detector: FaceDetector, fer2013_csv: Path
     median = {name: float(np.median(values)) for name, values in scores.items()}
     assert median["calibrated"] > 0.55  # measured 0.67 (per-face box size varies, sd 19 %)
     assert median["calibrated"] > median["tighter"] and median["calibrated"] > median["looser"]
+
+
+def test_twelve_faces_are_all_found(detector: FaceDetector) -> None:
+    head = astronaut_head()
+    width = 1280 // 6
+    height = round(width * head.shape[0] / head.shape[1])
+    canvas = np.full((2 * height, 1280, 3), 90, np.uint8)
+    for row in range(2):
+        for col in range(6):
+            tile = cv2.resize(head, (width, height), interpolation=cv2.INTER_AREA)
+            tile = tile[:, ::-1] if (row + col) % 2 else tile
+            canvas[row * height : (row + 1) * height, col * width : (col + 1) * width] = tile
+    faces = detector.detect(canvas)
+    assert len(faces) == 12
+    assert len({(round(f.box[0] / width), round(f.box[1] / height)) for f in faces}) == 12
+
+
+def test_a_face_too_small_to_read_is_not_reported(detector: FaceDetector) -> None:
+    canvas = np.full((960, 1280, 3), 200, np.uint8)
+    canvas[500:528, 600:624] = cv2.resize(astronaut_head(), (24, 28), interpolation=cv2.INTER_AREA)
+    assert detector.detect(canvas) == []

@@ -1,0 +1,58 @@
+"""Build the real core service for a benchmark: a temporary SQLite file, the shared catalog.
+
+The catalog CSV is read where it lives (``$MOODLIFT_SHARED_DATA`` or ``../shared/data``), never
+copied. The per-user photo limit is raised for benchmarks (see ``PHOTOS_PER_MINUTE``): simulated
+users send far faster than the production default of 6 a minute allows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.common import REPO_ROOT
+from core.catalog import ensure_catalog
+from core.config import (
+    CatalogSettings,
+    DatabaseSettings,
+    LimitsSettings,
+    PathsSettings,
+    Settings,
+    load_settings,
+)
+from core.service import MoodLifter
+from data.catalog_sources import SourceSpec
+
+PHOTOS_PER_MINUTE = 100_000  # benchmark users are not rate limited (production default: 6)
+
+
+def shared_music_csv() -> Path:
+    """The labelled catalog (data_moods.csv) in the shared data folder."""
+    configured = os.environ.get("MOODLIFT_SHARED_DATA")
+    base = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    path = base / "music" / "data_moods.csv"
+    if not path.is_file():
+        raise SystemExit(f"no catalog at {path}: set MOODLIFT_SHARED_DATA to the shared data dir")
+    return path
+
+
+def bench_settings(tmp: Path, **limits: int) -> Settings:
+    """Production defaults except: the database and paths in ``tmp``, the shared catalog, and
+    the rate limit (plus any other ``limits`` given)."""
+    models = load_settings(
+        env={k: v for k, v in os.environ.items() if k.startswith("MOODLIFT_MODELS_")}
+    ).models
+    return Settings(
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"),
+        catalog=CatalogSettings(sources=(SourceSpec(str(shared_music_csv())),)),
+        limits=LimitsSettings(photos_per_minute=PHOTOS_PER_MINUTE, **limits),
+        paths=PathsSettings(data_dir=tmp / "data", cache_dir=tmp / "cache"),
+        models=models,
+    )
+
+
+async def open_service(settings: Settings) -> MoodLifter:
+    """The real core, with the catalog imported, ready to serve."""
+    service = await MoodLifter.create(settings)
+    await ensure_catalog(settings, service.store)
+    return service

@@ -7,14 +7,16 @@ large type, the mood as a badge. 640x640 PNG, crisp on phones.
 from __future__ import annotations
 
 import io
-import textwrap
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from core.fonts import font as _font
 from core.palette import MOOD_COLOURS
 
 SIZE = 640
+MARGIN = 48
+TEXT_WIDTH = SIZE - 2 * MARGIN
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
 def _gradient(colour: tuple[int, int, int]) -> Image.Image:
@@ -29,11 +31,31 @@ def _gradient(colour: tuple[int, int, int]) -> Image.Image:
     return column.resize((SIZE, SIZE))
 
 
-def _fit_lines(text: str, width_chars: int, max_lines: int) -> list[str]:
-    lines = textwrap.wrap(text, width=width_chars) or [""]
+def _fit_lines(draw: ImageDraw.ImageDraw, text: str, font: Font, max_lines: int) -> list[str]:
+    """Wrap ``text`` by measured width (not character count), ending in "…" if cut short."""
+
+    def fits(line: str) -> bool:
+        return draw.textlength(line, font=font) <= TEXT_WIDTH
+
+    lines: list[str] = []
+    for word in " ".join(text.split()).split(" "):
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and fits(candidate):
+            lines[-1] = candidate
+            continue
+        while not fits(word) and len(word) > 1:  # a word wider than the card: break it
+            cut = len(word) - 1
+            while cut > 1 and not fits(word[:cut]):
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    lines = lines or [""]
     if len(lines) > max_lines:
-        lines = lines[:max_lines]
-        lines[-1] = lines[-1][: max(0, width_chars - 1)].rstrip() + "…"
+        last = lines[max_lines - 1]
+        while last and not fits(last.rstrip() + "…"):
+            last = last[:-1]
+        lines = [*lines[: max_lines - 1], last.rstrip() + "…"]
     return lines
 
 
@@ -51,12 +73,16 @@ def draw_card(title: str, artist: str, mood: str) -> bytes:
     draw.ellipse((cx - 6, cy - 6, cx + 6, cy + 6), fill=(24, 24, 28))
 
     title_font, artist_font, badge_font = _font(52), _font(34), _font(26)
+    # A soft shadow in the mood's own dark tone keeps white type legible on the light top.
+    shade = tuple(int(c * 0.35) for c in colour)
     y = 330
-    for line in _fit_lines(title, 20, 3):
-        draw.text((48, y), line, fill=(255, 255, 255), font=title_font)
+    for line in _fit_lines(draw, title, title_font, 3):
+        draw.text((MARGIN + 2, y + 3), line, fill=shade, font=title_font)
+        draw.text((MARGIN, y), line, fill=(255, 255, 255), font=title_font)
         y += 62
-    for line in _fit_lines(artist, 28, 2):
-        draw.text((48, y + 8), line, fill=(245, 245, 250), font=artist_font)
+    for line in _fit_lines(draw, artist, artist_font, 2):
+        draw.text((MARGIN + 2, y + 10), line, fill=shade, font=artist_font)
+        draw.text((MARGIN, y + 8), line, fill=(245, 245, 250), font=artist_font)
         y += 42
     badge = mood.upper()
     left, top, right, bottom = draw.textbbox((0, 0), badge, font=badge_font)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from core import moods
+from core.artwork import ArtResolver
 from core.cards import draw_card
 from core.charts import emotion_chart
 from core.config import Settings
@@ -82,10 +83,12 @@ class MoodLifter:
         reader: PhotoReader,
         *,
         executor: ThreadPoolExecutor | None = None,
+        artwork: ArtResolver | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.reader = reader
+        self.artwork = artwork  # None: every card is drawn (offline, e.g. in tests)
         self.recommender = Recommender(store, settings.recommender.default_mode)
         limits = settings.limits
         self._executor = executor or ThreadPoolExecutor(
@@ -101,11 +104,14 @@ class MoodLifter:
         """Open the store (upgrading its schema) and load the models, ready to serve."""
         store = await Store.open(settings)
         reader = PhotoReader.from_settings(settings)
-        return cls(settings, store, reader)
+        artwork = ArtResolver.from_settings(settings.spotify, store)
+        return cls(settings, store, reader, artwork=artwork)
 
     async def close(self) -> None:
         """Finish work in flight, then release the pool and the database."""
         self._executor.shutdown(wait=True, cancel_futures=False)
+        if self.artwork is not None:
+            await self.artwork.close()
         await self.store.close()
 
     # -- the use cases -----------------------------------------------------------------------
@@ -194,9 +200,11 @@ class MoodLifter:
         return Notice(NoticeKind.FORGOTTEN, FORGOTTEN if removed else NOTHING_TO_FORGET)
 
     async def card_image(self, card: TrackCard) -> bytes | None:
-        """The picture for a card: its drawn PNG (album art by URL is the adapter's to send)."""
+        """The picture to upload for a card: album art if it comes within ~2 s, else drawn."""
         if card.art_png is not None:
             return card.art_png
+        if self.artwork is not None:
+            return (await self.artwork.card_art(card)).data
         return await asyncio.to_thread(draw_card, card.title, card.artist, card.mood)
 
     # -- helpers -----------------------------------------------------------------------------

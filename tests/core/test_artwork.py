@@ -10,6 +10,7 @@ import asyncio
 import io
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from core.artwork.images import check_image
 from core.artwork.outcomes import Blocked, RateLimited
 from core.cards import SIZE, draw_card
 from core.catalog import import_sources
-from core.config import Secret, SpotifySettings
+from core.config import Secret, Settings, SpotifySettings
 from core.replies import TrackCard
+from core.service import MoodLifter
 from core.store import Store
 from core.store.schema import Track, utcnow
 from data.catalog_sources import SourceSpec
@@ -386,3 +388,20 @@ def test_check_image_reads_only_real_pictures() -> None:
     assert check_image(jpeg(64)) == ("JPEG", (64, 64))
     with pytest.raises(NoArt):
         check_image(b"GIF89a nothing")
+
+
+# -- the service -------------------------------------------------------------------------------
+
+
+async def test_service_card_image_uses_the_resolver(
+    resolver: ArtResolver, catalog: Store, fake: FakeSpotify
+) -> None:
+    fake.oembed_found(A, "a")
+    # card_image never reads a photo, so no face model is needed here.
+    service = MoodLifter(Settings(), catalog, reader=None, artwork=resolver)  # type: ignore[arg-type]
+    try:
+        assert await service.card_image(card()) == fake.images["a"].body
+        assert_drawn(await service.card_image(card(B)))  # oEmbed 404, no keys: drawn
+        assert await service.card_image(replace(card(), art_png=b"own")) == b"own"
+    finally:
+        await service.close()  # closes the resolver and the store; closing again is harmless

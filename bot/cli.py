@@ -13,11 +13,15 @@ import importlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from core.config import Settings, load_settings
 from core.errors import CatalogError, ConfigError, MoodLiftError
 from core.moods import EMOTIONS, MOODS, Mode
+
+if TYPE_CHECKING:
+    from core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a path or URL, optionally LOCATION#sha256=HEX (default: catalog.sources)",
     )
     catalog_commands.add_parser("stats", help="tracks per mood")
+    art = catalog_commands.add_parser(
+        "art", help="look up album art ahead of time (resumable: checked tracks are skipped)"
+    )
+    art.add_argument("--limit", type=_positive(int), metavar="N", help="at most N tracks this run")
+    art.add_argument(
+        "--rate", type=_positive(float), default=5.0, help="requests per second at most (default 5)"
+    )
 
     rec = commands.add_parser("recommend", help="pick a song for an emotion, as the bot would")
     rec.add_argument("--user", required=True, help="a local user name (kept in the database)")
@@ -83,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("model", choices=("emotion", "music"))
         sub.add_argument("args", nargs=argparse.REMAINDER, help="passed on; try: -- --help")
     return parser
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: ``kind`` of the text, refused unless > 0."""
+
+    def convert(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} is not > 0")
+        return value
+
+    return convert
 
 
 def setup_logging(level: str) -> None:
@@ -156,6 +179,8 @@ async def _catalog(settings: Settings, args: argparse.Namespace) -> int:
 
     store = await Store.open(settings)
     try:
+        if args.action == "art":
+            return await _catalog_art(settings, store, args)
         if args.action == "import":
             try:
                 sources = [parse_source(s) for s in args.sources] or list(settings.catalog.sources)
@@ -186,6 +211,24 @@ async def _catalog(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{mood:<{width}}  {counts.by_mood[mood]:>6}")
     print(f"{'no mood yet':<{width}}  {counts.unassigned:>6}")
     print(f"{'total':<{width}}  {counts.total:>6}")
+    return 0
+
+
+async def _catalog_art(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    from core.artwork import ArtResolver, Pacer, prefetch_art
+
+    resolver = ArtResolver.from_settings(settings.spotify, store, pace=Pacer(args.rate))
+    try:
+        report = await prefetch_art(store, resolver, limit=args.limit, progress=sys.stderr.isatty())
+    finally:
+        await resolver.close()
+    print(
+        f"album art: {report.checked} checked ({report.found} found, {report.without_art} "
+        f"without art), {report.unanswered} unanswered; {report.left} tracks left to check"
+    )
+    if report.stopped:
+        print(f"moodlift: stopped early: {report.stopped}; run again later", file=sys.stderr)
+        return 1
     return 0
 
 

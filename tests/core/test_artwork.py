@@ -284,8 +284,7 @@ async def test_an_answer_after_the_deadline_is_cached_for_next_time(
 ) -> None:
     resolver = ArtResolver.from_settings(settings(fake, timeout=5.0), catalog, deadline=0.3)
     try:
-        fake.oembed_found(A, "a")
-        fake.oembed[A].delay = 0.6
+        fake.oembed_found(A, "a", delay=0.6)
         first = await resolver.card_art(card())
         assert first.source == "drawn"
         await asyncio.sleep(0.6)  # the lookup goes on in the background...

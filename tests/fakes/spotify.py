@@ -9,8 +9,9 @@ works from ``asyncio.run`` as well as inside a test's loop) serves:
 - ``GET /img/<name>`` — pictures.
 
 Each answer is a :class:`Canned` set per track id / picture (default: 404), so a test can
-make any route succeed, 404, 429 with Retry-After, 500, stall or send garbage. Every request
-is recorded in :attr:`FakeSpotify.requests` as ``(method, route, key)``.
+make any route succeed, 404, 429 with Retry-After, 500, stall or send garbage; a list of them
+is answered in turn (the last one repeats). Every request is recorded in
+:attr:`FakeSpotify.requests` as ``(method, route, key)``, with its time in :attr:`times`.
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ class FakeSpotify:
     """The fake server; ``url`` is its base (``http://127.0.0.1:<port>``)."""
 
     def __init__(self) -> None:
-        self.oembed: dict[str, Canned] = {}
-        self.tracks: dict[str, Canned] = {}
+        self.oembed: dict[str, Canned | list[Canned]] = {}
+        self.tracks: dict[str, Canned | list[Canned]] = {}
         self.images: dict[str, Canned] = {}
         self.token: Canned = as_json(
             {"access_token": ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3600}
         )
         self.requests: list[tuple[str, str, str]] = []
+        self.times: list[float] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -100,11 +102,14 @@ class FakeSpotify:
         self.images[name] = Canned(200, data or jpeg(), "image/jpeg")
         return self.image_url(name)
 
-    def oembed_found(self, track_id: str, picture: str, title: str = "A Song") -> str:
+    def oembed_found(
+        self, track_id: str, picture: str, title: str = "A Song", delay: float = 0.0
+    ) -> str:
         """oEmbed knows ``track_id``, with a real picture; returns the picture's URL."""
         url = self.picture(picture)
         self.oembed[track_id] = as_json(
-            {"type": "rich", "title": title, "thumbnail_url": url, "provider_name": "Spotify"}
+            {"type": "rich", "title": title, "thumbnail_url": url, "provider_name": "Spotify"},
+            delay=delay,
         )
         return url
 
@@ -133,6 +138,14 @@ class FakeSpotify:
     def _record(self, method: str, route: str, key: str) -> None:
         with self._lock:
             self.requests.append((method, route, key))
+            self.times.append(time.monotonic())
+
+    def _next(self, answers: dict[str, Canned | list[Canned]], key: str) -> Canned:
+        with self._lock:
+            answer = answers.get(key, NOT_FOUND)
+            if isinstance(answer, list):
+                return answer.pop(0) if len(answer) > 1 else answer[0]
+            return answer
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -151,13 +164,13 @@ class FakeSpotify:
                     fake._record("GET", "oembed", key)
                     if not target.startswith(TRACK_URL):
                         return self._send(as_json({"error": "bad url"}, 400))
-                    return self._send(fake.oembed.get(key, NOT_FOUND))
+                    return self._send(fake._next(fake.oembed, key))
                 if parts.path.startswith("/v1/tracks/"):
                     key = parts.path.removeprefix("/v1/tracks/")
                     fake._record("GET", "tracks", key)
                     if self.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
                         return self._send(as_json({"error": {"status": 401}}, 401))
-                    return self._send(fake.tracks.get(key, NOT_FOUND))
+                    return self._send(fake._next(fake.tracks, key))
                 if parts.path.startswith("/img/"):
                     key = parts.path.removeprefix("/img/")
                     fake._record("GET", "img", key)

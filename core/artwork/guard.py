@@ -74,6 +74,11 @@ class Guard:
         return max(0.0, self._blocked_until - self.clock())
 
     @property
+    def failures(self) -> int:
+        """Failures in a row so far (a success resets it)."""
+        return self._failures
+
+    @property
     def why(self) -> str:
         """Why the guard blocks ("cooling down", "breaker open"), or "" when it does not."""
         return self._why if not self.ready() else ""

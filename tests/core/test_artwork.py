@@ -263,7 +263,7 @@ async def test_web_api_malformed_json_and_500_are_failures(
     assert (await keyed.card_art(card(B))).source == "drawn"
     track = await catalog.get_track(B)
     assert track is not None and track.art_checked_at is None
-    assert keyed.sources[1].guard._failures == 3
+    assert keyed.sources[1].guard.failures == 3
 
 
 async def test_slow_upstream_times_out_to_the_drawn_card(
@@ -276,7 +276,7 @@ async def test_slow_upstream_times_out_to_the_drawn_card(
     assert art.source == "drawn" and elapsed < DEADLINE + 0.5
     assert_drawn(art.data)
     await asyncio.sleep(0.3)  # the lookup's own timeout (0.4 s) has passed by now
-    assert resolver.sources[0].guard._failures == 1
+    assert resolver.sources[0].guard.failures == 1
 
 
 async def test_an_answer_after_the_deadline_is_cached_for_next_time(

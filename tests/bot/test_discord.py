@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,18 +32,13 @@ from bot.discord_bot import (
     card_embed,
     render,
 )
-from core.catalog import ensure_catalog
 from core.config import (
-    CatalogSettings,
-    DatabaseSettings,
     LimitsSettings,
-    PathsSettings,
     Settings,
-    load_settings,
 )
 from core.replies import FaceReading, TrackCard
 from core.service import MoodLifter
-from data.catalog_sources import SourceSpec
+from tests.bot.conftest import service_settings
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 SLOW = pytest.mark.simcord(settle_timeout=120.0)  # face detection + inference on a busy CPU
@@ -68,39 +61,9 @@ def astronaut_jpeg() -> bytes:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "moodlift.sqlite3"
-
-
-@pytest.fixture
-def settings(tmp_path: Path, db_path: Path, music_dir: Path) -> Settings:
-    """Real settings: a SQLite file in tmp_path, the labelled catalog from the shared data.
-
-    The models are the app's own (``models/``, or wherever ``MOODLIFT_MODELS_*`` point).
-    """
-    models = load_settings(
-        env={k: v for k, v in os.environ.items() if k.startswith("MOODLIFT_MODELS_")}
-    ).models
-    if not models.emotion_path.is_file():
-        pytest.skip(f"no exported emotion model at {models.emotion_path}")
-    return Settings(
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{db_path}"),
-        catalog=CatalogSettings(sources=(SourceSpec(str(music_dir / "data_moods.csv")),)),
-        limits=LimitsSettings(photos_per_minute=100),
-        paths=PathsSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache"),
-        models=models,
-    )
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[MoodLifter]:
-    """The real core service, with the catalog imported, closed after the test."""
-    service = await MoodLifter.create(settings)
-    await ensure_catalog(settings, service.store)
-    try:
-        yield service
-    finally:
-        await service.close()
+def settings(tmp_path: Path, music_dir: Path) -> Settings:
+    """Real settings: a SQLite file in tmp_path, the labelled catalog from the shared data."""
+    return service_settings(tmp_path, music_dir, LimitsSettings(photos_per_minute=100))
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import io
 import logging
-import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -31,19 +30,14 @@ from bot.telegram import (
     build_application,
     polling,
 )
-from core.catalog import ensure_catalog
 from core.config import (
-    CatalogSettings,
-    DatabaseSettings,
     LimitsSettings,
-    PathsSettings,
     Secret,
     Settings,
     TelegramSettings,
-    load_settings,
 )
 from core.service import MoodLifter
-from data.catalog_sources import SourceSpec
+from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, user
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -68,39 +62,11 @@ def selfie() -> bytes:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "moodlift.sqlite3"
-
-
-@pytest.fixture
-def settings(tmp_path: Path, db_path: Path, music_dir: Path) -> Settings:
-    """Real settings: a SQLite file in tmp_path, the labelled catalog from the shared data.
-
-    The models are the app's own (``models/``, or wherever ``MOODLIFT_MODELS_*`` point).
-    """
-    models = load_settings(
-        env={k: v for k, v in os.environ.items() if k.startswith("MOODLIFT_MODELS_")}
-    ).models
-    if not models.emotion_path.is_file():
-        pytest.skip(f"no exported emotion model at {models.emotion_path}")
-    return Settings(
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{db_path}"),
-        catalog=CatalogSettings(sources=(SourceSpec(str(music_dir / "data_moods.csv")),)),
-        limits=LimitsSettings(photos_per_minute=100, max_image_bytes=MAX_IMAGE_BYTES),
-        paths=PathsSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache"),
-        models=models,
+def settings(tmp_path: Path, music_dir: Path) -> Settings:
+    """Real settings: a SQLite file in tmp_path, the labelled catalog from the shared data."""
+    return service_settings(
+        tmp_path, music_dir, LimitsSettings(photos_per_minute=100, max_image_bytes=MAX_IMAGE_BYTES)
     )
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[MoodLifter]:
-    """The real core service with the catalog imported; closed after the test."""
-    service = await MoodLifter.create(settings)
-    await ensure_catalog(settings, service.store)
-    try:
-        yield service
-    finally:
-        await service.close()
 
 
 @pytest.fixture

@@ -1,0 +1,69 @@
+"""The real core service for the adapters' end-to-end tests: a SQLite file in tmp_path, the
+labelled catalog from the shared data, the app's own models, and Spotify kept offline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.catalog import ensure_catalog
+from core.config import (
+    CatalogSettings,
+    DatabaseSettings,
+    LimitsSettings,
+    PathsSettings,
+    Settings,
+    SpotifySettings,
+    load_settings,
+)
+from core.service import MoodLifter
+from data.catalog_sources import SourceSpec
+
+# Nothing listens on port 9 (discard): art lookups fail at once and the drawn card is used,
+# so no test ever reaches the real Spotify.
+OFFLINE_SPOTIFY = SpotifySettings(
+    api_url="http://127.0.0.1:9/v1/",
+    token_url="http://127.0.0.1:9/api/token",
+    oembed_url="http://127.0.0.1:9/oembed",
+    timeout=0.5,
+)
+
+
+def service_settings(tmp_path: Path, music_dir: Path, limits: LimitsSettings) -> Settings:
+    """Settings for a real service; skips the test when no emotion model has been exported.
+
+    The models are the app's own (``models/``, or wherever ``MOODLIFT_MODELS_*`` point).
+    """
+    models = load_settings(
+        env={k: v for k, v in os.environ.items() if k.startswith("MOODLIFT_MODELS_")}
+    ).models
+    if not models.emotion_path.is_file():
+        pytest.skip(f"no exported emotion model at {models.emotion_path}")
+    return Settings(
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'moodlift.sqlite3'}"),
+        catalog=CatalogSettings(sources=(SourceSpec(str(music_dir / "data_moods.csv")),)),
+        spotify=OFFLINE_SPOTIFY,
+        limits=limits,
+        paths=PathsSettings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache"),
+        models=models,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where :func:`service_settings` puts the database."""
+    return tmp_path / "moodlift.sqlite3"
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[MoodLifter]:
+    """The real core service with the catalog imported; closed after the test."""
+    service = await MoodLifter.create(settings)
+    await ensure_catalog(settings, service.store)
+    try:
+        yield service
+    finally:
+        await service.close()

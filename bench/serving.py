@@ -18,12 +18,20 @@ from core.config import (
     LimitsSettings,
     PathsSettings,
     Settings,
+    SpotifySettings,
     load_settings,
 )
 from core.service import MoodLifter
 from data.catalog_sources import SourceSpec
 
 PHOTOS_PER_MINUTE = 100_000  # benchmark users are not rate limited (production default: 6)
+# Nothing listens on port 9: art lookups fail at once and every card is the drawn one (cached
+# per song), as in the tests; no benchmark ever reaches the real Spotify.
+OFFLINE_SPOTIFY = {
+    "api_url": "http://127.0.0.1:9/v1/",
+    "token_url": "http://127.0.0.1:9/api/token",
+    "oembed_url": "http://127.0.0.1:9/oembed",
+}
 
 
 def shared_music_csv() -> Path:
@@ -47,8 +55,32 @@ def bench_settings(tmp: Path, **limits: int) -> Settings:
         catalog=CatalogSettings(sources=(SourceSpec(str(shared_music_csv())),)),
         limits=LimitsSettings(photos_per_minute=PHOTOS_PER_MINUTE, **limits),
         paths=PathsSettings(data_dir=tmp / "data", cache_dir=tmp / "cache"),
+        spotify=SpotifySettings(**OFFLINE_SPOTIFY, timeout=0.5),
         models=models,
     )
+
+
+def bench_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """The environment for a ``moodlift`` subprocess with the settings of :func:`bench_settings`
+    (the caller's own MOODLIFT_* variables are dropped, except where the models live)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MOODLIFT_") or k.startswith("MOODLIFT_MODELS_")
+    }
+    env.update(
+        {
+            "MOODLIFT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}",
+            "MOODLIFT_CATALOG_SOURCES": str(shared_music_csv()),
+            "MOODLIFT_LIMITS_PHOTOS_PER_MINUTE": str(PHOTOS_PER_MINUTE),
+            "MOODLIFT_PATHS_DATA_DIR": str(tmp / "data"),
+            "MOODLIFT_PATHS_CACHE_DIR": str(tmp / "cache"),
+            "MOODLIFT_SPOTIFY_TIMEOUT": "0.5",
+            **{f"MOODLIFT_SPOTIFY_{k.upper()}": v for k, v in OFFLINE_SPOTIFY.items()},
+            **extra,
+        }
+    )
+    return env
 
 
 async def open_service(settings: Settings) -> MoodLifter:

@@ -2,9 +2,11 @@
 
     python -m bench.throughput [--quick] [--json PATH]
 
-The real python-telegram-bot Application (as ``build_application`` makes it) polls the local
-fake Bot API (``tests/fakes/telegram_api.py``), downloads each photo over HTTP and answers
-through the real core (SQLite store, shared catalog). Two phases:
+The bot runs as in production, ``moodlift run telegram`` in its own process (``--in-process``
+runs the Application in this one instead, for profiling): the real python-telegram-bot
+Application polls the local fake Bot API (``tests/fakes/telegram_api.py``, served by this
+process with the simulated users), downloads each photo over HTTP and answers through the real
+core (SQLite store, shared catalog, Spotify offline so every card is drawn). Two phases:
 
 * **sustained**: every user sends a selfie every ``users / rate`` seconds (``--rate`` selfies/s
   in all, spread evenly), then ``/more`` as soon as the card arrives; reply times are measured
@@ -25,7 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    REPO_ROOT,
     RESULTS_DIR,
     machine,
     selfie_jpeg,
@@ -42,7 +47,7 @@ from bench.common import (
     time_ms,
     write_json,
 )
-from bench.serving import PHOTOS_PER_MINUTE, bench_settings, open_service
+from bench.serving import PHOTOS_PER_MINUTE, bench_env, bench_settings, open_service
 
 TARGET_RATE = 25.0
 TARGET_P99_MS = 1000.0
@@ -177,47 +182,103 @@ def _capacity(reader: Any, jpeg: bytes, workers: int, n: int) -> dict[str, float
     return {"read_median_ms": round(median, 2), "selfies_per_s": round(workers * 1000 / median, 2)}
 
 
+async def _phases(
+    fake: Any, args: argparse.Namespace, jpeg: bytes, capacity: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
+    """Both phases against a bot that is polling ``fake``, capacity measured around them."""
+    from tests.fakes.telegram_api import user
+
+    sizes = fake.photo_sizes(jpeg)  # one upload, reused by every user
+    users = [user(700_000 + i, f"User{i}") for i in range(args.users)]
+    capacities = [await asyncio.to_thread(capacity)]
+    phases = []
+    for name in ("sustained", "saturation"):
+        ledger = Ledger()
+        fake.calls = _Recorded(ledger)
+        if name == "sustained":
+            wall = await _sustained(fake, ledger, users, sizes, args.rate, args.rounds)
+        else:
+            wall = await _saturation(fake, ledger, users, sizes, args.rounds)
+        await asyncio.sleep(1.0)  # a late duplicate would show up now
+        phases.append(_phase_report(name, ledger, wall))
+        capacities.append(await asyncio.to_thread(capacity))
+    return phases, capacities
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from bot.telegram import build_application, polling
     from core.config import Secret, TelegramSettings
-    from tests.fakes.telegram_api import FakeTelegramAPI, user
+    from core.reading import PhotoReader
+    from tests.fakes.telegram_api import FakeTelegramAPI
 
     jpeg = selfie_jpeg(1280)
-    with tempfile.TemporaryDirectory(prefix="moodlift-bench-") as tmp:
-        settings = bench_settings(Path(tmp))
-        service = await open_service(settings)
+    with tempfile.TemporaryDirectory(prefix="moodlift-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        settings = bench_settings(tmp)
         workers = settings.limits.workers
-        try:
-            async with FakeTelegramAPI() as fake:
-                telegram = TelegramSettings(
-                    token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
-                )
-                application = build_application(
-                    service, telegram, max_image_bytes=settings.limits.max_image_bytes
-                )
-                async with polling(application, poll_timeout=1):
-                    sizes = fake.photo_sizes(jpeg)  # one upload, reused by every user
-                    users = [user(700_000 + i, f"User{i}") for i in range(args.users)]
-                    reader = service.reader
-                    capacity = [await asyncio.to_thread(_capacity, reader, jpeg, workers, 10)]
-                    phases = []
-                    for name in ("sustained", "saturation"):
-                        ledger = Ledger()
-                        fake.calls = _Recorded(ledger)
-                        if name == "sustained":
-                            wall = await _sustained(
-                                fake, ledger, users, sizes, args.rate, args.rounds
-                            )
-                        else:
-                            wall = await _saturation(fake, ledger, users, sizes, args.rounds)
-                        await asyncio.sleep(1.0)  # a late duplicate would show up now
-                        phases.append(_phase_report(name, ledger, wall))
-                        capacity.append(
-                            await asyncio.to_thread(_capacity, reader, jpeg, workers, 10)
+        async with FakeTelegramAPI() as fake:
+            if args.in_process:
+                service = await open_service(settings)
+                reader = service.reader
+                try:
+                    telegram = TelegramSettings(
+                        token=Secret(fake.token),
+                        api_url=fake.base_url,
+                        file_url=fake.base_file_url,
+                    )
+                    application = build_application(
+                        service, telegram, max_image_bytes=settings.limits.max_image_bytes
+                    )
+                    async with polling(application, poll_timeout=1):
+                        phases, capacity = await _phases(
+                            fake, args, jpeg, lambda: _capacity(reader, jpeg, workers, 10)
                         )
-        finally:
-            await service.close()
+                finally:
+                    await service.close()
+            else:
+                reader = PhotoReader.from_settings(settings)  # for the baseline only
+                log_path = tmp / "moodlift.log"
+                env = bench_env(
+                    tmp,
+                    MOODLIFT_TELEGRAM_TOKEN=fake.token,
+                    MOODLIFT_TELEGRAM_API_URL=fake.base_url,
+                    MOODLIFT_TELEGRAM_FILE_URL=fake.base_file_url,
+                    MOODLIFT_TELEGRAM_POLL_TIMEOUT="1",
+                    MOODLIFT_LOGGING_LEVEL="WARNING",
+                )
+                profiler = (
+                    ["-m", "pyinstrument", "-r", "text", "-o", str(args.profile.resolve())]
+                    if args.profile
+                    else []
+                )
+                with log_path.open("wb") as log:
+                    bot = await asyncio.create_subprocess_exec(
+                        sys.executable, *profiler, "-m", "bot.cli", "run", "telegram",
+                        env=env, cwd=REPO_ROOT, stdout=log, stderr=log,
+                    )  # fmt: skip
+                    try:
+                        await fake.wait_for("getUpdates", within=120.0)
+                        phases, capacity = await _phases(
+                            fake, args, jpeg, lambda: _capacity(reader, jpeg, workers, 10)
+                        )
+                    finally:
+                        await _stop(bot)
+                text = log_path.read_text(errors="replace")
+                if bot.returncode not in (0, -signal.SIGTERM) or "Traceback" in text:
+                    print(f"the bot logged errors (exit {bot.returncode}); the end of its log:")
+                    print(text[-4000:])
     return {"phases": phases, "capacity": capacity, "workers": workers}
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM (the bot finishes work in flight), then SIGKILL if it hangs."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,6 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--rate", type=float, default=TARGET_RATE, help="offered selfies/s")
     parser.add_argument("--rounds", type=int, help="selfies per user and phase (default 6)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the bot in this process (shares the fake's event loop; for profiling)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="run the bot under pyinstrument; its text report goes here"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "throughput.json")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 6)
@@ -284,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         "throughput",
         {
             "what": "Telegram path end to end: PTB Application polling the local fake Bot API",
+            "bot": "in this process"
+            if args.in_process
+            else "subprocess: python -m bot.cli run telegram",
+            "spotify": "offline (127.0.0.1:9): every card is the drawn one, cached per song",
             "users": args.users,
             "selfies_per_user_and_phase": args.rounds,
             "photo": "selfie 1280 px JPEG (Telegram sizes 90..1280 registered once)",

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,7 @@ class TrainSettings:
     early_stop_patience: int = 16
     seed: int = 1337
     limit: int = 0  # use only this many training faces (0 = all); for quick checks
+    resume_from: str = ""  # a committed checkpoint folder to continue from (seeds an empty run)
     net: dict[str, object] = field(default_factory=dict)  # NetConfig overrides
 
 
@@ -97,6 +99,27 @@ def _write_state(run_dir: Path, state: dict) -> None:
     tmp.replace(run_dir / "state.json")
 
 
+CHECKPOINT_FILES = ("last.keras", "best.keras", "state.json", "history.csv")
+
+
+def seed_run(checkpoint: Path, run_dir: Path) -> None:
+    """Start ``run_dir`` from a saved checkpoint (e.g. the one committed under models/)."""
+    missing = [name for name in CHECKPOINT_FILES if not (checkpoint / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{checkpoint}: checkpoint lacks {', '.join(missing)}")
+    for name in CHECKPOINT_FILES:
+        shutil.copy2(checkpoint / name, run_dir / name)
+    log.info("run %s continues from checkpoint %s", run_dir, checkpoint)
+
+
+def save_checkpoint(run_dir: Path, checkpoint: Path) -> None:
+    """Copy what a later sitting needs to resume ``run_dir`` into ``checkpoint``."""
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    for name in (*CHECKPOINT_FILES, "settings.json"):
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, checkpoint / name)
+
+
 def _seed_everything(seed: int) -> None:
     import keras
 
@@ -149,6 +172,8 @@ def train(settings: TrainSettings) -> dict:
 
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if settings.resume_from and not (run_dir / "state.json").exists():
+        seed_run(Path(settings.resume_from), run_dir)
     saved = run_dir / "settings.json"
     if saved.exists() and json.loads(saved.read_text()) != asdict(settings):
         log.warning("settings differ from the run's saved settings; resuming with the new ones")
@@ -217,7 +242,7 @@ def train(settings: TrainSettings) -> dict:
     return metrics
 
 
-def parse_args(argv: list[str] | None = None) -> TrainSettings:
+def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
     """Command-line settings; unknown NetConfig keys fail loudly at build time."""
     defaults = TrainSettings()
     parser = argparse.ArgumentParser(prog="moodlift train emotion", description=__doc__)
@@ -228,6 +253,14 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--limit", type=int, default=0, help="train on this many faces only")
+    parser.add_argument(
+        "--resume-from",
+        default="",
+        help="checkpoint folder to continue from (e.g. the committed one)",
+    )
+    parser.add_argument(
+        "--save-checkpoint", default="", help="after training, copy the resumable state here"
+    )
     parser.add_argument(
         "--net", default="{}", help='NetConfig overrides as JSON, e.g. {"middle": 1}'
     )
@@ -244,13 +277,17 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         learning_rate=args.learning_rate,
         seed=args.seed,
         limit=args.limit,
+        resume_from=args.resume_from,
         net=net,
-    )
+    ), args.save_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    metrics = train(parse_args(argv))
+    settings, checkpoint = parse_args(argv)
+    metrics = train(settings)
+    if checkpoint:
+        save_checkpoint(Path(settings.run_dir), Path(checkpoint))
     log.info(
         "PublicTest accuracy %.4f (flip-averaged %.4f)",
         metrics["accuracy"],

@@ -1,0 +1,75 @@
+"""The training command on a tiny net and tiny data: it trains, reports, and resumes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from models.train_emotion import TrainSettings, main, save_checkpoint, train
+
+TINY_NET = {"stem": (4,), "blocks": (8,), "middle": 0, "exit_width": 8}
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> Path:
+    """40 training and 14 validation faces: bright faces are 'happy', dark ones 'sad'."""
+    rng = np.random.default_rng(0)
+    lines = ["emotion,pixels,Usage"]
+    for usage, n in (("Training", 40), ("PublicTest", 14)):
+        for i in range(n):
+            label = 3 if i % 2 else 4
+            base = 190 if label == 3 else 50
+            face = np.clip(base + rng.normal(0, 20, 48 * 48), 0, 255).astype(int)
+            lines.append(f"{label},{' '.join(map(str, face))},{usage}")
+    path = tmp_path / "tiny.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_trains_reports_and_resumes(tmp_path: Path, tiny_csv: Path) -> None:
+    run = tmp_path / "run"
+    settings = TrainSettings(
+        data=str(tiny_csv), run_dir=str(run), epochs=1, batch_size=16, net=dict(TINY_NET)
+    )
+    metrics = train(settings)
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    for name in ("best.keras", "last.keras", "history.csv", "metrics.json"):
+        assert (run / name).is_file(), name
+    assert (run / "training_curves.png").stat().st_size > 1000
+    assert (run / "confusion_matrix.png").stat().st_size > 1000
+    assert metrics["n"] == 14
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 14
+
+    # A second sitting continues where the first stopped.
+    train(replace(settings, epochs=2))
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+
+    # A committed checkpoint seeds a fresh run folder, which then goes on from epoch 2.
+    checkpoint = tmp_path / "checkpoint"
+    save_checkpoint(run, checkpoint)
+    fresh = tmp_path / "fresh"
+    argv = ["--data", str(tiny_csv), "--run-dir", str(fresh), "--epochs", "3"]
+    argv += ["--batch-size", "16", "--net", json.dumps(TINY_NET), "--resume-from", str(checkpoint)]
+    assert main(argv) == 0
+    assert json.loads((fresh / "state.json").read_text())["epoch"] == 3
+
+
+def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path: Path, tiny_csv: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    settings = TrainSettings(
+        data=str(tiny_csv),
+        run_dir=str(tmp_path / "run"),
+        epochs=1,
+        net=dict(TINY_NET),
+        resume_from=str(tmp_path / "empty"),
+    )
+    with pytest.raises(FileNotFoundError, match=r"checkpoint lacks last\.keras"):
+        train(settings)

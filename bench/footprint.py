@@ -9,7 +9,9 @@ subprocess sets ``Route.BASE`` and ``DiscordWebSocket.DEFAULT_GATEWAY`` before c
 ``bot.cli.main`` — three lines, nothing else differs. A plain ``moodlift run telegram`` (the
 console entry point, unpatched) is measured too.
 
-Time to ready: from spawning the process until Telegram is polling (its first ``getUpdates``)
+Each start is a restart, as after a deploy: the database already holds the schema and the
+catalog (``moodlift catalog import`` ran first, untimed). Time to ready: from spawning the
+process until Telegram is polling (its first ``getUpdates``)
 and Discord has received READY on the gateway. Peak RSS: ``VmHWM`` of the process at ready, and
 again after it has answered 10 selfies and 10 ``/more`` (the models and buffers in use).
 Baseline, interleaved in the same run: ``python -c "import tensorflow"`` (wall time and peak
@@ -60,7 +62,9 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
-async def _moodlift(tmp: Path, both: bool, work: int) -> dict[str, Any]:
+async def _moodlift(
+    tmp: Path, both: bool, work: int, profile: Path | None = None
+) -> dict[str, Any]:
     """Start ``moodlift run`` against the fakes; time to ready, peak RSS, then stop it."""
     from tests.fakes.telegram_api import FakeTelegramAPI, user
 
@@ -78,6 +82,11 @@ async def _moodlift(tmp: Path, both: bool, work: int) -> dict[str, Any]:
         if both:
             env["MOODLIFT_DISCORD_TOKEN"] = "fake.discord.token"
             command = [sys.executable, "-c", LAUNCHER, discord_fake.api_base, discord_fake.gateway]
+            if profile is not None:  # pyinstrument runs the launcher as a script file
+                launcher = db_dir / "launcher.py"
+                launcher.write_text(LAUNCHER)
+                command = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o",
+                           str(profile), str(launcher), *command[3:]]  # fmt: skip
         else:
             entry = shutil.which("moodlift", path=str(Path(sys.executable).parent))
             command = [entry] if entry else [sys.executable, "-m", "bot.cli"]
@@ -92,6 +101,13 @@ async def _moodlift(tmp: Path, both: bool, work: int) -> dict[str, Any]:
         telegram._api_getUpdates = get_updates  # type: ignore[method-assign]
         log_path = db_dir / "moodlift.log"
         with log_path.open("wb") as log:
+            # A restart, as after a deploy: the schema and the catalog are already there.
+            prepare = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot.cli", "catalog", "import",
+                env=env, cwd=REPO_ROOT, stdout=log, stderr=log,
+            )  # fmt: skip
+            if await prepare.wait() != 0:
+                raise RuntimeError(f"moodlift catalog import failed: {log_path.read_text()}")
             start = time.monotonic()
             process = await asyncio.create_subprocess_exec(
                 *command, env=env, cwd=REPO_ROOT, stdout=log, stderr=log
@@ -155,7 +171,9 @@ async def _python_import(module: str) -> dict[str, Any]:
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(int(out.split()[-1]) * 1024 / MB, 1)}
 
 
-async def run(rounds: int, work: int) -> dict[str, list[dict[str, Any]]]:
+async def run(
+    rounds: int, work: int, profile: Path | None = None
+) -> dict[str, list[dict[str, Any]]]:
     samples: dict[str, list[dict[str, Any]]] = {"both": [], "telegram": [], "tensorflow": []}
     with tempfile.TemporaryDirectory(prefix="moodlift-bench-") as tmp_name:
         for i in range(rounds):
@@ -166,7 +184,9 @@ async def run(rounds: int, work: int) -> dict[str, list[dict[str, Any]]]:
                 if step == "tensorflow":
                     samples[step].append(await _python_import("tensorflow"))
                 else:
-                    samples[step].append(await _moodlift(round_dir, step == "both", work))
+                    both = step == "both"
+                    sample = await _moodlift(round_dir, both, work, profile if both else None)
+                    samples[step].append(sample)
     return samples
 
 
@@ -179,12 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round: a smoke run")
     parser.add_argument("--rounds", type=int, help="starts of each kind (default 3)")
+    parser.add_argument(
+        "--profile", type=Path, help="start under pyinstrument; its text report goes here"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "footprint.json")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
     work = 10
     env = machine()
-    samples = asyncio.run(run(rounds, work))
+    profile = args.profile.resolve() if args.profile else None
+    samples = asyncio.run(run(rounds, work, profile))
 
     summary: dict[str, Any] = {}
     for name in ("both", "telegram"):
@@ -228,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "what": "moodlift run (subprocess) against the fake Bot API and a fake Discord",
             "discord": "bench/fake_discord.py; Route.BASE and DEFAULT_GATEWAY set by a launcher",
             "ready": "first getUpdates on the fake Bot API and READY sent on the fake gateway",
+            "start": "a restart: schema and catalog already in the database (imported untimed)",
             "peak_rss": "VmHWM of the process (MB = 2**20 bytes)",
             "rounds": rounds,
             "order": "interleaved: both, tensorflow, telegram-only; reversed every other round",

@@ -338,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         "meets_p99_target": sustained.get("selfie_reply", {}).get("p99_ms", 1e9) <= TARGET_P99_MS,
         "lost": sum(p["lost"] for p in phases),
         "duplicated": sum(p["duplicated"] for p in phases),
+        "non_card_replies": sum(
+            n for p in phases for kind, n in p["replies_by_kind"].items() if kind != "card"
+        ),
         "every_update_one_reply": all(
             p["lost"] == 0 and p["duplicated"] == 0 and p["unmatched_replies"] == 0 for p in phases
         ),
@@ -346,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmax {verdict['max_selfies_per_s']:.1f} selfies/s (target >= {TARGET_RATE:g}); "
         f"at {args.rate:g}/s offered, selfie p99 {verdict['sustained_selfie_p99_ms']} ms "
         f"(target <= {TARGET_P99_MS:g}); lost {verdict['lost']}, duplicated "
-        f"{verdict['duplicated']}"
+        f"{verdict['duplicated']}, answered with a notice instead of a card "
+        f"{verdict['non_card_replies']}"
     )
     write_json(
         args.json,

@@ -21,7 +21,7 @@ from core.errors import CatalogError, ConfigError, MoodLiftError
 from core.moods import EMOTIONS, MOODS, Mode
 
 if TYPE_CHECKING:
-    from core.store import Store
+    from core.store import CatalogCounts, Store
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE",
         help="a path or URL, optionally LOCATION#sha256=HEX (default: catalog.sources)",
     )
-    catalog_commands.add_parser("stats", help="tracks per mood")
+    catalog_commands.add_parser(
+        "stats", help="tracks by mood and source (label, model, held back, waiting)"
+    )
+    catalog_commands.add_parser(
+        "classify",
+        help="give every track without a label the song-mood model's mood (idempotent; "
+        "run after changing models.music_path)",
+    )
     art = catalog_commands.add_parser(
         "art", help="look up album art ahead of time (resumable: checked tracks are skipped)"
     )
@@ -173,7 +180,7 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _catalog(settings: Settings, args: argparse.Namespace) -> int:
-    from core.catalog import import_sources
+    from core.catalog import classify_catalog, import_sources, load_music_model
     from core.store import Store
     from data.catalog_sources import parse_source
 
@@ -203,15 +210,43 @@ async def _catalog(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"  skipped {issue}", file=sys.stderr)
                 if report.skipped > _MAX_ISSUES_SHOWN:
                     print(f"  ... and {report.skipped - _MAX_ISSUES_SHOWN} more", file=sys.stderr)
+        if args.action == "classify":
+            model = await load_music_model(settings.models.music_path)
+            result = await classify_catalog(store, model)
+            print(
+                f"model {result.model_version}: {result.considered} tracks without a label; "
+                f"{result.assigned} newly assigned, {result.mood_changed} changed mood, "
+                f"{result.rescored} re-scored, {result.unchanged} unchanged"
+            )
         counts = await store.catalog_counts()
     finally:
         await store.close()
-    width = max(len(m) for m in (*MOODS, "no mood yet"))
-    for mood in MOODS:
-        print(f"{mood:<{width}}  {counts.by_mood[mood]:>6}")
-    print(f"{'no mood yet':<{width}}  {counts.unassigned:>6}")
-    print(f"{'total':<{width}}  {counts.total:>6}")
+    _print_counts(counts)
     return 0
+
+
+def _print_counts(counts: CatalogCounts) -> None:
+    """The catalog as a table: served tracks by mood and source, then what is not served."""
+    rows = [
+        (mood, counts.by_mood[mood], counts.labelled[mood], counts.modelled[mood],
+         counts.held_back[mood])
+        for mood in MOODS
+    ]  # fmt: skip
+    rows.append(("total", *(sum(column) for column in list(zip(*rows, strict=True))[1:])))
+    print(f"{'mood':<11}  {'served':>6}  {'label':>6}  {'model':>6}  {'held back':>9}")
+    for name, served, label, model, held in rows:
+        print(f"{name:<11}  {served:>6}  {label:>6}  {model:>6}  {held:>9}")
+    print(f"{'no mood yet':<11}  {counts.unassigned:>6}")
+    print(f"{'all tracks':<11}  {counts.total:>6}")
+    if counts.unassigned:
+        print("tracks without a mood get the model's with `moodlift catalog classify`")
+    held = sum(counts.held_back.values())
+    print(
+        f"held back: {held} model moods below catalog.min_mood_confidence = "
+        f"{counts.min_confidence:g}"
+    )
+    for version, n in sorted(counts.model_versions.items()):
+        print(f"model {version}: {n} tracks")
 
 
 async def _catalog_art(settings: Settings, store: Store, args: argparse.Namespace) -> int:

@@ -4,6 +4,10 @@ Upsert by Spotify id. A labelled row sets the track's mood (a human label beats 
 guess); an unlabelled row never touches the mood, so re-importing the unlabelled file keeps
 labels and model moods alike. Known metadata is never erased by a file that lacks it (the hit
 predictor file has no album, for instance).
+
+:func:`classify_catalog` gives every track without a label the song-mood model's mood, its
+confidence and the model's version; re-running it with the same model changes nothing, and
+after a model change it re-assigns exactly the model's tracks.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,11 +38,13 @@ from data.catalog_sources import (
 
 if TYPE_CHECKING:
     from core.config import Settings
+    from models.music_mood import MusicMoodModel
 
 log = logging.getLogger(__name__)
 
 _BATCH = 500
 _MOOD_COLUMNS = ("mood", "mood_source", "mood_confidence", "mood_model_version")
+_CONFIDENCE_TOLERANCE = 1e-9  # float noise between runs is not a change
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,22 @@ class MoodPrediction:
     track_id: str
     mood: str
     confidence: float
+
+
+@dataclass(frozen=True)
+class ClassifyReport:
+    """What one ``classify`` run did; a re-run with the same model has ``changed == 0``."""
+
+    model_version: str
+    considered: int  # tracks without a label (model moods and tracks waiting for one)
+    assigned: int  # had no mood, got one
+    mood_changed: int  # the model's mood changed
+    rescored: int  # same mood, new confidence or model version
+    unchanged: int
+
+    @property
+    def changed(self) -> int:
+        return self.assigned + self.mood_changed + self.rescored
 
 
 async def import_sources(
@@ -104,18 +126,107 @@ async def import_sources(
 async def ensure_catalog(
     settings: Settings, store: Store, *, progress: bool = False
 ) -> list[ImportReport]:
-    """At start-up: import the configured sources when the catalog is empty (and allowed to)."""
+    """At start-up: import the configured sources when the catalog is empty (and allowed to),
+    then give tracks still waiting for a mood the model's, so a fresh install serves them all.
+
+    A missing or broken model is logged, not fatal: labelled tracks can still be served.
+    """
     counts = await store.catalog_counts()
-    if counts.total or not settings.catalog.import_if_empty:
-        return []
-    log.info("the catalog is empty; importing %d source(s)", len(settings.catalog.sources))
-    return await import_sources(
-        store,
-        settings.catalog.sources,
-        settings.paths.cache_dir,
-        progress=progress,
-        download_timeout=settings.catalog.download_timeout,
+    reports: list[ImportReport] = []
+    if not counts.total and settings.catalog.import_if_empty:
+        log.info("the catalog is empty; importing %d source(s)", len(settings.catalog.sources))
+        reports = await import_sources(
+            store,
+            settings.catalog.sources,
+            settings.paths.cache_dir,
+            progress=progress,
+            download_timeout=settings.catalog.download_timeout,
+        )
+        counts = await store.catalog_counts()
+    if counts.unassigned:
+        try:
+            model = await load_music_model(settings.models.music_path)
+        except CatalogError as error:
+            log.warning("%d tracks stay without a mood: %s", counts.unassigned, error)
+        else:
+            await classify_catalog(store, model)
+    return reports
+
+
+async def load_music_model(path: Path) -> MusicMoodModel:
+    """Load the song-mood model off the event loop; a bad file becomes a :class:`CatalogError`."""
+    from models.music_mood import ModelArtifactError, MusicMoodModel  # sklearn: import on use
+
+    try:
+        return await asyncio.to_thread(MusicMoodModel.load, path)
+    except ModelArtifactError as error:
+        raise CatalogError(str(error)) from None
+
+
+async def classify_catalog(store: Store, model: MusicMoodModel) -> ClassifyReport:
+    """(Re-)assign ``model``'s mood to every track without a label, in one transaction.
+
+    Only rows whose mood, confidence or model version would change are written, so a re-run
+    with the same model reports (and does) nothing; labels are never read nor touched.
+    """
+    from models.music_features import RAW_FEATURES
+
+    table: Table = Track.__table__  # type: ignore[assignment]
+    current = (table.c.mood, table.c.mood_confidence, table.c.mood_model_version)
+    columns = [table.c.id, *current, *(table.c[name] for name in RAW_FEATURES)]
+    unlabelled = or_(table.c.mood_source.is_(None), table.c.mood_source == "model")
+    async with store.sessions() as session:
+        rows = (await session.execute(select(*columns).where(unlabelled))).all()
+        features = [dict(zip(RAW_FEATURES, row[4:], strict=True)) for row in rows]
+        predicted = await asyncio.to_thread(_predict, model, features)
+        counts = {"assigned": 0, "mood_changed": 0, "rescored": 0, "unchanged": 0}
+        changes = []
+        for row, (mood, confidence) in zip(rows, predicted, strict=True):
+            kind = _change(row[1], row[2], row[3], mood, confidence, model.version)
+            counts[kind] += 1
+            if kind != "unchanged":
+                changes.append(MoodPrediction(row[0], mood, confidence))
+        await assign_moods(session, changes, model.version)
+        await session.commit()
+    report = ClassifyReport(model.version, len(rows), **counts)
+    log.info(
+        "model %s: %d tracks without a label, %d newly assigned, %d changed mood, "
+        "%d re-scored, %d unchanged",
+        report.model_version,
+        report.considered,
+        report.assigned,
+        report.mood_changed,
+        report.rescored,
+        report.unchanged,
     )
+    return report
+
+
+def _predict(model: MusicMoodModel, features: list[dict[str, object]]) -> list[tuple[str, float]]:
+    """One thread: a catalog is a small batch, and BLAS/OpenMP threads fighting a busy CPU
+    turned a 0.3 s prediction of 6,400 tracks into 7 s (measured)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return model.predict(features)
+
+
+def _change(
+    mood: str | None,
+    confidence: float | None,
+    version: str | None,
+    new_mood: str,
+    new_confidence: float,
+    new_version: str,
+) -> str:
+    if mood is None:
+        return "assigned"
+    if mood != new_mood:
+        return "mood_changed"
+    same_score = confidence is not None and abs(confidence - new_confidence) <= (
+        _CONFIDENCE_TOLERANCE
+    )
+    return "unchanged" if same_score and version == new_version else "rescored"
 
 
 async def import_rows(

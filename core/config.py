@@ -118,6 +118,11 @@ class CatalogSettings:
     sources: tuple[SourceSpec, ...] = DEFAULT_CATALOG_SOURCES
     import_if_empty: bool = True
     download_timeout: float = field(default=60.0, metadata=_POSITIVE)
+    # Model moods below this confidence are kept but not served (labels always are). 0.6 from
+    # models/music_mood.json: out-of-fold accuracy 82.5 % -> 86.9 %, 87 % of predictions kept.
+    min_mood_confidence: float = field(
+        default=0.6, metadata=_check("a number from 0 to 1", lambda v: 0.0 <= v <= 1.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ class PathsSettings:
 class ModelsSettings:
     emotion_path: Path = _MODELS_DIR / "emotion.tflite"
     faces_dir: Path = _MODELS_DIR / "faces"
-    music_path: Path = _MODELS_DIR / "music.joblib"
+    music_path: Path = _MODELS_DIR / "music_mood.joblib"
 
 
 @dataclass(frozen=True)

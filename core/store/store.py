@@ -14,7 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -88,11 +88,34 @@ class Forgotten:
         return self.users + self.deliveries + self.detections > 0
 
 
+def servable(min_confidence: float) -> ColumnElement[bool]:
+    """The one definition of a track the bot may serve, shared by the pick and the stats.
+
+    A mood from a label always counts; a model's mood only at or above ``min_confidence``, so
+    doubtful guesses stay in the catalog (and in the stats) without reaching anyone.
+    """
+    return Track.mood.is_not(None) & (
+        Track.mood_source.is_distinct_from("model")
+        | (func.coalesce(Track.mood_confidence, 0.0) >= min_confidence)
+    )
+
+
 @dataclass(frozen=True)
 class CatalogCounts:
-    by_mood: dict[str, int]  # servable tracks per mood (all four keys present)
+    """The catalog by mood and by where each mood came from (dicts hold all four moods)."""
+
+    by_mood: dict[str, int]  # servable tracks per mood
     unassigned: int  # tracks without a mood yet
-    total: int
+    total: int  # every track
+    labelled: dict[str, int]  # servable, mood from a label
+    modelled: dict[str, int]  # servable, mood from the model
+    held_back: dict[str, int]  # model mood below ``min_confidence``: kept, not served
+    min_confidence: float
+    model_versions: dict[str, int]  # tracks per model version that gave their mood
+
+    @property
+    def servable(self) -> int:
+        return sum(self.by_mood.values())
 
 
 def _user(row: User) -> UserRecord:
@@ -112,19 +135,35 @@ def _track(row: Track) -> TrackRecord:
 class Store:
     """The database behind the bot: an engine and a session factory, opened once at start-up."""
 
-    def __init__(self, url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        busy_timeout_ms: int = 5000,
+        min_mood_confidence: float = 0.0,
+    ) -> None:
         self.url = url
+        self.min_mood_confidence = min_mood_confidence  # see :func:`servable`
         self.engine: AsyncEngine = create_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
     async def open(cls, target: str | Settings, *, upgrade: bool = True) -> Store:
-        """Open the database of ``target`` (a URL or the settings) and bring it to head."""
+        """Open the database of ``target`` (a URL or the settings) and bring it to head.
+
+        A bare URL serves every mood (no confidence threshold).
+        """
         if isinstance(target, str):
             store = cls(target)
         else:
             db = target.database
-            store = cls(target.database_url, echo=db.echo, busy_timeout_ms=db.busy_timeout_ms)
+            store = cls(
+                target.database_url,
+                echo=db.echo,
+                busy_timeout_ms=db.busy_timeout_ms,
+                min_mood_confidence=target.catalog.min_mood_confidence,
+            )
         if upgrade:
             try:
                 await store.upgrade()
@@ -284,18 +323,34 @@ class Store:
             await session.commit()
 
     async def catalog_counts(self) -> CatalogCounts:
+        """Tracks by mood and source, with the same :func:`servable` rule the pick uses."""
+        ok = servable(self.min_mood_confidence).label("ok")
         async with self.sessions() as session:
             rows = (
-                await session.execute(select(Track.mood, func.count()).group_by(Track.mood))
+                await session.execute(
+                    select(
+                        Track.mood, Track.mood_source, Track.mood_model_version, ok, func.count()
+                    ).group_by(Track.mood, Track.mood_source, Track.mood_model_version, ok)
+                )
             ).all()
-        counts = {mood: 0 for mood in MOODS}
-        unassigned = 0
-        for mood, n in rows:
+        by_mood, labelled, modelled, held_back = ({m: 0 for m in MOODS} for _ in range(4))
+        versions: dict[str, int] = {}
+        unassigned = total = 0
+        for mood, source, version, ok_, n in rows:
+            total += n
+            if version is not None and source == "model":
+                versions[version] = versions.get(version, 0) + n
             if mood is None:
-                unassigned = n
+                unassigned += n
+            elif not ok_:
+                held_back[mood] += n
             else:
-                counts[mood] = n
-        return CatalogCounts(counts, unassigned, sum(counts.values()) + unassigned)
+                by_mood[mood] += n
+                (modelled if source == "model" else labelled)[mood] += n
+        return CatalogCounts(
+            by_mood, unassigned, total, labelled, modelled, held_back,
+            self.min_mood_confidence, versions,
+        )  # fmt: skip
 
     # -- recommendation ----------------------------------------------------------------------
 
@@ -385,7 +440,11 @@ class Store:
             await session.execute(
                 select(Track.id, last_given.c.last)
                 .outerjoin(last_given, last_given.c.track_id == Track.id)
-                .where(Track.mood == mood, Track.id.not_in(given_in_round))
+                .where(
+                    Track.mood == mood,
+                    servable(self.min_mood_confidence),
+                    Track.id.not_in(given_in_round),
+                )
             )
         ).all()
         if not rows:

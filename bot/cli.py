@@ -86,7 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "platforms",
         nargs="*",
-        choices=("telegram", "discord"),
         metavar="PLATFORM",
         help="telegram and/or discord (default: every platform with a token)",
     )
@@ -289,9 +288,12 @@ async def _recommend(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runtime import configured_platforms, serve
+    from bot.runtime import PLATFORMS, configured_platforms, serve
 
     available = configured_platforms(settings)
+    unknown = [name for name in args.platforms if name not in PLATFORMS]
+    if unknown:
+        raise ConfigError(f"unknown platform {unknown[0]!r}; expected telegram or discord")
     wanted = list(dict.fromkeys(args.platforms)) or available
     missing = [name for name in wanted if name not in available]
     if missing:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from core.catalog import ensure_catalog
 from core.config import Settings
+from core.errors import CatalogError
 from core.service import MoodLifter
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,15 @@ async def serve(
     service = await MoodLifter.create(settings)
     running: list[RunningPlatform] = []
     try:
-        await ensure_catalog(settings, service.store)
+        try:
+            await ensure_catalog(settings, service.store)
+        except CatalogError as error:
+            # The bots still start: they read faces and say the song list is being set up.
+            log.warning(
+                "no song catalog yet (%s); set MOODLIFT_CATALOG_SOURCES to local copies of the "
+                "catalog files, or restart when the network is back",
+                error,
+            )
         for name in platforms:
             running.append(await _STARTERS[name](service, settings))
         if ready is not None:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import enum
 
 from core.errors import UnknownEmotion, UnknownMode, UnknownMood
-
-EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-"""The seven FER2013 classes, in the data set's label order (0..6)."""
+from data.fer2013 import EMOTIONS  # the seven FER2013 classes, in label order
 
 MOODS: tuple[str, ...] = ("calm", "happy", "energetic", "sad")
 

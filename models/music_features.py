@@ -20,19 +20,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from data.music import canonical_columns
+from data.music import AUDIO_COLUMNS, canonical_columns
 
-RAW_FEATURES: tuple[str, ...] = (
-    "danceability",
-    "acousticness",
-    "energy",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "loudness",
-    "speechiness",
-    "tempo",
-    "duration_ms",
+# The model reads the audio features both files share, but not key or time signature.
+RAW_FEATURES: tuple[str, ...] = tuple(
+    c for c in AUDIO_COLUMNS if c not in ("key", "time_signature")
 )
 _LOGIT_COLUMNS = ("acousticness", "instrumentalness", "liveness", "speechiness")
 _EPSILON = 1e-3  # logit clip: Spotify rounds to 3 decimals, so 0 and 1 both occur

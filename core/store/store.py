@@ -6,6 +6,7 @@ another task or after the session is gone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Mapping
@@ -28,6 +29,16 @@ if TYPE_CHECKING:
     from core.config import Settings
 
 log = logging.getLogger(__name__)
+
+BUSY_ATTEMPTS = 5
+"""Write units retry this often when SQLite stays locked past its busy timeout (heavy load)."""
+BUSY_BACKOFF = 0.05  # seconds, doubled after each locked attempt
+
+
+def _busy(exc: OperationalError) -> bool:
+    """SQLite's "database is locked"/"busy": the writer waited its whole busy timeout."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
 
 PICK_ATTEMPTS = 100
 """Conflicting concurrent picks retry; each retry sees the rows that beat it, so this is ample."""
@@ -192,7 +203,7 @@ class Store:
     async def get_or_create_user(self, platform: str, platform_user_id: str) -> UserRecord:
         """The user for this platform account, created on first contact (race-safe)."""
         where = (User.platform == platform) & (User.platform_user_id == str(platform_user_id))
-        for _ in range(2):
+        for attempt in range(BUSY_ATTEMPTS):
             async with self.sessions() as session:
                 found = (await session.scalars(select(User).where(where))).one_or_none()
                 if found is not None:
@@ -203,6 +214,13 @@ class Store:
                     await session.commit()
                 except IntegrityError:
                     await session.rollback()  # created meanwhile by a concurrent request
+                    continue
+                except OperationalError as exc:
+                    await session.rollback()
+                    if not _busy(exc):
+                        raise StoreError(f"cannot create a user: {exc.orig}") from None
+                    log.warning("new user on %s: database busy; retrying", platform)
+                    await asyncio.sleep(BUSY_BACKOFF * 2**attempt)
                     continue
                 log.info("new user %s on %s", user.id, platform)
                 return _user(user)
@@ -280,21 +298,30 @@ class Store:
         if confidence is None:
             confidence = probs.get(emotion, 0.0)
         record = DetectionRecord(emotion, float(confidence), probs, int(faces), utcnow())
-        async with self.sessions() as session:
-            row = await session.get(Detection, user_id)
-            if row is None:
-                row = Detection(user_id=user_id)
-                session.add(row)
-            row.emotion = record.emotion
-            row.confidence = record.confidence
-            row.probabilities = record.probabilities
-            row.faces = record.faces
-            row.detected_at = record.detected_at
-            try:
-                await session.commit()
-            except IntegrityError:
-                raise UnknownUser(f"no user {user_id}") from None
-        return record
+        for attempt in range(BUSY_ATTEMPTS):
+            async with self.sessions() as session:
+                row = await session.get(Detection, user_id)
+                if row is None:
+                    row = Detection(user_id=user_id)
+                    session.add(row)
+                row.emotion = record.emotion
+                row.confidence = record.confidence
+                row.probabilities = record.probabilities
+                row.faces = record.faces
+                row.detected_at = record.detected_at
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    raise UnknownUser(f"no user {user_id}") from None
+                except OperationalError as exc:
+                    await session.rollback()
+                    if not _busy(exc):
+                        raise StoreError(f"cannot record a reading: {exc.orig}") from None
+                    log.warning("reading for user %s: database busy; retrying", user_id)
+                    await asyncio.sleep(BUSY_BACKOFF * 2**attempt)
+                    continue
+                return record
+        raise StoreError(f"could not record a reading for user {user_id}: database busy")
 
     async def last_detection(self, user_id: int) -> DetectionRecord | None:
         async with self.sessions() as session:
@@ -385,7 +412,7 @@ class Store:
                     continue
                 except OperationalError as exc:
                     await session.rollback()
-                    if "locked" not in str(exc) and "busy" not in str(exc):
+                    if not _busy(exc):
                         raise StoreError(f"cannot record a delivery: {exc.orig}") from None
                     log.warning("pick for user %s: database busy; retrying", user_id)
                     continue

@@ -112,3 +112,37 @@ async def test_open_from_settings_upgrades(tmp_path) -> None:
 async def test_bad_url_is_a_store_error() -> None:
     with pytest.raises(StoreError):
         await Store.open("nosuchdialect+x://")
+
+
+async def test_writes_wait_out_a_writer_that_outlasts_the_busy_timeout(tmp_path, caplog) -> None:
+    """Another connection holds SQLite's write lock longer than the busy timeout: the store's
+    write units back off and retry instead of failing the user's request."""
+    import sqlite3
+    import threading
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'busy.sqlite3'}"
+    async with await Store.open(url) as setup:
+        first = await setup.get_or_create_user("telegram", "1")
+    store = Store(url, busy_timeout_ms=20)
+    try:
+        held = threading.Event()
+
+        def hold_write_lock() -> None:
+            other = sqlite3.connect(tmp_path / "busy.sqlite3", isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            held.set()
+            threading.Event().wait(0.3)
+            other.execute("COMMIT")
+            other.close()
+
+        holder = threading.Thread(target=hold_write_lock)
+        holder.start()
+        await asyncio.to_thread(held.wait)
+        user = await store.get_or_create_user("discord", "2")
+        reading = await store.record_detection(first.id, "sad", {"sad": 0.9, "happy": 0.1})
+        await asyncio.to_thread(holder.join)
+        assert user.platform == "discord"
+        assert "database busy; retrying" in caplog.text  # the lock really outlasted the timeout
+        assert (await store.last_detection(first.id)).emotion == reading.emotion == "sad"
+    finally:
+        await store.close()

@@ -135,6 +135,11 @@ class ArtResolver:
             self.webapi.close()
         await self.client.aclose()
 
+    @property
+    def pending(self) -> int:
+        """Lookups still running in the background (a reply past its deadline leaves one)."""
+        return len(self._inflight)
+
     # -- for a reply ---------------------------------------------------------------------------
 
     async def card_art(self, card: TrackCard) -> Artwork:

@@ -35,9 +35,17 @@ BUSY_ATTEMPTS = 5
 BUSY_BACKOFF = 0.05  # seconds, doubled after each locked attempt
 
 
-def _busy(exc: OperationalError) -> bool:
-    """SQLite's "database is locked"/"busy": the writer waited its whole busy timeout."""
-    return "locked" in str(exc) or "busy" in str(exc)
+async def _recover_from_busy(
+    session: AsyncSession, exc: OperationalError, what: str, pause: float = 0.0
+) -> None:
+    """Roll back after SQLite's "database is locked"/"busy" (the writer waited its whole busy
+    timeout) so the caller can retry; any other database error becomes a :class:`StoreError`."""
+    await session.rollback()
+    if "locked" not in str(exc) and "busy" not in str(exc):
+        raise StoreError(f"cannot {what}: {exc.orig}") from None
+    log.warning("%s: database busy; retrying", what)
+    if pause:
+        await asyncio.sleep(pause)
 
 
 PICK_ATTEMPTS = 100
@@ -216,11 +224,8 @@ class Store:
                     await session.rollback()  # created meanwhile by a concurrent request
                     continue
                 except OperationalError as exc:
-                    await session.rollback()
-                    if not _busy(exc):
-                        raise StoreError(f"cannot create a user: {exc.orig}") from None
-                    log.warning("new user on %s: database busy; retrying", platform)
-                    await asyncio.sleep(BUSY_BACKOFF * 2**attempt)
+                    pause = BUSY_BACKOFF * 2**attempt
+                    await _recover_from_busy(session, exc, f"create a user on {platform}", pause)
                     continue
                 log.info("new user %s on %s", user.id, platform)
                 return _user(user)
@@ -314,11 +319,10 @@ class Store:
                 except IntegrityError:
                     raise UnknownUser(f"no user {user_id}") from None
                 except OperationalError as exc:
-                    await session.rollback()
-                    if not _busy(exc):
-                        raise StoreError(f"cannot record a reading: {exc.orig}") from None
-                    log.warning("reading for user %s: database busy; retrying", user_id)
-                    await asyncio.sleep(BUSY_BACKOFF * 2**attempt)
+                    pause = BUSY_BACKOFF * 2**attempt
+                    await _recover_from_busy(
+                        session, exc, f"record a reading of user {user_id}", pause
+                    )
                     continue
                 return record
         raise StoreError(f"could not record a reading for user {user_id}: database busy")
@@ -411,10 +415,7 @@ class Store:
                     log.debug("pick conflict for user %s (%s); retrying", user_id, exc.orig)
                     continue
                 except OperationalError as exc:
-                    await session.rollback()
-                    if not _busy(exc):
-                        raise StoreError(f"cannot record a delivery: {exc.orig}") from None
-                    log.warning("pick for user %s: database busy; retrying", user_id)
+                    await _recover_from_busy(session, exc, f"record a delivery to user {user_id}")
                     continue
                 return Pick(_track(track), round_, new_round)
         raise StoreError(f"could not record a delivery for user {user_id} after retries")

@@ -339,9 +339,25 @@ async def assign_moods(
         )
     )
     result = await session.execute(statement, params)  # one statement, executed in bulk
-    changed = result.rowcount or 0  # type: ignore[attr-defined]
+    changed = result.rowcount  # type: ignore[attr-defined]
+    if changed is None or changed < 0:  # asyncpg reports no count for a bulk execution
+        changed = await _count_model_moods(session, [p["b_id"] for p in params])
     log.info("model %s assigned moods to %d tracks", model_version, changed)
     return changed
+
+
+async def _count_model_moods(session: AsyncSession, ids: list[str]) -> int:
+    """How many of ``ids`` hold a model mood: after :func:`assign_moods`, the ones it updated."""
+    total = 0
+    for start in range(0, len(ids), _BATCH):
+        chunk = ids[start : start + _BATCH]
+        total += (
+            await session.scalar(
+                select(func.count()).where(Track.id.in_(chunk), Track.mood_source == "model")
+            )
+            or 0
+        )
+    return total
 
 
 async def unassigned_tracks(session: AsyncSession) -> list[Track]:

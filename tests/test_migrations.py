@@ -1,15 +1,15 @@
-"""The migrations create exactly the ORM's schema, and go down and up again on a real file."""
+"""The migrations create exactly the ORM's schema, and go down and up again, on a real SQLite
+file and on a real PostgreSQL server (``db_url`` runs each test on both)."""
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
 from pathlib import Path
 
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect
 
 from core.store import create_engine, current_revision, downgrade, head_revision, upgrade
 from core.store.migrate import alembic_config
@@ -18,33 +18,39 @@ from core.store.schema import Base
 TABLES = {"users", "tracks", "deliveries", "detections"}
 
 
-def tables(file: Path) -> set[str]:
-    with sqlite3.connect(file) as connection:
-        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        return {name for (name,) in rows} - {"alembic_version", "sqlite_sequence"}
+async def tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    finally:
+        await engine.dispose()
+    return set(names) - {"alembic_version", "sqlite_sequence"}
 
 
-def url_of(file: Path) -> str:
-    return f"sqlite+aiosqlite:///{file}"
-
-
-async def test_upgrade_downgrade_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_upgrade_downgrade_upgrade(db_url: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the scripts are found by package path, not the cwd
-    file = tmp_path / "nested" / "moodlift.sqlite3"
-    assert await current_revision(url_of(file)) is None
-    assert await upgrade(url_of(file)) == head_revision()
-    assert tables(file) == TABLES
-    assert await upgrade(url_of(file)) == head_revision()  # idempotent
-    assert await downgrade(url_of(file), "base") is None
-    assert tables(file) == set()
-    assert await upgrade(url_of(file)) == head_revision()
-    assert tables(file) == TABLES
+    assert await current_revision(db_url) is None
+    assert await upgrade(db_url) == head_revision()
+    assert await tables(db_url) == TABLES
+    assert await upgrade(db_url) == head_revision()  # idempotent
+    assert await downgrade(db_url, "base") is None
+    assert await tables(db_url) == set()
+    assert await upgrade(db_url) == head_revision()
+    assert await tables(db_url) == TABLES
 
 
-async def test_head_matches_the_orm_models(tmp_path: Path) -> None:
-    file = tmp_path / "moodlift.sqlite3"
-    await upgrade(url_of(file))
-    engine = create_engine(url_of(file))
+async def test_instances_starting_together_upgrade_once(postgres_url: str) -> None:
+    """Several instances upgrading one empty PostgreSQL database at the same moment take turns
+    on an advisory lock and all end at head. (SQLite serves one instance.)"""
+    revisions = await asyncio.gather(*(upgrade(postgres_url) for _ in range(4)))
+    assert revisions == [head_revision()] * 4
+    assert await tables(postgres_url) == TABLES
+
+
+async def test_head_matches_the_orm_models(db_url: str) -> None:
+    await upgrade(db_url)
+    engine = create_engine(db_url)
 
     def differences(connection: Connection) -> list[object]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -57,10 +63,16 @@ async def test_head_matches_the_orm_models(tmp_path: Path) -> None:
         await engine.dispose()
 
 
+async def test_sqlite_file_in_a_new_folder(tmp_path: Path) -> None:
+    file = tmp_path / "nested" / "moodlift.sqlite3"
+    assert await upgrade(f"sqlite+aiosqlite:///{file}") == head_revision()
+    assert file.is_file()
+
+
 async def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
-    file = tmp_path / "moodlift.sqlite3"
-    await upgrade(url_of(file))
-    engine = create_engine(url_of(file), busy_timeout_ms=1234)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'moodlift.sqlite3'}"
+    await upgrade(url)
+    engine = create_engine(url, busy_timeout_ms=1234)
     try:
         async with engine.connect() as connection:
             assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
@@ -70,11 +82,10 @@ async def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
         await engine.dispose()
 
 
-def test_plain_alembic_command_runs_env_with_its_own_engine(tmp_path: Path) -> None:
+def test_plain_alembic_command_runs_env_with_its_own_engine(db_url: str) -> None:
     """``alembic``'s own entry (no connection handed in) takes the async path of env.py."""
-    file = tmp_path / "moodlift.sqlite3"
-    config = alembic_config(url_of(file))
+    config = alembic_config(db_url)
     command.upgrade(config, "head")
-    assert tables(file) == TABLES
+    assert asyncio.run(tables(db_url)) == TABLES
     command.downgrade(config, "base")
-    assert tables(file) == set()
+    assert asyncio.run(tables(db_url)) == set()

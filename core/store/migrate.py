@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
@@ -23,6 +23,7 @@ from core.store.engine import create_engine, normalize_url
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+MIGRATION_LOCK = 0x6D6F6F64  # "mood": the PostgreSQL advisory lock that upgrades take in turn
 
 
 def alembic_config(url: str) -> Config:
@@ -48,6 +49,9 @@ async def _run(url: str, work: str, revision: str | None = None) -> str | None:
 
     def operate(connection: Connection) -> None:
         nonlocal current
+        if connection.dialect.name == "postgresql":
+            # Several instances starting at once: one migrates, the others wait and find head.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = connection
         if work == "upgrade":
             command.upgrade(cfg, revision or "head")

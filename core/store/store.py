@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.errors import CatalogEmpty, StoreError, UnknownUser
@@ -31,17 +31,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BUSY_ATTEMPTS = 5
-"""Write units retry this often when SQLite stays locked past its busy timeout (heavy load)."""
+"""Write units retry this often when the database asks for it (SQLite locked past its busy
+timeout under heavy load; a PostgreSQL serialization failure or deadlock)."""
 BUSY_BACKOFF = 0.05  # seconds, doubled after each locked attempt
+
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+"""PostgreSQL's serialization_failure and deadlock_detected: the transaction may simply rerun."""
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    """An error that a rerun of the same unit of work can succeed after."""
+    if getattr(exc.orig, "sqlstate", None) in RETRY_SQLSTATES:
+        return True
+    message = str(exc.orig)
+    return "locked" in message or "busy" in message  # SQLite's SQLITE_BUSY / SQLITE_LOCKED
 
 
 async def _recover_from_busy(
-    session: AsyncSession, exc: OperationalError, what: str, pause: float = 0.0
+    session: AsyncSession, exc: DBAPIError, what: str, pause: float = 0.0
 ) -> None:
-    """Roll back after SQLite's "database is locked"/"busy" (the writer waited its whole busy
-    timeout) so the caller can retry; any other database error becomes a :class:`StoreError`."""
+    """Roll back after a transient error (SQLite's "database is locked": the writer waited its
+    whole busy timeout; PostgreSQL's serialization failure or deadlock) so the caller can retry;
+    any other database error becomes a :class:`StoreError`."""
     await session.rollback()
-    if "locked" not in str(exc) and "busy" not in str(exc):
+    if not _is_transient(exc):
         raise StoreError(f"cannot {what}: {exc.orig}") from None
     log.warning("%s: database busy; retrying", what)
     if pause:
@@ -223,7 +236,7 @@ class Store:
                 except IntegrityError:
                     await session.rollback()  # created meanwhile by a concurrent request
                     continue
-                except OperationalError as exc:
+                except DBAPIError as exc:
                     pause = BUSY_BACKOFF * 2**attempt
                     await _recover_from_busy(session, exc, f"create a user on {platform}", pause)
                     continue
@@ -317,8 +330,11 @@ class Store:
                 try:
                     await session.commit()
                 except IntegrityError:
-                    raise UnknownUser(f"no user {user_id}") from None
-                except OperationalError as exc:
+                    await session.rollback()
+                    if await session.get(User, user_id) is None:
+                        raise UnknownUser(f"no user {user_id}") from None
+                    continue  # a concurrent first reading inserted the row: update it instead
+                except DBAPIError as exc:
                     pause = BUSY_BACKOFF * 2**attempt
                     await _recover_from_busy(
                         session, exc, f"record a reading of user {user_id}", pause
@@ -388,8 +404,11 @@ class Store:
     async def pick_and_deliver(self, user_id: int, mood: str, emotion: str | None = None) -> Pick:
         """Give the user a track of ``mood`` they have not had in the current round.
 
-        No lock: the pick reads candidates, then inserts the delivery; UNIQUE(user, track,
-        round) rejects a track that a concurrent pick took first, and the loser tries again.
+        No process lock: the pick reads candidates, then inserts the delivery; UNIQUE(user,
+        track, round) rejects a track that a concurrent pick took first, and the loser tries
+        again. This holds across processes and machines sharing the database. On PostgreSQL
+        the pick first takes the user's row lock, so picks for one user from any instance take
+        turns instead of colliding and retrying (SQLite's write lock does the same).
         When the round holds every track of the mood, the next round starts with the least
         recently delivered track; the first delivery of a new round says so (``new_round``).
         """
@@ -397,6 +416,11 @@ class Store:
         emotion = check_emotion(emotion) if emotion is not None else None
         for _ in range(PICK_ATTEMPTS):
             async with self.sessions() as session:
+                try:
+                    await self._take_turn(session, user_id)
+                except DBAPIError as exc:
+                    await _recover_from_busy(session, exc, f"lock user {user_id} for a pick")
+                    continue
                 track, round_ = await self._choose(session, user_id, mood)
                 delivery = Delivery(
                     user_id=user_id, track_id=track.id, emotion=emotion, mood=mood,
@@ -414,11 +438,21 @@ class Store:
                         raise UnknownUser(f"no user {user_id}") from None
                     log.debug("pick conflict for user %s (%s); retrying", user_id, exc.orig)
                     continue
-                except OperationalError as exc:
+                except DBAPIError as exc:
                     await _recover_from_busy(session, exc, f"record a delivery to user {user_id}")
                     continue
                 return Pick(_track(track), round_, new_round)
         raise StoreError(f"could not record a delivery for user {user_id} after retries")
+
+    async def _take_turn(self, session: AsyncSession, user_id: int) -> None:
+        """PostgreSQL: hold the user's row lock until this transaction ends, so concurrent
+        picks for one user queue up (other users never wait) rather than collide on the
+        constraint and retry one another over and over."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        locked = await session.scalar(select(User.id).where(User.id == user_id).with_for_update())
+        if locked is None:
+            raise UnknownUser(f"no user {user_id}")
 
     @staticmethod
     async def _others_in_round(session: AsyncSession, delivery: Delivery) -> bool:

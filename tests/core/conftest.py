@@ -1,4 +1,5 @@
-"""Fixtures for core tests: a real SQLite file per test, and small real CSV catalogs."""
+"""Fixtures for core tests: a store on a fresh database (``db_url``: SQLite and PostgreSQL),
+and small real CSV catalogs."""
 
 from __future__ import annotations
 
@@ -20,11 +21,6 @@ def write_csv(tmp_path: Path) -> Callable[[str, str, list[str]], Path]:
         return path
 
     return write
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'moodlift.sqlite3'}"
 
 
 @pytest.fixture

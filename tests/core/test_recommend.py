@@ -110,3 +110,35 @@ async def test_unknown_user_cannot_be_served(store: Store, write_csv, tmp_path) 
     await load(store, write_csv, tmp_path, {"Calm": 1})
     with pytest.raises(UnknownUser):
         await store.pick_and_deliver(12345, "calm")
+
+
+async def test_two_instances_serving_one_user_at_once_never_repeat(
+    db_url: str, write_csv, tmp_path
+) -> None:
+    """Two stores with engines of their own (two bot instances on one database) serve /more
+    for one user at the same moment: never the same track in a round, rounds exact."""
+    async with await Store.open(db_url) as first, await Store.open(db_url) as second:
+        await load(first, write_csv, tmp_path, {"Calm": 12})
+        user = await first.get_or_create_user("telegram", "7")
+        assert await second.get_or_create_user("telegram", "7") == user
+        picks = await asyncio.gather(
+            *(store.pick_and_deliver(user.id, "calm") for store in (first, second) * 18)
+        )
+    assert Counter(p.round for p in picks) == {1: 12, 2: 12, 3: 12}
+    for round_ in (1, 2, 3):
+        in_round = [p.track.id for p in picks if p.round == round_]
+        assert sorted(in_round) == sorted(track_id(n) for n in range(12))
+    assert sum(p.new_round for p in picks) == 2
+
+
+async def test_the_database_itself_refuses_a_repeat(store: Store, write_csv, tmp_path) -> None:
+    """Whatever the code above it does, UNIQUE(user, track, round) holds in the database."""
+    from sqlalchemy.exc import IntegrityError
+
+    await load(store, write_csv, tmp_path, {"Calm": 2})
+    user = await store.get_or_create_user("cli", "ann")
+    pick = await store.pick_and_deliver(user.id, "calm")
+    async with store.sessions() as session:
+        session.add(Delivery(user_id=user.id, track_id=pick.track.id, mood="calm", round=1))
+        with pytest.raises(IntegrityError):
+            await session.commit()

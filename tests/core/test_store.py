@@ -146,3 +146,20 @@ async def test_writes_wait_out_a_writer_that_outlasts_the_busy_timeout(tmp_path,
         assert (await store.last_detection(first.id)).emotion == reading.emotion == "sad"
     finally:
         await store.close()
+
+
+async def test_two_instances_meeting_a_new_user_at_once(db_url: str) -> None:
+    """First contact and first reading of one user arriving on two instances together."""
+    async with await Store.open(db_url) as first, await Store.open(db_url) as second:
+        users = await asyncio.gather(
+            *(s.get_or_create_user("telegram", "9") for s in (first, second) * 5)
+        )
+        assert len({u.id for u in users}) == 1
+        readings = await asyncio.gather(
+            *(
+                s.record_detection(users[0].id, emotion, {emotion: 0.9})
+                for s, emotion in zip((first, second) * 3, ["sad", "happy"] * 3, strict=True)
+            )
+        )
+        last = await second.last_detection(users[0].id)
+    assert last is not None and last.emotion in {r.emotion for r in readings}

@@ -55,6 +55,16 @@ class Face:
     def area(self) -> float:
         return self.box[2] * self.box[3]
 
+    def scaled(self, factor: float) -> Face:
+        """The same face in an image ``factor`` times as large (the photo decoded bigger)."""
+        x, y, w, h = self.box
+        return Face(
+            box=(x * factor, y * factor, w * factor, h * factor),
+            score=self.score,
+            right_eye=(self.right_eye[0] * factor, self.right_eye[1] * factor),
+            left_eye=(self.left_eye[0] * factor, self.left_eye[1] * factor),
+        )
+
     @property
     def roll(self) -> float:
         """Head roll in degrees (0 when the eyes are level; positive turns clockwise)."""
@@ -74,6 +84,7 @@ class DetectorSettings:
     max_faces: int = 20
     use_full_range: bool = True  # also run the full-range model, for small faces in groups
     tile_from: int = 640  # longest side from which the full-range model also runs on 2x2 tiles
+    dominant_face: float = 0.15  # ... unless a face this wide (share of the longest side) is found
 
 
 def generate_anchors(options: SsdOptions) -> np.ndarray:
@@ -112,30 +123,53 @@ class BlazeFaceModel:
         self._scores, self._regressors = outputs[0]["index"], outputs[1]["index"]
         self._anchors = generate_anchors(options)
         self._size = options.input_size
+        self._tensor = np.empty((1, self._size, self._size, 3), dtype=np.float32)
         self._lock = threading.Lock()
         self.name = path.stem
 
-    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw detections: (N, 8, 2) box corners + 6 keypoints in pixels, and (N,) scores."""
+    def __call__(self, rgb: np.ndarray, min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Detections scoring at least ``min_score``: (N, 8, 2) box corners + 6 keypoints in
+        pixels, and (N,) scores. Anchors are thresholded on their logits before any decoding
+        (as MediaPipe's calculator does): a pass keeps a handful of its 896-2304 anchors."""
         height, width = rgb.shape[:2]
         scale = self._size / max(height, width)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        tensor = np.full((1, self._size, self._size, 3), -1.0, dtype=np.float32)  # black pad
-        tensor[0, :new_h, :new_w] = resized.astype(np.float32) * (2.0 / 255.0) - 1.0
+        resized = (
+            rgb
+            if (new_w, new_h) == (width, height)
+            else cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        )
         with self._lock:
+            tensor = self._tensor
+            tensor.fill(-1.0)  # black pad
+            image = tensor[0, :new_h, :new_w]
+            image[...] = resized
+            image *= 2.0 / 255.0
+            image -= 1.0
             self._interpreter.set_tensor(self._input, tensor)
             self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._regressors)[0].copy()
-            logits = self._interpreter.get_tensor(self._scores)[0, :, 0].copy()
+            logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
+            keep = np.flatnonzero(logits >= _logit(min_score))
+            raw = self._interpreter.get_tensor(self._regressors)[0, keep]
+            logits = logits[keep]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)))
+        anchors = self._anchors[keep]
         points = raw.reshape(-1, 8, 2) / self._size
-        points[:, 0] += self._anchors  # box centre
-        points[:, 2:] += self._anchors[:, None, :]  # keypoints
+        points[:, 0] += anchors  # box centre
+        points[:, 2:] += anchors[:, None, :]  # keypoints
         centre, half = points[:, 0].copy(), points[:, 1] / 2
         points[:, 0], points[:, 1] = centre - half, centre + half  # corners
         # Normalised to the padded square; one pixel of it is 1 / scale original pixels.
         return points * (self._size / scale), scores
+
+
+def _logit(probability: float) -> float:
+    """The raw score at which the sigmoid reaches ``probability`` (-inf for 0)."""
+    if probability <= 0.0:
+        return -math.inf
+    if probability >= 1.0:
+        return math.inf
+    return math.log(probability / (1.0 - probability))
 
 
 def weighted_nms(
@@ -195,17 +229,35 @@ class FaceDetector:
         height, width = rgb.shape[:2]
         tiles = self._full is not None and max(height, width) >= settings.tile_from
         view = _detection_view(rgb, tiles, self._full is not None)
-        runs = [(*self._short(view), settings.min_score)]
+        runs = [self._short(view, settings.min_score)]
         if self._full is not None:
-            runs.append((*self._full(view), settings.min_score))
-            if tiles:
-                runs.extend((*run, settings.min_tile_score) for run in _tiled(self._full, view))
-        kept = [(p[s >= floor], s[s >= floor]) for p, s, floor in runs]
-        points = np.concatenate([p for p, _ in kept])
-        scores = np.concatenate([s for _, s in kept])
+            runs.append(self._full(view, settings.min_score))
+        faces = self._merge(runs, view, width, height)
+        if tiles and not self._dominated(faces, width, height):
+            assert self._full is not None
+            runs.extend(_tiled(self._full, view, settings.min_tile_score))
+            faces = self._merge(runs, view, width, height)
+        return faces
+
+    def _dominated(self, faces: list[Face], width: int, height: int) -> bool:
+        """Whether the photo is one big face's (a selfie): the tiles would add nothing that counts.
+
+        The tiles only find faces the full-frame passes miss, below ~10 % of the longest side
+        (measured: 115-130 px in a 1280 px photo). A face of ``dominant_face`` of that side is
+        1.5x as wide and 2.25x the area of any of them, and the reading weighs faces by area.
+        """
+        share = self.settings.dominant_face
+        return bool(faces) and faces[0].box[2] >= share * max(width, height)
+
+    def _merge(
+        self, runs: list[tuple[np.ndarray, np.ndarray]], view: np.ndarray, width: int, height: int
+    ) -> list[Face]:
+        """All passes' detections merged into faces in the image's pixels, largest first."""
+        points = np.concatenate([p for p, _ in runs])
+        scores = np.concatenate([s for _, s in runs])
         # Back from the view's pixels to the image's.
         points = points * np.array([width / view.shape[1], height / view.shape[0]], np.float32)
-        merged = weighted_nms(points, scores, 0.0, settings.iou_threshold)
+        merged = weighted_nms(points, scores, 0.0, self.settings.iou_threshold)
         faces = [_to_face(p, s, width, height) for p, s in merged]
         faces = [f for f in faces if min(f.box[2], f.box[3]) >= self.settings.min_face]
         faces.sort(key=lambda f: f.area, reverse=True)
@@ -230,14 +282,16 @@ def _detection_view(rgb: np.ndarray, tiles: bool, full_range: bool) -> np.ndarra
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
-def _tiled(model: BlazeFaceModel, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def _tiled(
+    model: BlazeFaceModel, rgb: np.ndarray, min_score: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Run ``model`` on 2x2 overlapping tiles: faces 4x smaller in area become findable."""
     height, width = rgb.shape[:2]
     side_h, side_w = math.ceil(height * _TILE_SHARE), math.ceil(width * _TILE_SHARE)
     runs = []
     for y in (0, height - side_h):
         for x in (0, width - side_w):
-            points, scores = model(rgb[y : y + side_h, x : x + side_w])
+            points, scores = model(rgb[y : y + side_h, x : x + side_w], min_score)
             runs.append((points + np.array([x, y], dtype=np.float32), scores))
     return runs
 

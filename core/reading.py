@@ -7,6 +7,7 @@ share between threads.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.emotion import EMOTIONS, EmotionClassifier
-from core.faces import CropSettings, DetectorSettings, FaceDetector, align_face
+from core.faces import CropSettings, DetectorSettings, Face, FaceDetector, align_face
 from core.images import ImageLimits, decode_image
 from core.replies import FaceReading
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from core.config import Settings
 
 log = logging.getLogger(__name__)
+
+FINDING_SIDE = 640  # longest side at which a JPEG is first decoded to find its faces
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 @dataclass
@@ -42,15 +46,39 @@ class PhotoReader:
         detector = FaceDetector(DetectorSettings(), models_dir=settings.models.faces_dir)
         return cls(detector, EmotionClassifier(settings.models.emotion_path), limits)
 
+    def _finding_limits(self, data: bytes) -> ImageLimits:
+        """Limits for the first decode: a JPEG at :data:`FINDING_SIDE`, anything else as is.
+
+        libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the work, and finding faces
+        needs no more than that (the detector looks at 320 px); a face the full-frame passes
+        find (>= ~10 % of the longest side) still has >= 64 px for its 48 px crop there. Other
+        formats decode in full anyway, so they are decoded once, at working size.
+        """
+        if data[:3] != _JPEG_MAGIC or self.limits.working_side <= FINDING_SIDE:
+            return self.limits
+        return dataclasses.replace(self.limits, working_side=FINDING_SIDE)
+
+    def _too_small_to_crop(self, faces: list[Face]) -> bool:
+        """Whether a face's crop would be upscaled (fewer source pixels than crop pixels)."""
+        smallest = min(max(face.box[2], face.box[3]) for face in faces)
+        return smallest * self.crop.side_per_box < self.crop.size
+
     def read(self, data: bytes) -> list[FaceReading]:
         """Every face in the photo, largest first; [] when there is none.
 
         Raises :class:`core.images.ImageError` (with a user message) for unusable photos.
         """
-        image = decode_image(data, self.limits)
+        finding = self._finding_limits(data)
+        image = decode_image(data, finding)
         faces = self.detector.detect(image.rgb)
         if not faces:
             return []
+        reduced = finding is not self.limits and max(image.original_size) > finding.working_side
+        if reduced and self._too_small_to_crop(faces):
+            # A small face (one only the detector's tiles find) needs the photo's own pixels.
+            full = decode_image(data, self.limits)
+            faces = [face.scaled(full.size[0] / image.size[0]) for face in faces]
+            image = full
         crops = np.stack([align_face(image.rgb, face, self.crop) for face in faces])
         readings = []
         for face, probabilities in zip(faces, self.classifier.probabilities(crops), strict=True):

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -81,12 +83,53 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         return self.bot_data["service"]  # type: ignore[no-any-return]
 
     @property
+    def uploaded(self) -> UploadedPhotos | None:
+        """The ``file_id`` of pictures already uploaded (None: upload every time)."""
+        return self.bot_data.get("uploaded")  # type: ignore[no-any-return]
+
+    @property
     def max_image_bytes(self) -> int:
         """Photos and files above this are refused before download."""
         return int(self.bot_data["max_image_bytes"])
 
 
 MoodApplication = Application[Any, MoodContext, Any, Any, Any, Any]
+
+
+class UploadedPhotos:
+    """The ``file_id`` Telegram gave each picture we uploaded, by the picture's content.
+
+    Many people get the same song, so the same album art or drawn card; sending its
+    ``file_id`` again costs Telegram nothing and us no upload (a multipart body of ~50-300 KB
+    per card otherwise). Keyed by a digest of the bytes, so a changed picture is never sent
+    by an old id. Least recently used ids go first beyond ``capacity``.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[bytes, str] = OrderedDict()
+
+    @staticmethod
+    def _key(data: bytes) -> bytes:
+        return hashlib.blake2b(data, digest_size=16).digest()
+
+    def get(self, data: bytes) -> str | None:
+        key = self._key(data)
+        file_id = self._ids.get(key)
+        if file_id is not None:
+            self._ids.move_to_end(key)
+        return file_id
+
+    def remember(self, data: bytes, sent: Message) -> None:
+        """Keep the id of the largest size Telegram made of the uploaded picture."""
+        if not sent.photo:
+            return
+        self._ids[self._key(data)] = sent.photo[-1].file_id
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def forget(self, data: bytes) -> None:
+        self._ids.pop(self._key(data), None)
 
 
 # --- filters ---------------------------------------------------------------------------------
@@ -165,6 +208,7 @@ def build_application(
     )
     application.bot_data["service"] = service
     application.bot_data["max_image_bytes"] = max_image_bytes
+    application.bot_data["uploaded"] = UploadedPhotos()
 
     for name, callback in (
         ("start", start),
@@ -422,14 +466,27 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
     assert chat is not None
     replied = update.callback_query.message if update.callback_query else update.effective_message
     return await send(
-        context.bot, chat.id, outgoing, reply_to=replied.message_id if replied else None
+        context.bot,
+        chat.id,
+        outgoing,
+        reply_to=replied.message_id if replied else None,
+        uploaded=context.uploaded,
     )
 
 
 async def send(
-    bot: ExtBot[None], chat_id: int, outgoing: tr.Outgoing, *, reply_to: int | None = None
+    bot: ExtBot[None],
+    chat_id: int,
+    outgoing: tr.Outgoing,
+    *,
+    reply_to: int | None = None,
+    uploaded: UploadedPhotos | None = None,
 ) -> Message:
-    """Send one rendered message; a photo Telegram refuses falls back to the text alone."""
+    """Send one rendered message; a photo Telegram refuses falls back to the text alone.
+
+    A picture uploaded before goes by its ``file_id`` (see :class:`UploadedPhotos`); if
+    Telegram no longer knows the id, the bytes are uploaded once more.
+    """
     reply_parameters = (
         ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
         if reply_to is not None
@@ -437,14 +494,7 @@ async def send(
     )
     if outgoing.photo is not None:
         try:
-            return await bot.send_photo(
-                chat_id,
-                photo=outgoing.photo,
-                caption=outgoing.text,
-                parse_mode=ParseMode.HTML,
-                reply_markup=outgoing.keyboard,
-                reply_parameters=reply_parameters,
-            )
+            return await _send_photo(bot, chat_id, outgoing, reply_parameters, uploaded)
         except BadRequest as error:
             log.warning("Telegram refused the photo (%s); sending the text alone", error)
     return await bot.send_message(
@@ -455,3 +505,39 @@ async def send(
         reply_parameters=reply_parameters,
         link_preview_options=LinkPreviewOptions(is_disabled=True),
     )
+
+
+async def _send_photo(
+    bot: ExtBot[None],
+    chat_id: int,
+    outgoing: tr.Outgoing,
+    reply_parameters: ReplyParameters | None,
+    uploaded: UploadedPhotos | None,
+) -> Message:
+    """The photo by its ``file_id`` when uploaded before, else (or when Telegram no longer
+    knows that id) the bytes, whose new ``file_id`` is remembered."""
+    assert outgoing.photo is not None
+
+    async def send_photo(photo: bytes | str) -> Message:
+        return await bot.send_photo(
+            chat_id,
+            photo=photo,
+            caption=outgoing.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=outgoing.keyboard,
+            reply_parameters=reply_parameters,
+        )
+
+    data = outgoing.photo
+    if uploaded is None or not isinstance(data, bytes):  # a URL: Telegram fetches it itself
+        return await send_photo(data)
+    known = uploaded.get(data)
+    if known is not None:
+        try:
+            return await send_photo(known)
+        except BadRequest as error:
+            log.info("Telegram refused a file_id it gave us (%s); uploading again", error)
+            uploaded.forget(data)
+    sent = await send_photo(data)
+    uploaded.remember(data, sent)
+    return sent

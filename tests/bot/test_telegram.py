@@ -22,13 +22,16 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from bot import telegram_render as tr
 from bot import wording
 from bot.telegram import (
     BUTTON_EXPIRED,
     COMMANDS,
     MoodApplication,
+    UploadedPhotos,
     build_application,
     polling,
+    send,
 )
 from core.config import (
     LimitsSettings,
@@ -121,8 +124,8 @@ def assert_card(call: ApiCall, *, replying_to: int) -> None:
     if "photo" in call.files:  # uploaded art or a drawn card
         with Image.open(io.BytesIO(call.files["photo"])) as art:
             assert art.format in ("PNG", "JPEG")
-    else:  # album art by URL, which Telegram fetches itself
-        assert str(call.params["photo"]).startswith("https://")
+    else:  # album art by URL, or the file_id of a picture uploaded before (the fake checks it)
+        assert str(call.params["photo"]).startswith("https://") or call.params["photo"]
     assert call.reply_to == replying_to
     assert call.params["parse_mode"] == "HTML"
     caption = shown(call)
@@ -541,3 +544,30 @@ async def test_stopping_finishes_the_work_in_flight(
     (card,) = fake.replies(alice["id"])  # answered before polling() returned
     assert_card(card, replying_to=message["message_id"])
     assert not application.running
+
+
+async def test_a_picture_is_uploaded_once_then_sent_by_its_file_id(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], bob: dict[str, Any]
+) -> None:
+    """The same card for two people: one upload, then Telegram's file_id; a stale id re-uploads."""
+    for who in (alice, bob):
+        fake.send_command(who, "/start")
+        await fake.wait_for_replies(who["id"], 1, within=WAIT)
+    art = _jpeg(skdata.coffee())
+    card = tr.Outgoing(text="🎵 <b>Song</b>", photo=art)
+    uploaded = UploadedPhotos()
+    first = await send(app.bot, alice["id"], card, uploaded=uploaded)
+    second = await send(app.bot, bob["id"], card, uploaded=uploaded)
+    first_call, second_call = fake.calls_to("sendPhoto")
+    assert first_call.files["photo"] == art
+    assert "photo" not in second_call.files
+    assert second_call.params["photo"] == first.photo[-1].file_id
+    assert second.photo  # a photo message, as the upload was
+
+    stale = UploadedPhotos()
+    stale._ids[stale._key(art)] = "AgACAgIAAxkBAAIforgotten"  # e.g. ids of another bot token
+    await send(app.bot, alice["id"], card, uploaded=stale)
+    refused, uploaded_again = fake.calls_to("sendPhoto")[2:]
+    assert refused.params["photo"] == "AgACAgIAAxkBAAIforgotten"
+    assert uploaded_again.files["photo"] == art
+    assert stale.get(art) not in (None, "AgACAgIAAxkBAAIforgotten")

@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from tqdm import tqdm
 
 from core.artwork.outcomes import NoArt, Unavailable
 from core.artwork.resolver import ArtResolver
@@ -63,6 +62,8 @@ async def prefetch_art(
     """Look up art for up to ``limit`` unchecked tracks; see the module docstring."""
     report = PrefetchReport()
     ids = await unchecked_tracks(store, limit)
+    from tqdm import tqdm  # the CLI's progress bar; not imported when the bot starts
+
     with tqdm(total=len(ids), unit="track", desc="album art", disable=not progress,
               file=sys.stderr) as bar:  # fmt: skip
         for track_id in ids:

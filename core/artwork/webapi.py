@@ -12,17 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import requests
-import spotipy
-from spotipy.cache_handler import MemoryCacheHandler
-from spotipy.exceptions import SpotifyException, SpotifyOauthError
+from typing import TYPE_CHECKING, Any
 
 from core.artwork.guard import Guard, Pacer, retry_after_seconds
 from core.artwork.http import GONE, is_http_url
 from core.artwork.outcomes import Failed, Found, NoArt, RateLimited
 from core.config import SpotifySettings
+
+if TYPE_CHECKING:  # spotipy and requests are imported only when credentials are configured
+    import requests
+    import spotipy
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,10 @@ class WebApi:
         """A client when both credentials are set, else None (oEmbed and drawn cards only)."""
         if not (settings.client_id and settings.client_secret):
             return None
+        import requests
+        import spotipy
+        from spotipy.cache_handler import MemoryCacheHandler
+
         # spotipy logs request headers (the Basic credentials, the bearer token) at DEBUG and
         # every 404 at ERROR; our own log lines say what happened, without secrets.
         logging.getLogger("spotipy").setLevel(logging.CRITICAL)
@@ -103,6 +106,9 @@ class WebApi:
 
     async def call(self, method: str, *args: Any) -> Any:
         """Any spotipy method, off the event loop and with errors translated."""
+        import requests
+        from spotipy.exceptions import SpotifyException, SpotifyOauthError
+
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(

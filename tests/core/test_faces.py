@@ -13,6 +13,7 @@ from core.faces import (
     FULL_OPTIONS,
     SHORT_OPTIONS,
     CropSettings,
+    DetectorSettings,
     Face,
     FaceDetector,
     align_face,
@@ -255,3 +256,25 @@ def test_a_face_too_small_to_read_is_not_reported(detector: FaceDetector) -> Non
     canvas = np.full((960, 1280, 3), 200, np.uint8)
     canvas[500:528, 600:624] = cv2.resize(astronaut_head(), (24, 28), interpolation=cv2.INTER_AREA)
     assert detector.detect(canvas) == []
+
+
+def test_a_dominant_face_spares_the_tiles_and_the_bystander(detector: FaceDetector) -> None:
+    """A selfie (one face >= 15 % of the longest side) with a far-away bystander whom only
+    the small-face tiles would find: the selfie's face alone, as the reading would weigh it."""
+    canvas = cv2.resize(data.coffee(), (1280, 900), interpolation=cv2.INTER_LINEAR)
+    head = astronaut_head()
+    for height, x, y in ((760, 60, 100), (230, 1000, 500)):
+        width = round(head.shape[1] * height / head.shape[0])
+        canvas[y : y + height, x : x + width] = cv2.resize(head, (width, height))
+    (selfie,) = detector.detect(canvas)
+    assert selfie.box[2] >= 0.15 * 1280 and selfie.box[0] < 640
+    always_tiles = FaceDetector(DetectorSettings(dominant_face=1.0)).detect(canvas)
+    assert len(always_tiles) == 2 and always_tiles[1].box[0] > 1000  # the bystander is there
+
+
+def test_scaled_face_follows_a_bigger_decode() -> None:
+    face = Face(box=(10, 20, 30, 40), score=0.9, right_eye=(15, 30), left_eye=(30, 31))
+    double = face.scaled(2.0)
+    assert double.box == (20, 40, 60, 80) and double.score == 0.9
+    assert double.right_eye == (30, 60) and double.left_eye == (60, 62)
+    assert double.roll == face.roll

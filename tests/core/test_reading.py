@@ -60,6 +60,19 @@ def test_exif_rotated_selfie_is_read_upright(reader: PhotoReader) -> None:
     assert overlaps(face.box, ASTRONAUT_FACE)
 
 
+def test_small_faces_of_a_big_jpeg_are_read_from_its_own_pixels(reader: PhotoReader) -> None:
+    """Faces are found on a 640 px decode; a face too small to crop there is cropped from the
+    full-size decode, and every box comes back in the photo's own pixels."""
+    from tests.core.test_faces import collage
+
+    image, placed = collage((480, 360, 270, 200))  # 1280x900, faces ~165 down to ~70 px wide
+    faces = reader.read(jpeg(Image.fromarray(image)))
+    assert len(faces) == 4
+    for face, tile in zip(faces, placed, strict=True):
+        assert overlaps(face.box, tile)
+        assert 0.25 < face.box[2] / tile[2] < 0.6
+
+
 def test_no_face_is_an_empty_list(reader: PhotoReader) -> None:
     assert reader.read(jpeg(Image.fromarray(data.chelsea()))) == []
 

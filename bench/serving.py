@@ -62,14 +62,19 @@ def bench_settings(tmp: Path, **limits: int) -> Settings:
 
 def bench_env(tmp: Path, **extra: str) -> dict[str, str]:
     """The environment for a ``moodlift`` subprocess with the settings of :func:`bench_settings`
-    (the caller's own MOODLIFT_* variables are dropped, except where the models live)."""
+    (the caller's own MOODLIFT_* variables are dropped, except where the models live).
+
+    ``PYTHONPATH`` puts this checkout first: the ``moodlift`` script and a launcher run as a
+    file would otherwise import whichever checkout the package was installed from."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("MOODLIFT_") or k.startswith("MOODLIFT_MODELS_")
     }
+    path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env.update(
         {
+            "PYTHONPATH": os.pathsep.join(path),
             "MOODLIFT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}",
             "MOODLIFT_CATALOG_SOURCES": str(shared_music_csv()),
             "MOODLIFT_LIMITS_PHOTOS_PER_MINUTE": str(PHOTOS_PER_MINUTE),

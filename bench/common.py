@@ -234,6 +234,22 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+HAAR_HINT = (
+    "OpenCV {version} has no CascadeClassifier (Haar cascades left the main wheels in OpenCV 5); "
+    "install the bench extra, which pins 4.x: pip install -e '.[bench]' "
+    "(or pip install 'opencv-python-headless>=4.8,<5')"
+)
+
+
+def haar_missing() -> str | None:
+    """Why OpenCV's Haar cascades (our baselines' face detector) are unavailable, or None."""
+    import cv2
+
+    if hasattr(cv2, "CascadeClassifier") and hasattr(cv2, "data"):
+        return None
+    return HAAR_HINT.format(version=cv2.__version__)
+
+
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's and LiteRT's C++ chatter off the table (set before importing them)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

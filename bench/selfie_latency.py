@@ -25,6 +25,7 @@ import numpy as np
 from bench.common import (
     RESULTS_DIR,
     SIZES,
+    haar_missing,
     interleaved,
     machine,
     photo_set,
@@ -45,6 +46,9 @@ FER_HINT = "pip install --no-deps fer==25.10.3 (it runs on the TensorFlow we alr
 def load_fer() -> tuple[Any, str | None]:
     """(a callable BGR-array -> faces, None) or (None, why the baseline is missing)."""
     quiet_tensorflow()
+    no_haar = haar_missing()
+    if no_haar is not None:  # fer finds faces with OpenCV's Haar cascade
+        return None, f"`fer` needs OpenCV's Haar cascades: {no_haar}"
     try:
         from fer.fer import FER  # `from fer import FER` is broken in 25.10.3
     except Exception as exc:  # ImportError, or a broken dependency underneath

@@ -4,8 +4,8 @@ Why BlazeFace and not OpenCV's Haar cascade: measured on the same photos it is 8
 finds tilted and small faces, and returns no false faces on clothes and backgrounds where
 Haar returns several (numbers in models/faces/NOTICE.md). The anchors, box decoding and
 weighted non-maximum suppression follow MediaPipe's calculators; the model files are vendored
-in ``models/faces/``. A :class:`FaceDetector` holds the interpreters: build it once and share
-it; calls are serialised per model by a lock because a LiteRT interpreter is not thread-safe.
+in ``models/faces/``. A :class:`FaceDetector` holds the models: build it once and share it;
+each worker thread runs its own interpreters (a LiteRT interpreter is not thread-safe).
 """
 
 from __future__ import annotations
@@ -107,25 +107,46 @@ def generate_anchors(options: SsdOptions) -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
-class BlazeFaceModel:
-    """One BlazeFace .tflite on LiteRT: an RGB image in, scored boxes with keypoints out."""
+class _Runner:
+    """One LiteRT interpreter of a BlazeFace model with its input buffer: one thread's own."""
 
     def __init__(self, path: Path, options: SsdOptions) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=1)
-        self._interpreter.allocate_tensors()
-        source = self._interpreter.get_input_details()[0]
+        self.interpreter = Interpreter(model_path=str(path), num_threads=1)
+        self.interpreter.allocate_tensors()
+        source = self.interpreter.get_input_details()[0]
         if tuple(source["shape"][1:3]) != (options.input_size, options.input_size):
             raise ValueError(f"{path.name}: input {source['shape']} does not match {options}")
-        self._input = source["index"]
-        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1])
-        self._scores, self._regressors = outputs[0]["index"], outputs[1]["index"]
+        self.input = source["index"]
+        outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["shape"][-1])
+        self.scores, self.regressors = outputs[0]["index"], outputs[1]["index"]
+        self.tensor = np.empty((1, options.input_size, options.input_size, 3), dtype=np.float32)
+
+
+class BlazeFaceModel:
+    """One BlazeFace .tflite on LiteRT: an RGB image in, scored boxes with keypoints out.
+
+    A LiteRT interpreter is not thread-safe, and one shared behind a lock made the photo
+    workers queue for it (two workers detected no faster than one). Each thread that calls
+    the model gets an interpreter of its own (~1 MB; the pool's threads live as long as the
+    bot); the first is built here, so a bad model file fails at start-up.
+    """
+
+    def __init__(self, path: Path, options: SsdOptions) -> None:
+        self._path = path
+        self._options = options
+        self._local = threading.local()
+        self._local.runner = _Runner(path, options)
         self._anchors = generate_anchors(options)
         self._size = options.input_size
-        self._tensor = np.empty((1, self._size, self._size, 3), dtype=np.float32)
-        self._lock = threading.Lock()
         self.name = path.stem
+
+    def _runner(self) -> _Runner:
+        runner: _Runner | None = getattr(self._local, "runner", None)
+        if runner is None:
+            runner = self._local.runner = _Runner(self._path, self._options)
+        return runner
 
     def __call__(self, rgb: np.ndarray, min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Detections scoring at least ``min_score``: (N, 8, 2) box corners + 6 keypoints in
@@ -139,19 +160,19 @@ class BlazeFaceModel:
             if (new_w, new_h) == (width, height)
             else cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
         )
-        with self._lock:
-            tensor = self._tensor
-            tensor.fill(-1.0)  # black pad
-            image = tensor[0, :new_h, :new_w]
-            image[...] = resized
-            image *= 2.0 / 255.0
-            image -= 1.0
-            self._interpreter.set_tensor(self._input, tensor)
-            self._interpreter.invoke()
-            logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
-            keep = np.flatnonzero(logits >= _logit(min_score))
-            raw = self._interpreter.get_tensor(self._regressors)[0, keep]
-            logits = logits[keep]
+        runner = self._runner()
+        tensor = runner.tensor
+        tensor.fill(-1.0)  # black pad
+        image = tensor[0, :new_h, :new_w]
+        image[...] = resized
+        image *= 2.0 / 255.0
+        image -= 1.0
+        runner.interpreter.set_tensor(runner.input, tensor)
+        runner.interpreter.invoke()
+        logits = runner.interpreter.get_tensor(runner.scores)[0, :, 0]
+        keep = np.flatnonzero(logits >= _logit(min_score))
+        raw = runner.interpreter.get_tensor(runner.regressors)[0, keep]
+        logits = logits[keep]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)))
         anchors = self._anchors[keep]
         points = raw.reshape(-1, 8, 2) / self._size

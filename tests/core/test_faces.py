@@ -278,3 +278,15 @@ def test_scaled_face_follows_a_bigger_decode() -> None:
     assert double.box == (20, 40, 60, 80) and double.score == 0.9
     assert double.right_eye == (30, 60) and double.left_eye == (60, 62)
     assert double.roll == face.roll
+
+
+def test_worker_threads_detect_at_once_and_agree(detector: FaceDetector) -> None:
+    """Each thread runs its own interpreters: concurrent calls give what one thread gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [data.astronaut(), collage((480, 360, 270, 200))[0], data.coffee()] * 4
+    alone = [detector.detect(image) for image in images]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(detector.detect, images))
+    assert together == alone
+    assert [len(faces) for faces in together[:3]] == [1, 4, 0]

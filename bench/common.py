@@ -32,6 +32,11 @@ CONTENTION_NOTE = (
     "the CPU during this benchmark, so absolute times are inflated and noisy; compare the "
     "ratios against the baseline, which ran interleaved in the same process."
 )
+PAUSED_NOTE = (
+    "The training run was paused (SIGSTOP) for this benchmark and resumed after it; other "
+    "jobs on the shared machine (other developers' tests) may still have competed for the "
+    "CPU: see competing_processes and the load averages."
+)
 
 
 # --- photos ------------------------------------------------------------------------------------
@@ -164,7 +169,8 @@ def _cpu_model() -> str:
 
 
 def competing_processes(min_cpu_seconds: float = 60.0) -> list[str]:
-    """Other processes that have used a lot of CPU (e.g. a training run), short command lines."""
+    """Other processes that have used a lot of CPU (e.g. a training run), short command lines;
+    a stopped one (``kill -STOP``, state T) is marked paused: it competes for nothing."""
     found = []
     ticks = os.sysconf("SC_CLK_TCK")
     me = os.getpid()
@@ -173,6 +179,7 @@ def competing_processes(min_cpu_seconds: float = 60.0) -> list[str]:
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            paused = fields[0] in ("T", "t")
             cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
             if cpu < min_cpu_seconds:
                 continue
@@ -180,13 +187,16 @@ def competing_processes(min_cpu_seconds: float = 60.0) -> list[str]:
         except (OSError, IndexError, ValueError):
             continue
         if cmd.strip():
-            found.append(f"{cmd.strip()[:80]} (cpu {cpu:.0f} s)")
+            found.append(f"{cmd.strip()[:80]} (cpu {cpu:.0f} s{', paused' if paused else ''})")
     return found
 
 
 def machine() -> dict[str, Any]:
     """Where the figures came from, including what competed for the CPU."""
     competing = competing_processes()
+    training = [c for c in competing if "train" in c]
+    running = any(not c.endswith("paused)") for c in training)
+    paused = any(c.endswith("paused)") for c in training)
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -194,14 +204,19 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_at_start": list(os.getloadavg()),
         "competing_processes": competing,
-        "training_run_competing": any("train" in c for c in competing),
-        "note": CONTENTION_NOTE,
+        "training_run_competing": running,
+        "training_run_paused": paused,
+        "note": PAUSED_NOTE if paused and not running else CONTENTION_NOTE,
     }
 
 
 def write_json(path: Path, benchmark: str, payload: dict[str, Any], env: dict[str, Any]) -> None:
     """Write the results with the machine, the time and the load at the end."""
-    env = {**env, "loadavg_at_end": list(os.getloadavg())}
+    env = {
+        **env,
+        "loadavg_at_end": list(os.getloadavg()),
+        "competing_processes_at_end": competing_processes(),
+    }
     document = {
         "benchmark": benchmark,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -23,6 +23,7 @@ import discord
 from discord import app_commands
 
 from bot import wording
+from core.errors import ConfigError
 from core.palette import MOOD_COLOURS
 from core.replies import EmotionSummary, Notice, NoticeKind, Reply, TrackCard
 from core.service import UserRef
@@ -51,6 +52,22 @@ class DiscordOptions:
     ephemeral: bool = False  # answer slash commands in servers with messages only the user sees
     max_image_bytes: int = _DEFAULT_MAX_BYTES
     sync_commands: bool = True
+    # Sharding: None runs one gateway connection; 0 lets Discord recommend how many shards;
+    # N runs N. ``shard_ids`` are the shards this process runs (default: all of them).
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.shard_ids and not self.shard_count:
+            raise ConfigError("discord.shard_ids needs discord.shard_count (the total, > 0)")
+        if self.shard_count and any(not 0 <= i < self.shard_count for i in self.shard_ids):
+            raise ConfigError(
+                f"discord.shard_ids {list(self.shard_ids)} must lie in 0..{self.shard_count - 1}"
+            )
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count is not None
 
     @classmethod
     def from_settings(cls, settings: Settings | DiscordSettings) -> DiscordOptions:
@@ -60,6 +77,8 @@ class DiscordOptions:
         return cls(
             test_guild_id=section.test_guild_id,
             ephemeral=section.ephemeral,
+            shard_count=section.shard_count,
+            shard_ids=section.shard_ids,
             max_image_bytes=limits.max_image_bytes if limits is not None else _DEFAULT_MAX_BYTES,
         )
 
@@ -67,11 +86,11 @@ class DiscordOptions:
 class MoodLiftBot(discord.Client):
     """A ``discord.Client`` with an app-command tree, holding the core service it serves."""
 
-    def __init__(self, service: MoodLifter, options: DiscordOptions) -> None:
+    def __init__(self, service: MoodLifter, options: DiscordOptions, **client: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channel and guild cache for interactions
         intents.dm_messages = True  # photos sent to the bot in a DM
-        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **client)
         self.service = service
         self.options = options
         self.tree = app_commands.CommandTree(self)
@@ -150,6 +169,11 @@ class MoodLiftBot(discord.Client):
             log.warning("could not tell the user about the error", exc_info=True)
 
 
+class ShardedMoodLiftBot(MoodLiftBot, discord.AutoShardedClient):
+    """The same bot over several gateway connections, for bots in very many servers (Discord
+    requires sharding from 2,500). Several processes can split the shards between them."""
+
+
 def build_client(
     service: MoodLifter, settings: Settings | DiscordSettings | DiscordOptions
 ) -> MoodLiftBot:
@@ -161,7 +185,14 @@ def build_client(
     options = (
         settings if isinstance(settings, DiscordOptions) else DiscordOptions.from_settings(settings)
     )
-    return MoodLiftBot(service, options)
+    if not options.sharded:
+        return MoodLiftBot(service, options)
+    return ShardedMoodLiftBot(
+        service,
+        options,
+        shard_count=options.shard_count or None,  # None: as many as Discord recommends
+        shard_ids=list(options.shard_ids) or None,
+    )
 
 
 # --------------------------------------------------------------------------- commands

@@ -47,6 +47,11 @@ async def _start_telegram(service: MoodLifter, settings: Settings) -> RunningPla
     application = build_application(
         service, settings.telegram, max_image_bytes=settings.limits.max_image_bytes
     )
+    if settings.telegram.mode == "webhook":
+        from bot.telegram_webhook import start_webhook, stop_webhook
+
+        server = await start_webhook(application, settings.telegram)
+        return RunningPlatform("telegram", lambda: stop_webhook(application, server))
     await start_polling(application, poll_timeout=settings.telegram.poll_timeout)
     log.info("telegram: polling for updates")
     return RunningPlatform("telegram", lambda: stop_polling(application))

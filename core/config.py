@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import stat
 import tomllib
 import types
@@ -84,6 +85,10 @@ def _is_database_url(value: str) -> bool:
     return True
 
 
+def _is_url_path(value: str) -> bool:
+    return value.startswith("/") and not urlsplit(value).netloc and " " not in value
+
+
 _URL = _check("an http(s) URL", _is_http_url)
 _POSITIVE = _check("a number > 0", lambda v: v > 0)
 
@@ -131,6 +136,23 @@ class TelegramSettings:
     api_url: str = field(default="https://api.telegram.org/bot", metadata=_URL)
     file_url: str = field(default="https://api.telegram.org/file/bot", metadata=_URL)
     poll_timeout: int = field(default=30, metadata=_check("an integer >= 0", lambda v: v >= 0))
+    # "webhook": Telegram POSTs updates to webhook_url (several instances behind a proxy).
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = field(
+        default=8080, metadata=_check("a port from 0 to 65535", lambda v: 0 <= v <= 65535)
+    )
+    webhook_path: str = field(
+        default="/telegram", metadata=_check("a URL path starting with /", _is_url_path)
+    )
+    webhook_url: str | None = field(default=None, metadata=_URL)  # the public URL
+    webhook_secret: Secret | None = field(
+        default=None,
+        metadata=_check(
+            "1 to 256 characters A-Z, a-z, 0-9, _ and - (Telegram's secret_token)",
+            lambda v: re.fullmatch(r"[A-Za-z0-9_-]{1,256}", v.get()) is not None,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -138,6 +160,12 @@ class DiscordSettings:
     token: Secret | None = None
     test_guild_id: int | None = None
     ephemeral: bool = False
+    # Sharding (very large bots): unset runs one connection, 0 as many shards as Discord
+    # recommends, N that many; shard_ids are the ones this instance runs (default all).
+    shard_count: int | None = field(
+        default=None, metadata=_check("an integer >= 0", lambda v: v >= 0)
+    )
+    shard_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -219,6 +247,8 @@ def _expected(tp: Any) -> str:
         return f"{_expected(inner[0])} (or empty for none)"
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(str(a) for a in get_args(tp))
+    if get_origin(tp) is tuple and get_args(tp)[0] is int:
+        return "a list of integers (comma-separated in the environment)"
     if get_origin(tp) is tuple:
         return "a list of LOCATION[#sha256=HEX] (comma-separated in the environment)"
     return {
@@ -248,6 +278,12 @@ def _convert(tp: Any, value: Any, *, from_env: bool, base: Path | None) -> Any:
                 if value.strip().lower() == str(choice).lower():
                     return choice
         raise _Invalid
+    if get_origin(tp) is tuple and get_args(tp)[0] is int:
+        if from_env and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            raise _Invalid
+        return tuple(_convert(int, v, from_env=from_env, base=base) for v in value)
     if get_origin(tp) is tuple:
         if from_env:
             if not isinstance(value, str):

@@ -132,6 +132,14 @@ def test_bad_file_values_name_key_value_and_expectation(
         ({"MOODLIFT_DISCORD_EPHEMERAL": "maybe"}, "expected true or false"),
         ({"MOODLIFT_TELEGRAM_TOKN": "x"}, "unknown setting MOODLIFT_TELEGRAM_TOKN"),
         ({"MOODLIFT_SPOTIFY_TIMEOUT": "-1"}, "expected a number > 0"),
+        ({"MOODLIFT_TELEGRAM_MODE": "push"}, "expected one of polling, webhook"),
+        ({"MOODLIFT_TELEGRAM_WEBHOOK_PATH": "telegram"}, "a URL path starting with /"),
+        ({"MOODLIFT_TELEGRAM_WEBHOOK_PORT": "70000"}, "a port from 0 to 65535"),
+        (
+            {"MOODLIFT_TELEGRAM_WEBHOOK_SECRET": "has spaces!"},
+            "MOODLIFT_TELEGRAM_WEBHOOK_SECRET = '**********' is invalid",
+        ),
+        ({"MOODLIFT_DISCORD_SHARD_IDS": "0,x"}, "expected a list of integers"),
     ],
 )
 def test_bad_environment_values(env: dict[str, str], expected: str) -> None:

@@ -8,6 +8,10 @@ It is an ``aiohttp.web`` server on 127.0.0.1 (random port). Point the bot at it 
 parameters and uploaded files, so tests assert on what the user would see. Errors (429 with
 ``retry_after``, 5xx) can be injected per method with :meth:`FakeTelegramAPI.fail_next`.
 
+Webhooks work as on Telegram: once the bot calls ``setWebhook``, ``getUpdates`` answers 409 and
+each queued update is POSTed to the registered URL with the secret token header instead; the
+answers are recorded in :attr:`FakeTelegramAPI.webhook_deliveries`.
+
 Requests arrive the way python-telegram-bot sends them: ``application/x-www-form-urlencoded``
 with JSON-encoded values for objects, or ``multipart/form-data`` when a file is uploaded.
 """
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 from PIL import Image
 
 JSON = dict[str, Any]
@@ -69,6 +73,14 @@ class ApiCall:
     def text(self) -> str:
         """What the user reads: the message text or the photo caption."""
         return str(self.params.get("text") or self.params.get("caption") or "")
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One update POSTed to the bot's webhook, and the HTTP status it answered (0: none)."""
+
+    update_id: int
+    status: int
 
 
 @dataclass
@@ -177,6 +189,10 @@ class FakeTelegramAPI:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.delivered_update_ids: set[int] = set()
+        self.webhook: JSON | None = None  # the setWebhook parameters while one is set
+        self.webhook_deliveries: list[WebhookDelivery] = []
+        self._webhook_client: ClientSession | None = None
+        self._webhook_inflight = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -195,6 +211,9 @@ class FakeTelegramAPI:
 
     async def close(self) -> None:
         """Stop listening; pending long polls end."""
+        if self._webhook_client is not None:
+            await self._webhook_client.close()
+            self._webhook_client = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -281,7 +300,7 @@ class FakeTelegramAPI:
 
         async def drained() -> None:
             async with self._changed:
-                while self._updates:
+                while self._updates or self._webhook_inflight:
                     await self._changed.wait()
 
         await asyncio.wait_for(drained(), within)
@@ -363,6 +382,9 @@ class FakeTelegramAPI:
     def push_update(self, update: JSON) -> JSON:
         """Queue a raw update (an ``update_id`` is assigned) for the next getUpdates."""
         update = {"update_id": next(self._update_ids), **update}
+        if self.webhook is not None:
+            self._post_to_webhook(update)
+            return update
         self._updates.append(update)
         self._notify_soon()
         return update
@@ -570,6 +592,38 @@ class FakeTelegramAPI:
             entities.append({"type": "mention", "offset": offset, "length": length})
         return entities
 
+    # --- webhook delivery ------------------------------------------------------------------
+
+    def _post_to_webhook(self, update: JSON) -> None:
+        """POST the update to the webhook URL, as Telegram does (once; the answer is kept)."""
+        assert self.webhook is not None
+        webhook = self.webhook
+        self._webhook_inflight += 1
+
+        async def deliver() -> None:
+            status = 0  # no HTTP answer at all
+            try:
+                if self._webhook_client is None:
+                    self._webhook_client = ClientSession()
+                headers = {}
+                if webhook.get("secret_token"):
+                    headers["X-Telegram-Bot-Api-Secret-Token"] = str(webhook["secret_token"])
+                async with self._webhook_client.post(
+                    str(webhook["url"]), json=update, headers=headers
+                ) as response:
+                    status = response.status
+            except OSError:
+                pass
+            finally:
+                self.webhook_deliveries.append(WebhookDelivery(update["update_id"], status))
+                self._webhook_inflight -= 1
+                async with self._changed:
+                    self._changed.notify_all()
+
+        task = asyncio.get_running_loop().create_task(deliver())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _next_message_id(self, chat_id: int) -> int:
         counter = self._message_ids.setdefault(chat_id, itertools.count(1))
         return next(counter)
@@ -661,8 +715,30 @@ class FakeTelegramAPI:
     async def _api_getMe(self, call: ApiCall) -> JSON:
         return self.bot_user
 
-    async def _api_deleteWebhook(self, call: ApiCall) -> bool:
+    async def _api_setWebhook(self, call: ApiCall) -> bool:
+        url = str(call.params.get("url") or "")
+        if not url:
+            return await self._api_deleteWebhook(call)
+        if not url.startswith(("http://", "https://")):
+            raise _ApiError(400, "Bad Request: bad webhook: invalid webhook URL specified")
+        self.webhook = dict(call.params)
+        pending, self._updates = self._updates, []
+        for update in pending:  # what getUpdates had not handed out goes to the webhook now
+            self._post_to_webhook(update)
         return True
+
+    async def _api_deleteWebhook(self, call: ApiCall) -> bool:
+        self.webhook = None
+        if str(call.params.get("drop_pending_updates", "")).lower() == "true":
+            self._updates.clear()
+        return True
+
+    async def _api_getWebhookInfo(self, call: ApiCall) -> JSON:
+        return {
+            "url": (self.webhook or {}).get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates) + self._webhook_inflight,
+        }
 
     async def _api_setMyCommands(self, call: ApiCall) -> bool:
         self.commands = list(call.params.get("commands") or [])
@@ -672,6 +748,12 @@ class FakeTelegramAPI:
         return self.commands
 
     async def _api_getUpdates(self, call: ApiCall) -> list[JSON]:
+        if self.webhook is not None:
+            raise _ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
         offset = int(call.params.get("offset") or 0)
         timeout = float(call.params.get("timeout") or 0)
         limit = int(call.params.get("limit") or 100)

@@ -132,3 +132,46 @@ async def test_injected_errors(fake: FakeTelegramAPI, bot: Bot) -> None:
     assert (await bot.send_message(1, "x")).text == "x"
     with pytest.raises(BadRequest, match="text is empty"):
         await bot.send_message(1, "")
+
+
+async def test_webhook_replaces_get_updates_until_deleted(fake: FakeTelegramAPI, bot: Bot) -> None:
+    """As on Telegram: with a webhook set, updates are POSTed to it with the secret token and
+    getUpdates is a conflict; deleteWebhook brings polling back."""
+    from aiohttp import web
+    from telegram.error import Conflict
+
+    received: list[tuple[dict[str, object], str | None]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(
+            (await request.json(), request.headers.get("X-Telegram-Bot-Api-Secret-Token"))
+        )
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        alice = user(1001, "Alice")
+        fake.send_text(alice, "before")  # queued for getUpdates, then handed to the webhook
+        assert await bot.set_webhook(f"http://127.0.0.1:{port}/hook", secret_token="s-1")
+        fake.send_text(alice, "after")
+        await fake.wait_until_delivered()
+        assert sorted((u["message"]["text"], secret) for u, secret in received) == [
+            ("after", "s-1"),
+            ("before", "s-1"),
+        ]
+        assert [d.status for d in fake.webhook_deliveries] == [200, 200]
+        assert (await bot.get_webhook_info()).url.endswith("/hook")
+        with pytest.raises(Conflict):
+            await bot.get_updates(timeout=0)
+        assert await bot.delete_webhook()
+        fake.send_text(alice, "polled")
+        (update,) = await bot.get_updates(timeout=1)
+        assert update.message.text == "polled"
+    finally:
+        await runner.cleanup()

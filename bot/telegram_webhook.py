@@ -92,7 +92,7 @@ class WebhookServer:
         try:
             data = await request.json()
             update = Update.de_json(data, self.application.bot)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("webhook: ignored a body that is not an update")
             return web.Response(status=400, text="Not an update")
         await self.application.update_queue.put(update)

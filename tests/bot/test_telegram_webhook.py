@@ -111,13 +111,28 @@ async def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_processed(
     assert len(fake.replies(mallory["id"])) == 1  # the forged ones never reached a handler
 
 
-async def test_health_endpoint_for_the_load_balancer(webhook: WebhookServer) -> None:
-    async with (
-        ClientSession() as client,
-        client.get(f"http://127.0.0.1:{webhook.port}{HEALTH_PATH}") as response,
-    ):
-        assert response.status == 200
-        assert await response.json() == {"status": "ok", "mode": "webhook", "queued_updates": 0}
+async def test_health_endpoint_for_the_load_balancer(
+    webhook: WebhookServer, fake: FakeTelegramAPI
+) -> None:
+    base = f"http://127.0.0.1:{webhook.port}"
+    async with ClientSession() as client:
+        async with client.get(base + HEALTH_PATH) as response:
+            assert response.status == 200
+            assert await response.json() == {
+                "status": "ok",
+                "mode": "webhook",
+                "queued_updates": 0,
+            }
+        # Shutting down: the balancer takes it out, and Telegram resends what it refuses.
+        await webhook.application.stop()
+        async with client.get(base + HEALTH_PATH) as response:
+            assert response.status == 503
+            assert (await response.json())["status"] == "stopping"
+        update = {"update_id": 1, "message": fake.new_message(user(2004, "Late"), text="/help")}
+        async with client.post(
+            base + "/telegram", json=update, headers={SECRET_HEADER: SECRET}
+        ) as refused:
+            assert refused.status == 503
 
 
 async def test_the_secret_is_never_logged(

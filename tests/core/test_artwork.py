@@ -52,6 +52,13 @@ def fake() -> Iterator[FakeSpotify]:
 
 
 @pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only: these tests time the resolver against its deadline (the store's art cache
+    itself is tested on both backends in test_store.py)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'moodlift.sqlite3'}"
+
+
+@pytest.fixture
 async def catalog(store: Store, write_csv, tmp_path: Path) -> Store:
     lines = [moods_line(n, mood) for n, mood in enumerate(["Happy", "Sad", "Calm"])]
     path = write_csv("moods.csv", MOODS_HEADER, lines)

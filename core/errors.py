@@ -23,6 +23,10 @@ class UnknownUser(StoreError):
     """A user id that is not (or no longer) in the store."""
 
 
+class NotYourTrack(StoreError):
+    """A rating for a track the user was never sent (a forged button, or someone else's card)."""
+
+
 class CatalogError(MoodLiftError):
     """A catalog source cannot be fetched or read."""
 

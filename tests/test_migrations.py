@@ -15,7 +15,7 @@ from core.store import create_engine, current_revision, downgrade, head_revision
 from core.store.migrate import alembic_config
 from core.store.schema import Base
 
-TABLES = {"users", "tracks", "deliveries", "detections"}
+TABLES = {"users", "tracks", "deliveries", "detections", "ratings"}
 
 
 async def tables(url: str) -> set[str]:

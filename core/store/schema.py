@@ -148,3 +148,21 @@ class Detection(Base):
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
     faces: Mapped[int] = mapped_column(Integer, default=1)
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Rating(Base):
+    """A user's 👍 (+1) or 👎 (−1) for a track they were sent; one per user and track, and
+    changeable (``updated_at`` moves, ``created_at`` stays)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (CheckConstraint("value IN (-1, 1)", name="value"),)
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    track_id: Mapped[str] = mapped_column(
+        ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
+    )
+    value: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

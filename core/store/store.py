@@ -9,21 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, Row, delete, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.errors import CatalogEmpty, StoreError, UnknownUser
+from core.errors import CatalogEmpty, NotYourTrack, StoreError, UnknownUser
 from core.moods import MOODS, Mode, check_emotion, check_mood, parse_mode
 from core.store import migrate
 from core.store.engine import create_engine
-from core.store.schema import Delivery, Detection, Track, User, utcnow
+from core.store.schema import Delivery, Detection, Rating, Track, User, utcnow
+from core.taste import TASTE_FEATURES, TastePolicy
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -63,6 +64,9 @@ async def _recover_from_busy(
 
 PICK_ATTEMPTS = 100
 """Conflicting concurrent picks retry; each retry sees the rows that beat it, so this is ample."""
+
+TASTE_MEMORY = 200
+"""A pick weighs at most this many of the user's latest ratings (taste drifts; cost stays flat)."""
 
 
 @dataclass(frozen=True)
@@ -109,15 +113,38 @@ class DetectionRecord:
 
 
 @dataclass(frozen=True)
+class RatingRecord:
+    """A user's rating of a track: +1 (liked) or -1 (disliked); ``previous`` before this one."""
+
+    track_id: str
+    value: int
+    previous: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One song sent to a user: what, when, for which emotion and mood, and their rating."""
+
+    track: TrackRecord
+    emotion: str | None
+    mood: str
+    delivered_at: datetime
+    rating: int | None
+
+
+@dataclass(frozen=True)
 class Forgotten:
     """What ``forget_user`` deleted; falsy when there was nothing to forget."""
 
     users: int
     deliveries: int
     detections: int
+    ratings: int = 0
 
     def __bool__(self) -> bool:
-        return self.users + self.deliveries + self.detections > 0
+        return self.users + self.deliveries + self.detections + self.ratings > 0
 
 
 def servable(min_confidence: float) -> ColumnElement[bool]:
@@ -174,9 +201,11 @@ class Store:
         echo: bool = False,
         busy_timeout_ms: int = 5000,
         min_mood_confidence: float = 0.0,
+        taste: TastePolicy | None = None,
     ) -> None:
         self.url = url
         self.min_mood_confidence = min_mood_confidence  # see :func:`servable`
+        self.taste = taste or TastePolicy()  # orders the picks of users who rated songs
         self.engine: AsyncEngine = create_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -274,20 +303,21 @@ class Store:
             return _user(row)
 
     async def forget_user(self, user_id: int) -> Forgotten:
-        """Delete the user and everything about them (deliveries, last detection)."""
+        """Delete the user and everything about them (deliveries, last detection, ratings)."""
         async with self.sessions() as session, session.begin():
-            deliveries = await session.scalar(
-                select(func.count()).select_from(Delivery).where(Delivery.user_id == user_id)
-            )
-            detections = await session.scalar(
-                select(func.count()).select_from(Detection).where(Detection.user_id == user_id)
-            )
             # Explicit deletes: correct even on a backend where the cascade is not enforced.
-            await session.execute(delete(Delivery).where(Delivery.user_id == user_id))
-            await session.execute(delete(Detection).where(Detection.user_id == user_id))
-            users = (await session.execute(delete(User).where(User.id == user_id))).rowcount
+            counts = [
+                (await session.execute(delete(table).where(column == user_id))).rowcount or 0
+                for table, column in (
+                    (Delivery, Delivery.user_id),
+                    (Detection, Detection.user_id),
+                    (Rating, Rating.user_id),
+                    (User, User.id),
+                )
+            ]
         log.info("forgot user %s", user_id)
-        return Forgotten(users or 0, deliveries or 0, detections or 0)
+        deliveries, detections, ratings, users = counts
+        return Forgotten(users, deliveries, detections, ratings)
 
     async def forget(self, platform: str, platform_user_id: str) -> Forgotten:
         """:meth:`forget_user` by platform account; falsy when the bot never knew them."""
@@ -351,6 +381,70 @@ class Store:
             return DetectionRecord(
                 row.emotion, row.confidence, dict(row.probabilities), row.faces, row.detected_at
             )
+
+    # -- ratings -----------------------------------------------------------------------------
+
+    async def rate(self, user_id: int, track_id: str, value: int) -> RatingRecord:
+        """Record (or change) the user's +1/-1 for a track; only for a track they were sent.
+
+        Raises :class:`NotYourTrack` for any other track, so a forged button rates nothing.
+        """
+        if value not in (1, -1):
+            raise ValueError(f"a rating is +1 or -1, not {value!r}")
+        for attempt in range(BUSY_ATTEMPTS):
+            async with self.sessions() as session:
+                sent = await session.scalar(
+                    select(Delivery.id)
+                    .where(Delivery.user_id == user_id, Delivery.track_id == track_id)
+                    .limit(1)
+                )
+                if sent is None:
+                    raise NotYourTrack(f"user {user_id} was never sent track {track_id!r}")
+                now = utcnow()
+                row = await session.get(Rating, (user_id, track_id))
+                previous = row.value if row is not None else None
+                if row is None:
+                    row = Rating(user_id=user_id, track_id=track_id, created_at=now)
+                    session.add(row)
+                row.value = value
+                row.updated_at = now
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()  # a concurrent first rating: update that one
+                    continue
+                except DBAPIError as exc:
+                    pause = BUSY_BACKOFF * 2**attempt
+                    await _recover_from_busy(session, exc, f"rate for user {user_id}", pause)
+                    continue
+                return RatingRecord(track_id, value, previous, row.created_at, row.updated_at)
+        raise StoreError(f"could not record a rating for user {user_id}")
+
+    async def ratings(self, user_id: int) -> dict[str, int]:
+        """Every rating of the user: track id → +1 or -1."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Rating.track_id, Rating.value).where(Rating.user_id == user_id)
+            )
+            return {track_id: value for track_id, value in rows}
+
+    async def history(self, user_id: int, limit: int = 10) -> list[HistoryEntry]:
+        """The user's last ``limit`` deliveries, newest first, each with their rating."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Delivery, Track, Rating.value)
+                .join(Track, Track.id == Delivery.track_id)
+                .outerjoin(
+                    Rating, (Rating.user_id == Delivery.user_id) & (Rating.track_id == Track.id)
+                )
+                .where(Delivery.user_id == user_id)
+                .order_by(Delivery.delivered_at.desc(), Delivery.id.desc())
+                .limit(limit)
+            )
+            return [
+                HistoryEntry(_track(track), d.emotion, d.mood, d.delivered_at, value)
+                for d, track, value in rows
+            ]
 
     # -- tracks ------------------------------------------------------------------------------
 
@@ -475,20 +569,40 @@ class Store:
             )
         )
         round_ = current or 1
-        chosen = await self._oldest_unheard(session, user_id, mood, round_)
+        rated = await self._recent_ratings(session, user_id)
+        chosen = await self._oldest_unheard(session, user_id, mood, round_, rated)
         if chosen is not None:
             return chosen, round_
         # Every track of the mood was given this round: the next round starts over.
-        chosen = await self._oldest_unheard(session, user_id, mood, round_ + 1)
+        chosen = await self._oldest_unheard(session, user_id, mood, round_ + 1, rated)
         if chosen is None:
             raise CatalogEmpty(mood)
         return chosen, round_ + 1
 
+    @staticmethod
+    async def _recent_ratings(session: AsyncSession, user_id: int) -> list[Row[Any]]:
+        """(value, *taste features) of the user's latest :data:`TASTE_MEMORY` ratings."""
+        features = [getattr(Track, name) for name in TASTE_FEATURES]
+        rows = await session.execute(
+            select(Rating.value, *features)
+            .join(Track, Track.id == Rating.track_id)
+            .where(Rating.user_id == user_id)
+            .order_by(Rating.updated_at.desc())
+            .limit(TASTE_MEMORY)
+        )
+        return list(rows.all())
+
     async def _oldest_unheard(
-        self, session: AsyncSession, user_id: int, mood: str, round_: int
+        self,
+        session: AsyncSession,
+        user_id: int,
+        mood: str,
+        round_: int,
+        rated: Sequence[Row[Any]] = (),
     ) -> Track | None:
-        """A track of ``mood`` not given in ``round_``: never-given ones first (at random),
-        else the one given longest ago."""
+        """A track of ``mood`` not given in ``round_``: a never-given one (at random, or by
+        the user's taste once they rated songs, see :mod:`core.taste`), else the one given
+        longest ago."""
         given_in_round = select(Delivery.track_id).where(
             Delivery.user_id == user_id, Delivery.round == round_
         )
@@ -498,9 +612,10 @@ class Store:
             .group_by(Delivery.track_id)
             .subquery()
         )
+        features = [getattr(Track, name) for name in TASTE_FEATURES] if rated else []
         rows = (
             await session.execute(
-                select(Track.id, last_given.c.last)
+                select(Track.id, last_given.c.last, *features)
                 .outerjoin(last_given, last_given.c.track_id == Track.id)
                 .where(
                     Track.mood == mood,
@@ -511,6 +626,14 @@ class Store:
         ).all()
         if not rows:
             return None
-        never = [track_id for track_id, last in rows if last is None]
-        track_id = random.choice(never) if never else min(rows, key=lambda r: (r[1], r[0]))[0]
+        never = [row for row in rows if row[1] is None]
+        if not never:
+            track_id = min(rows, key=lambda r: (r[1], r[0]))[0]
+        elif rated:
+            pick = self.taste.choose(
+                [row[2:] for row in never], [row[1:] for row in rated], [row[0] for row in rated]
+            )
+            track_id = never[pick][0]
+        else:
+            track_id = random.choice(never)[0]
         return await session.get(Track, track_id)

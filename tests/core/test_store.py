@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core.catalog import import_rows
-from core.errors import StoreError, UnknownMode, UnknownUser
+from core.errors import NotYourTrack, StoreError, UnknownMode, UnknownUser
 from core.moods import Mode
 from core.store import Store
-from core.store.schema import Delivery, Track
+from core.store.schema import Base, Track
 from data.catalog_sources import read_catalog
 from tests.core import helpers
 from tests.core.helpers import MOODS_HEADER, moods_line
@@ -69,18 +69,81 @@ async def test_forget_user_deletes_everything_about_them(store: Store, write_csv
     bob = await store.get_or_create_user("telegram", "2")
     for _ in range(2):
         await store.pick_and_deliver(ann.id, "calm", "fear")
-    await store.pick_and_deliver(bob.id, "calm")
+    bobs = await store.pick_and_deliver(bob.id, "calm")
     await store.record_detection(ann.id, "fear", {"fear": 1.0})
+    for entry in await store.history(ann.id):
+        await store.rate(ann.id, entry.track.id, 1)
+    await store.rate(bob.id, bobs.track.id, -1)
 
     forgotten = await store.forget_user(ann.id)
     assert (forgotten.users, forgotten.deliveries, forgotten.detections) == (1, 2, 1)
+    assert forgotten.ratings == 2
     assert await store.find_user("telegram", "1") is None
     assert not await store.forget_user(ann.id)
+    assert await store.ratings(ann.id) == {}
+    assert await store.ratings(bob.id) == {bobs.track.id: -1}  # others keep theirs
     assert (await store.forget("telegram", "2")).deliveries == 1
     assert not await store.forget("telegram", "2")
     async with store.sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(Delivery)) == 0
+        # Every table that holds something about a user is empty; the catalog stays.
+        for table in Base.metadata.sorted_tables:
+            if table.name != Track.__tablename__:
+                assert await session.scalar(select(func.count()).select_from(table)) == 0, table
         assert await session.scalar(select(func.count()).select_from(Track)) == 3
+
+
+async def test_ratings_are_per_user_and_track_changeable_and_only_for_songs_sent(
+    store: Store, write_csv
+) -> None:
+    async with store.sessions() as session:
+        path = write_csv("m.csv", MOODS_HEADER, [moods_line(n, "Sad") for n in range(3)])
+        await import_rows(session, read_catalog(path, moods=("sad",)).rows)
+        await session.commit()
+    ann = await store.get_or_create_user("discord", "1")
+    bob = await store.get_or_create_user("discord", "2")
+    sent = await store.pick_and_deliver(ann.id, "sad", "sad")
+    other = next(helpers.track_id(n) for n in range(3) if helpers.track_id(n) != sent.track.id)
+
+    first = await store.rate(ann.id, sent.track.id, 1)
+    assert (first.value, first.previous) == (1, None)
+    changed = await store.rate(ann.id, sent.track.id, -1)
+    assert (changed.value, changed.previous) == (-1, 1)
+    assert changed.created_at == first.created_at <= changed.updated_at
+    assert await store.ratings(ann.id) == {sent.track.id: -1}  # still one row
+
+    with pytest.raises(NotYourTrack):  # never sent to Ann
+        await store.rate(ann.id, other, 1)
+    with pytest.raises(NotYourTrack):  # sent to Ann, not to Bob
+        await store.rate(bob.id, sent.track.id, 1)
+    with pytest.raises(NotYourTrack):
+        await store.rate(ann.id, "x' OR 1=1 --", 1)
+    with pytest.raises(ValueError):
+        await store.rate(ann.id, sent.track.id, 5)
+    assert await store.ratings(bob.id) == {}
+
+
+async def test_history_newest_first_with_emotion_mood_and_rating(store: Store, write_csv) -> None:
+    async with store.sessions() as session:
+        path = write_csv("m.csv", MOODS_HEADER, [moods_line(n, "Calm") for n in range(4)])
+        await import_rows(session, read_catalog(path, moods=("calm",)).rows)
+        await session.commit()
+    ann = await store.get_or_create_user("telegram", "1")
+    assert await store.history(ann.id) == []
+    picks = [await store.pick_and_deliver(ann.id, "calm", "fear") for _ in range(3)]
+    picks.append(await store.pick_and_deliver(ann.id, "calm"))
+    await store.rate(ann.id, picks[1].track.id, 1)
+    await store.rate(ann.id, picks[2].track.id, -1)
+
+    history = await store.history(ann.id)
+    assert [e.track.id for e in history] == [p.track.id for p in reversed(picks)]
+    assert [e.rating for e in history] == [None, -1, 1, None]
+    assert [e.emotion for e in history] == [None, "fear", "fear", "fear"]
+    assert {e.mood for e in history} == {"calm"}
+    assert history[0].delivered_at >= history[-1].delivered_at
+    assert history[0].track.spotify_url.startswith("https://open.spotify.com/track/")
+    assert [e.track.id for e in await store.history(ann.id, limit=2)] == [
+        p.track.id for p in reversed(picks[2:])
+    ]
 
 
 async def test_track_art_cache(store: Store, write_csv) -> None:

@@ -1,7 +1,8 @@
 """What the core answers, independent of any chat platform.
 
 Adapters in ``bot/`` render these: a :class:`TrackCard` becomes a photo with a caption and
-buttons, an :class:`EmotionSummary` a short report, a :class:`Notice` a friendly message.
+buttons, an :class:`EmotionSummary` a short report, a :class:`History` a list of songs with
+links, a :class:`Notice` a friendly message.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class NoticeKind(enum.StrEnum):
     CONFIRM_FORGET = "confirm_forget"
     FORGOTTEN = "forgotten"
     MODE_SET = "mode_set"
+    RATED = "rated"
+    NOT_RATABLE = "not_ratable"
+    NO_HISTORY = "no_history"
     BAD_ARGUMENT = "bad_argument"
     ERROR = "error"
 
@@ -73,6 +77,34 @@ class EmotionSummary:
 
 
 @dataclass(frozen=True)
+class HistoryItem:
+    """One song the user was sent, for /history."""
+
+    track_id: str
+    title: str
+    artist: str
+    spotify_url: str
+    mood: str
+    emotion: str | None  # the emotion read when it was sent (None: no reading recorded)
+    rating: int | None  # +1 liked, -1 disliked, None not rated
+    delivered_at: datetime
+
+
+@dataclass(frozen=True)
+class History:
+    """The user's last songs, newest first; ``limit`` is the most one /history lists."""
+
+    items: tuple[HistoryItem, ...]
+    asked: int
+    limit: int
+
+    @property
+    def capped(self) -> bool:
+        """More were asked for than one /history lists."""
+        return self.asked > self.limit
+
+
+@dataclass(frozen=True)
 class Notice:
     """A friendly message instead of a song."""
 
@@ -80,4 +112,4 @@ class Notice:
     text: str
 
 
-Reply = TrackCard | EmotionSummary | Notice
+Reply = TrackCard | EmotionSummary | History | Notice

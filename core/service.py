@@ -1,4 +1,5 @@
-"""The use cases of the bot, free of any chat platform: photo, more, mood, mode, forget.
+"""The use cases of the bot, free of any chat platform: photo, more, mood, mode, rate, history,
+forget.
 
 Adapters call one method per user action and render the :mod:`core.replies` it returns. The
 CPU-heavy reading of a photo runs in a thread pool sized to the machine, behind a bounded
@@ -18,12 +19,21 @@ from core.artwork import ArtResolver
 from core.cards import draw_card
 from core.charts import emotion_chart
 from core.config import Settings
-from core.errors import CatalogEmpty
+from core.errors import CatalogEmpty, NotYourTrack
 from core.images import ImageError
 from core.ratelimit import RateLimiter
 from core.reading import PhotoReader, group_emotion
 from core.recommend import Recommender, effective_mode
-from core.replies import EmotionSummary, FaceReading, Notice, NoticeKind, Reply, TrackCard
+from core.replies import (
+    EmotionSummary,
+    FaceReading,
+    History,
+    HistoryItem,
+    Notice,
+    NoticeKind,
+    Reply,
+    TrackCard,
+)
 from core.store import Store, UserRecord
 
 log = logging.getLogger(__name__)
@@ -47,10 +57,12 @@ HELP = (
     "/more — another song for your last mood\n"
     "/mood — what I read in your last selfie\n"
     "/mode lift|match — lift your mood (default) or match it\n"
+    "/history — the last 10 songs I sent you, with your ratings (/history 50 for more)\n"
     "/forget — delete everything I know about you\n"
     "/help — this message\n\n"
+    "Rate any song with 👍 or 👎: my next picks lean toward what you liked.\n\n"
     "Photos are processed in memory and never written to disk or the database; "
-    "I only keep the songs I sent you and your last reading."
+    "I only keep the songs I sent you, your ratings and your last reading."
 )
 NO_FACE = (
     "I couldn't find a face in that photo. Try a selfie in good light, "
@@ -71,6 +83,17 @@ MODE_SET = {
 }
 MODE_NOW = "You're in {mode} mode. Use /mode lift or /mode match to change it."
 CATALOG_EMPTY = "I have no songs for that mood yet — the song catalog is still being set up."
+RATED = {
+    1: "Noted 👍 — I'll pick more songs like this one.",
+    -1: "Noted 👎 — I'll pick fewer songs like this one.",
+}
+NOT_RATABLE = "You can only rate songs I sent you."
+NO_HISTORY = "I haven't sent you any songs yet — send me a selfie to get one."
+HISTORY_DEFAULT = 10  # songs /history lists without a number
+HISTORY_MAX = 100  # the most one /history lists
+BAD_HISTORY_COUNT = (
+    f"Tell me how many songs to list as a number, like /history 50 (1 to {HISTORY_MAX})."
+)
 
 
 class MoodLifter:
@@ -192,6 +215,46 @@ class MoodLifter:
         await self.store.set_mode(account.id, chosen.value)
         return Notice(NoticeKind.MODE_SET, MODE_SET[chosen])
 
+    async def rate(self, user: UserRef, track_id: str, value: int) -> Notice:
+        """Keep the user's 👍 (+1) or 👎 (-1) for a song they were sent; pressing again changes it.
+
+        Whoever acts rates for themselves only, and only songs they were sent: a forged or
+        borrowed button rates nothing.
+        """
+        account = await self.store.find_user(user.platform, user.user_id)
+        if account is None or value not in RATED:
+            return Notice(NoticeKind.NOT_RATABLE, NOT_RATABLE)
+        try:
+            await self.store.rate(account.id, track_id, value)
+        except NotYourTrack:
+            log.info("refused a rating of a track never sent to that %s user", user.platform)
+            return Notice(NoticeKind.NOT_RATABLE, NOT_RATABLE)
+        return Notice(NoticeKind.RATED, RATED[value])
+
+    async def history(self, user: UserRef, count: int | str | None = None) -> Reply:
+        """The user's last songs (10, or ``count`` up to :data:`HISTORY_MAX`) with their ratings."""
+        asked = _history_count(count)
+        if asked is None:
+            return Notice(NoticeKind.BAD_ARGUMENT, BAD_HISTORY_COUNT)
+        account = await self.store.find_user(user.platform, user.user_id)
+        entries = await self.store.history(account.id, min(asked, HISTORY_MAX)) if account else []
+        if not entries:
+            return Notice(NoticeKind.NO_HISTORY, NO_HISTORY)
+        items = tuple(
+            HistoryItem(
+                track_id=e.track.id,
+                title=e.track.name,
+                artist=e.track.artist,
+                spotify_url=e.track.spotify_url,
+                mood=e.mood,
+                emotion=e.emotion,
+                rating=e.rating,
+                delivered_at=e.delivered_at,
+            )
+            for e in entries
+        )
+        return History(items, asked=asked, limit=HISTORY_MAX)
+
     async def forget(self, user: UserRef, confirmed: bool) -> Reply:
         """Delete every row about the user, after they confirmed."""
         if not confirmed:
@@ -221,3 +284,15 @@ class MoodLifter:
         except CatalogEmpty:
             return Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY)
         return dataclasses.replace(card, faces=tuple(faces)) if faces else card
+
+
+def _history_count(count: int | str | None) -> int | None:
+    """How many songs /history should list; None when ``count`` is not a positive number."""
+    if count is None or (isinstance(count, str) and not count.strip()):
+        return HISTORY_DEFAULT
+    if isinstance(count, str):
+        text = count.strip()
+        if not (text.isascii() and text.isdigit()):
+            return None
+        count = int(text) if len(text) <= 9 else HISTORY_MAX + 1  # more than ever listed
+    return count if count >= 1 else None

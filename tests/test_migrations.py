@@ -9,7 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from core.store import create_engine, current_revision, downgrade, head_revision, upgrade
 from core.store.migrate import alembic_config
@@ -89,3 +89,25 @@ def test_plain_alembic_command_runs_env_with_its_own_engine(db_url: str) -> None
     assert asyncio.run(tables(db_url)) == TABLES
     command.downgrade(config, "base")
     assert asyncio.run(tables(db_url)) == set()
+
+
+async def test_ratings_arrive_in_0002_and_leave_without_touching_older_data(db_url: str) -> None:
+    assert await upgrade(db_url, "0001") == "0001"
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO users (platform, platform_user_id, created_at) "
+                    "VALUES ('telegram', '1', CURRENT_TIMESTAMP)"
+                )
+            )
+        assert await upgrade(db_url) == head_revision()
+        assert "ratings" in await tables(db_url)
+        assert await downgrade(db_url, "0001") == "0001"
+        assert await tables(db_url) == TABLES - {"ratings"}
+        async with engine.connect() as connection:
+            users = await connection.execute(text("SELECT platform_user_id FROM users"))
+            assert users.all() == [("1",)]
+    finally:
+        await engine.dispose()

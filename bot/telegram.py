@@ -70,6 +70,7 @@ COMMANDS = (
     BotCommand("more", "Another song for your last mood"),
     BotCommand("mood", "What I read in your last selfie"),
     BotCommand("mode", "lift or match: cheer you up, or stay with the feeling"),
+    BotCommand("history", "The songs I sent you, with your ratings (/history 50 for more)"),
     BotCommand("forget", "Delete everything I know about you"),
 )
 
@@ -216,6 +217,7 @@ def build_application(
         ("more", more),
         ("mood", mood),
         ("mode", mode),
+        ("history", history),
         ("forget", forget),
     ):
         application.add_handler(CommandHandler(name, callback, filters=NEW_MESSAGE))
@@ -312,6 +314,12 @@ async def mode(update: Update, context: MoodContext) -> None:
     await _answer(update, context, await context.service.set_mode(_user(update), wanted))
 
 
+async def history(update: Update, context: MoodContext) -> None:
+    """``/history [N]``: the last songs sent to the user, with links, emotion and rating."""
+    count = " ".join(context.args or ()) or None
+    await _answer(update, context, await context.service.history(_user(update), count))
+
+
 async def forget(update: Update, context: MoodContext) -> None:
     """Ask to confirm deleting everything stored about the user."""
     await _answer(update, context, await context.service.forget(_user(update), confirmed=False))
@@ -338,11 +346,16 @@ async def not_a_photo(update: Update, context: MoodContext) -> None:
 
 
 async def button(update: Update, context: MoodContext) -> None:
-    """A known inline button: "Another song", or the answer to /forget."""
+    """A known inline button: "Another song", 👍 / 👎, or the answer to /forget."""
     query = update.callback_query
     assert query is not None and context.match is not None
     owner = context.match["owner"]
-    if owner is None:  # "Another song": for whoever pressed it
+    rating = context.match["rating"]
+    if rating is not None:  # 👍 / 👎: for whoever pressed it, acknowledged with a toast
+        value = tr.RATINGS[rating]
+        reply = await context.service.rate(_user(update), context.match["track"], value)
+        await query.answer(reply.text)
+    elif owner is None:  # "Another song": for whoever pressed it
         await query.answer()
         await _answer(update, context, await context.service.more(_user(update)))
     elif int(owner) != query.from_user.id:
@@ -353,7 +366,7 @@ async def button(update: Update, context: MoodContext) -> None:
     else:
         reply = await context.service.forget(_user(update), confirmed=True)
         await query.answer()
-        rendered = tr.render(reply, user_id=query.from_user.id)
+        (rendered,) = tr.render(reply, user_id=query.from_user.id)
         await query.edit_message_text(rendered.text, parse_mode=ParseMode.HTML)
 
 
@@ -454,24 +467,27 @@ async def _chat_action(context: MoodContext, chat_id: int, action: str) -> None:
 
 
 async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> Message:
-    """Send ``reply`` to the chat of ``update``, as a reply to its message."""
+    """Send ``reply`` to the chat of ``update``, as a reply to its message (a long /history as
+    several messages, in order); returns the last message sent."""
     user = update.effective_user
     user_id = user.id if user is not None else 0
     if isinstance(reply, str):
-        outgoing = tr.plain(reply)
+        messages = [tr.plain(reply)]
     else:
         art = await context.service.card_image(reply) if isinstance(reply, TrackCard) else None
-        outgoing = tr.render(reply, user_id=user_id, art=art)
+        messages = tr.render(reply, user_id=user_id, art=art)
     chat = update.effective_chat
     assert chat is not None
     replied = update.callback_query.message if update.callback_query else update.effective_message
-    return await send(
-        context.bot,
-        chat.id,
-        outgoing,
-        reply_to=replied.message_id if replied else None,
-        uploaded=context.uploaded,
-    )
+    for outgoing in messages:
+        sent = await send(
+            context.bot,
+            chat.id,
+            outgoing,
+            reply_to=replied.message_id if replied else None,
+            uploaded=context.uploaded,
+        )
+    return sent
 
 
 async def send(

@@ -13,16 +13,26 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import wording
-from core.replies import EmotionSummary, Notice, NoticeKind, Reply, TrackCard
+from core.replies import EmotionSummary, History, HistoryItem, Notice, NoticeKind, Reply, TrackCard
 
 CAPTION_LIMIT = 1024  # Telegram's limit for photo captions
 TEXT_LIMIT = 4096  # ... and for message text
 
 # Callback data: short, versionless, validated by CALLBACK_PATTERN before anything acts on it.
+# A rating names the track (a Spotify id), never a user: it counts for whoever presses, and only
+# for a song the core sent them.
 MORE = "more"
+RATE_UP = "rate:up"
+RATE_DOWN = "rate:down"
 FORGET_YES = "forget:yes"
 FORGET_NO = "forget:no"
-CALLBACK_PATTERN = re.compile(r"^(?:more|forget:(?P<answer>yes|no):(?P<owner>\d{1,20}))$")
+CALLBACK_PATTERN = re.compile(
+    r"^(?:more"
+    r"|rate:(?P<rating>up|down):(?P<track>[0-9A-Za-z]{22})"
+    r"|forget:(?P<answer>yes|no):(?P<owner>\d{1,20}))$"
+)
+RATINGS = {"up": 1, "down": -1}  # the callback's word → the core's rating
+_TRACK_ID = re.compile(r"^[0-9A-Za-z]{22}$")
 
 
 @dataclass(frozen=True)
@@ -34,13 +44,16 @@ class Outgoing:
     keyboard: InlineKeyboardMarkup | None = None
 
 
-def render(reply: Reply, *, user_id: int, art: bytes | None = None) -> Outgoing:
-    """The message for any core reply; ``art`` is the card image when the core has one."""
+def render(reply: Reply, *, user_id: int, art: bytes | None = None) -> list[Outgoing]:
+    """The messages for any core reply (one, but a long /history takes several); ``art`` is
+    the card image when the core has one."""
     if isinstance(reply, TrackCard):
-        return render_card(reply, art)
+        return [render_card(reply, art)]
     if isinstance(reply, EmotionSummary):
-        return render_summary(reply)
-    return render_notice(reply, user_id=user_id)
+        return [render_summary(reply)]
+    if isinstance(reply, History):
+        return render_history(reply)
+    return [render_notice(reply, user_id=user_id)]
 
 
 def render_card(card: TrackCard, art: bytes | None = None) -> Outgoing:
@@ -62,12 +75,38 @@ def card_caption(card: TrackCard, limit: int = CAPTION_LIMIT) -> str:
 
 
 def card_keyboard(card: TrackCard) -> InlineKeyboardMarkup:
-    """ "Open in Spotify" (when the link is a web link) and "Another song"."""
+    """ "Open in Spotify" (when the link is a web link) and "Another song"; under them 👍 / 👎."""
     row = []
     if card.spotify_url.startswith("https://"):
         row.append(InlineKeyboardButton(wording.OPEN_IN_SPOTIFY, url=card.spotify_url))
     row.append(InlineKeyboardButton(wording.ANOTHER_SONG, callback_data=MORE))
-    return InlineKeyboardMarkup([row])
+    rows = [row]
+    if _TRACK_ID.match(card.track_id):
+        rows.append(
+            [
+                InlineKeyboardButton(wording.LIKE, callback_data=f"{RATE_UP}:{card.track_id}"),
+                InlineKeyboardButton(wording.DISLIKE, callback_data=f"{RATE_DOWN}:{card.track_id}"),
+            ]
+        )
+    return InlineKeyboardMarkup(rows)
+
+
+def render_history(history: History) -> list[Outgoing]:
+    """/history: a title, then one line per song with its link; as many messages as it takes."""
+    lines = [f"<b>{_e(wording.history_title(history))}</b>"]
+    lines.extend(history_line(n, item) for n, item in enumerate(history.items, 1))
+    footer = wording.history_footer(history)
+    if footer:
+        lines.append(f"<i>{_e(footer)}</i>")
+    return [Outgoing(text=text) for text in wording.pages(lines, TEXT_LIMIT, visible_length)]
+
+
+def history_line(n: int, item: HistoryItem) -> str:
+    """``"3. <a href=...>Title</a> by Artist · sad → calm · 👍 · 2026-11-25"``."""
+    title = _e(item.title[:200])
+    if item.spotify_url.startswith("https://"):
+        title = f'<a href="{html.escape(item.spotify_url)}">{title}</a>'
+    return f"{n}. {title} {_e(wording.history_details(item)[:300])}"
 
 
 def render_summary(summary: EmotionSummary) -> Outgoing:

@@ -8,16 +8,19 @@ problems, the generic error line).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from core.moods import looks
-from core.replies import EmotionSummary, FaceReading, TrackCard
+from core.replies import EmotionSummary, FaceReading, History, HistoryItem, TrackCard
 
 # Buttons and labels, identical on every platform.
 ANOTHER_SONG = "Another song"
 OPEN_IN_SPOTIFY = "Open in Spotify"
 FORGET_YES = "Yes, forget me"
 FORGET_NO = "Keep my data"
+LIKE = "👍"
+DISLIKE = "👎"
 LABEL_EMOTION = "Emotion"
 LABEL_MOOD = "Mood"
 LABEL_WHY = "Why"
@@ -30,6 +33,7 @@ FORGET_NOT_YOURS = "Only the person who asked can answer this."
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."
 
 _BAR_WIDTH = 10
+_RATING_MARKS = {1: LIKE, -1: DISLIKE}
 
 
 def percent(probability: float) -> str:
@@ -54,9 +58,9 @@ def emotion_line(emotion: str, confidence: float | None) -> str:
     return emotion if confidence is None else f"{emotion} {percent(confidence)}"
 
 
-def artist_line(card: TrackCard) -> str:
+def artist_line(song: TrackCard | HistoryItem) -> str:
     """``"by Artist"``."""
-    return f"by {card.artist}"
+    return f"by {song.artist}"
 
 
 def album_line(card: TrackCard) -> str | None:
@@ -146,6 +150,40 @@ def summary_lines(summary: EmotionSummary) -> list[str]:
         *probability_lines(summary.probabilities),
         summary_footer(summary),
     ]
+
+
+def history_title(history: History) -> str:
+    """``"Your last 10 songs, newest first"``."""
+    n = len(history.items)
+    return f"Your last {n} songs, newest first" if n > 1 else "Your last song"
+
+
+def history_details(item: HistoryItem) -> str:
+    """What follows a song's linked title: ``"by Artist · sad → calm · 👍 · 2026-11-25"``."""
+    parts = [artist_line(item), f"{item.emotion} → {item.mood}" if item.emotion else item.mood]
+    if item.rating in _RATING_MARKS:
+        parts.append(_RATING_MARKS[item.rating])
+    parts.append(f"{item.delivered_at.astimezone(UTC):%Y-%m-%d}")
+    return " · ".join(parts)
+
+
+def history_footer(history: History) -> str | None:
+    """Said when more songs were asked for than one /history lists."""
+    if not history.capped:
+        return None
+    return f"I list at most {history.limit} songs at a time."
+
+
+def pages(lines: list[str], limit: int, length: Callable[[str], int] = len) -> list[str]:
+    """Join ``lines`` into as few texts as fit ``limit`` each (by ``length``), never splitting
+    a line; a line longer than ``limit`` on its own is left for the caller to clip."""
+    out: list[str] = []
+    for line in lines:
+        if out and length(f"{out[-1]}\n{line}") <= limit:
+            out[-1] = f"{out[-1]}\n{line}"
+        else:
+            out.append(line)
+    return out
 
 
 def _bar(probability: float) -> str:

@@ -132,9 +132,14 @@ def assert_card(call: ApiCall, *, replying_to: int) -> None:
     assert "by " in caption
     assert "Mood:" in caption
     labels = [button["text"] for button in call.buttons]
-    assert labels == [wording.OPEN_IN_SPOTIFY, wording.ANOTHER_SONG]
-    assert [b.get("callback_data") for b in call.buttons] == [None, "more"]
-    track_url(call)
+    assert labels == [wording.OPEN_IN_SPOTIFY, wording.ANOTHER_SONG, wording.LIKE, wording.DISLIKE]
+    track = track_url(call).rsplit("/", 1)[1]
+    assert [b.get("callback_data") for b in call.buttons] == [
+        None,
+        "more",
+        f"rate:up:{track}",
+        f"rate:down:{track}",
+    ]
 
 
 def rows(db_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -156,7 +161,12 @@ def counts(db_path: Path, user_id: int) -> dict[str, int]:
     """Rows per table for one store user."""
     return {
         table: rows(db_path, f"SELECT count(*) FROM {table} WHERE {column} = ?", user_id)[0][0]
-        for table, column in (("users", "id"), ("deliveries", "user_id"), ("detections", "user_id"))
+        for table, column in (
+            ("users", "id"),
+            ("deliveries", "user_id"),
+            ("detections", "user_id"),
+            ("ratings", "user_id"),
+        )
     }
 
 
@@ -214,6 +224,7 @@ async def test_selfie_gets_a_song_card_in_reply(
         "users": 1,
         "deliveries": 1,
         "detections": 1,
+        "ratings": 0,
     }
 
 
@@ -322,7 +333,12 @@ async def test_forget_after_confirmation_removes_every_row(
     assert alices_press in fake.answered_callbacks
     assert "forgotten" in shown(edit).lower()
     assert not edit.buttons  # the confirmation buttons are gone
-    assert counts(db_path, alice_id) == {"users": 0, "deliveries": 0, "detections": 0}
+    assert counts(db_path, alice_id) == {
+        "users": 0,
+        "deliveries": 0,
+        "detections": 0,
+        "ratings": 0,
+    }
     assert store_id(db_path, alice["id"]) is None
 
     fake.send_command(alice, "/mood")
@@ -345,6 +361,80 @@ async def test_forget_can_be_called_off(
     (edit,) = await fake.wait_for("editMessageText", within=WAIT)
     assert shown(edit) == wording.FORGET_KEPT
     assert counts(db_path, store_id(db_path, alice["id"]))["deliveries"] == 1
+
+
+# --- ratings and history -----------------------------------------------------------------------
+
+
+def history_lines(call: ApiCall) -> list[str]:
+    """The numbered song lines of a /history message."""
+    return [line for line in shown(call).splitlines() if re.match(r"^\d+\. ", line)]
+
+
+async def test_rate_see_it_in_history_change_it_and_forget_it(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    bob: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    fake.send_photo(alice, selfie)
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    track = track_url(card).rsplit("/", 1)[1]
+    like, dislike = (b["callback_data"] for b in card.buttons[2:])
+
+    liked = fake.press_button(alice, card, like)
+    await fake.wait_for(lambda c: c.params.get("callback_query_id") == liked, within=WAIT)
+    toast = fake.answered_callbacks[liked]
+    assert "👍" in toast["text"] and not toast.get("show_alert")  # a quiet toast, no message
+    alice_id = store_id(db_path, alice["id"])
+    assert rows(db_path, "SELECT track_id, value FROM ratings") == [(track, 1)]
+
+    fake.send_command(alice, "/history")
+    listing = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+    (line,) = history_lines(listing)
+    title = shown(card).splitlines()[0].removeprefix("🎵 ")
+    assert line.startswith(f"1. {title} by ")
+    assert "👍" in line and "→" in line
+    assert f'href="https://open.spotify.com/track/{track}"' in listing.text
+
+    disliked = fake.press_button(alice, card, dislike)  # a change of mind
+    await fake.wait_for(lambda c: c.params.get("callback_query_id") == disliked, within=WAIT)
+    assert "👎" in fake.answered_callbacks[disliked]["text"]
+    assert rows(db_path, "SELECT track_id, value FROM ratings") == [(track, -1)]
+    fake.send_command(alice, "/history 50")
+    listing = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
+    (line,) = history_lines(listing)
+    assert "👎" in line and "👍" not in line
+
+    # Bob sees Alice's card (a group, or forged data): his press rates nothing for anyone.
+    bobs = fake.press_button(bob, card, like)
+    await fake.wait_for(lambda c: c.params.get("callback_query_id") == bobs, within=WAIT)
+    assert "only rate songs I sent you" in fake.answered_callbacks[bobs]["text"]
+    assert rows(db_path, "SELECT user_id, value FROM ratings") == [(alice_id, -1)]
+
+    fake.send_command(alice, "/forget")
+    confirm = (await fake.wait_for_replies(alice["id"], 4, within=WAIT))[-1]
+    fake.press_button(alice, confirm, confirm.buttons[0]["callback_data"])
+    await fake.wait_for("editMessageText", within=WAIT)
+    assert rows(db_path, "SELECT count(*) FROM ratings") == [(0,)]
+    fake.send_command(alice, "/history")
+    after = (await fake.wait_for_replies(alice["id"], 5, within=WAIT))[-1]
+    assert not history_lines(after) and "selfie" in shown(after)
+
+
+async def test_history_count_junk_and_the_cap_get_friendly_replies(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    fake.send_photo(alice, selfie)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    fake.send_command(alice, "/history lots")
+    junk = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+    assert "/history 50" in shown(junk)
+    fake.send_command(alice, "/history 100000")
+    capped = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
+    assert len(history_lines(capped)) == 1 and "at most 100" in shown(capped)
 
 
 # --- not a photo, too big, forged --------------------------------------------------------------
@@ -441,7 +531,12 @@ async def test_forged_or_stale_callback_data_does_nothing(
     await fake.wait_for("answerCallbackQuery", count=3, within=WAIT)
     answers = [fake.answered_callbacks[q]["text"] for q in queries]
     assert answers == [wording.FORGET_NOT_YOURS, BUTTON_EXPIRED, BUTTON_EXPIRED]
-    assert counts(db_path, alice_id) == {"users": 1, "deliveries": 1, "detections": 1}
+    assert counts(db_path, alice_id) == {
+        "users": 1,
+        "deliveries": 1,
+        "detections": 1,
+        "ratings": 0,
+    }
     assert not fake.calls_to("editMessageText")
 
 

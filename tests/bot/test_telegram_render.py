@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 from bot import telegram_render as tr
 from bot import wording
-from core.replies import EmotionSummary, FaceReading, Notice, NoticeKind, TrackCard
+from core.replies import (
+    EmotionSummary,
+    FaceReading,
+    History,
+    HistoryItem,
+    Notice,
+    NoticeKind,
+    TrackCard,
+)
 
 PROBABILITIES = {
     "angry": 0.05,
@@ -57,9 +65,17 @@ def test_card_caption_escapes_and_says_everything() -> None:
         "you look sad — here is something calm",
     ):
         assert fact in shown
-    url, more = out.keyboard.inline_keyboard[0]
+    (url, more), (like, dislike) = out.keyboard.inline_keyboard
     assert (url.text, url.url) == (wording.OPEN_IN_SPOTIFY, _card().spotify_url)
     assert (more.text, more.callback_data) == (wording.ANOTHER_SONG, tr.MORE)
+    assert (like.text, like.callback_data) == (wording.LIKE, "rate:up:4uLU6hMCjMI75M1A2tKUQC")
+    assert (dislike.text, dislike.callback_data) == (
+        wording.DISLIKE,
+        "rate:down:4uLU6hMCjMI75M1A2tKUQC",
+    )
+    for button in (more, like, dislike):
+        assert len(button.callback_data.encode()) <= 64  # Telegram's limit
+        assert tr.CALLBACK_PATTERN.fullmatch(button.callback_data)
 
 
 def test_card_without_art_is_text_and_falls_back_to_url_or_drawn_png() -> None:
@@ -122,7 +138,18 @@ def test_forget_confirmation_buttons_belong_to_the_asker() -> None:
     assert (yes.callback_data, no.callback_data) == ("forget:yes:777", "forget:no:777")
     for data in (yes.callback_data, no.callback_data, tr.MORE):
         assert tr.CALLBACK_PATTERN.fullmatch(data)
-    for forged in ("forget:yes:", "forget:yes:1; DROP", "more ", "forget:maybe:1", "", "x" * 64):
+    for forged in (
+        "forget:yes:",
+        "forget:yes:1; DROP",
+        "more ",
+        "forget:maybe:1",
+        "",
+        "x" * 64,
+        "rate:up:4uLU6hMCjMI75M1A2tKUQ",  # 21 characters
+        "rate:meh:4uLU6hMCjMI75M1A2tKUQC",
+        "rate:up:4uLU6hMCjMI75M1A2tKUQC:1002",
+        "rate:up:' OR 1=1 --xxxxxxxxxxx",
+    ):
         assert not tr.CALLBACK_PATTERN.fullmatch(forged)
 
 
@@ -130,3 +157,44 @@ def test_notices_are_escaped_text() -> None:
     out = tr.render_notice(Notice(NoticeKind.HELP, "Use /mode <lift|match> & smile"), user_id=1)
     assert out.text == "Use /mode &lt;lift|match&gt; &amp; smile"
     assert out.keyboard is None and out.photo is None
+
+
+def _item(n: int, **changes: object) -> HistoryItem:
+    fields: dict[str, object] = {
+        "track_id": f"{n:0>22}",
+        "title": f"Song <{n}> & co",
+        "artist": "Ann & Bob",
+        "spotify_url": f"https://open.spotify.com/track/{n:0>22}",
+        "mood": "calm",
+        "emotion": "fear",
+        "rating": (1, -1, None)[n % 3],
+        "delivered_at": datetime(2026, 11, 25, 12, 0, tzinfo=UTC) - timedelta(minutes=n),
+    }
+    fields.update(changes)
+    return HistoryItem(**fields)  # type: ignore[arg-type]
+
+
+def test_history_links_every_song_with_emotion_mood_and_rating() -> None:
+    history = History(tuple(_item(n) for n in range(3)), asked=10, limit=100)
+    (out,) = tr.render(history, user_id=1)
+    shown = _visible(out.text).splitlines()
+    assert shown[0] == "Your last 3 songs, newest first"
+    assert shown[1] == "1. Song <0> & co by Ann & Bob · fear → calm · 👍 · 2026-11-25"
+    assert shown[2].endswith("fear → calm · 👎 · 2026-11-25")
+    assert "👍" not in shown[3] and "👎" not in shown[3]
+    assert out.text.count('<a href="https://open.spotify.com/track/') == 3
+    assert "&lt;0&gt; &amp; co" in out.text
+
+
+def test_a_long_history_takes_several_messages_within_the_limit() -> None:
+    long_title = "A very long song title " * 8
+    items = tuple(_item(n, title=long_title) for n in range(100))
+    history = History(items, asked=500, limit=100)
+    messages = tr.render(history, user_id=1)
+    assert len(messages) > 1
+    assert all(tr.visible_length(m.text) <= tr.TEXT_LIMIT for m in messages)
+    numbered = [
+        line for m in messages for line in _visible(m.text).splitlines() if line[:1].isdigit()
+    ]
+    assert [int(line.split(".")[0]) for line in numbered] == list(range(1, 101))
+    assert _visible(messages[-1].text).endswith("I list at most 100 songs at a time.")

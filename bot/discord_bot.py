@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from discord import app_commands
 from bot import wording
 from core.errors import ConfigError
 from core.palette import MOOD_COLOURS
-from core.replies import EmotionSummary, Notice, NoticeKind, Reply, TrackCard
+from core.replies import EmotionSummary, History, HistoryItem, Notice, NoticeKind, Reply, TrackCard
 from core.service import UserRef
 
 if TYPE_CHECKING:
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 
 ANOTHER_SONG_ID = "moodlift:another-song"
 """The fixed ``custom_id`` of the "Another song" button: clicks keep working after a restart."""
+RATE_ID = re.compile(r"moodlift:rate:(?P<rating>up|down):(?P<track>[0-9A-Za-z]{22})")
+"""The ``custom_id`` of 👍 / 👎: the track, never a user — a click rates for whoever clicks, and
+only a song the core sent them. A dynamic item, so old cards keep working after a restart."""
+RATINGS = {"up": 1, "down": -1}
+HISTORY_MAX = 100  # what /history's option allows; the core caps at the same number
+EMBED_TEXT_LIMIT = 4096  # an embed description
 
 CARD_FILENAME = "card.png"
 CHART_FILENAME = "mood.png"
@@ -98,8 +105,9 @@ class MoodLiftBot(discord.Client):
         _add_commands(self.tree)
 
     async def setup_hook(self) -> None:
-        """Re-attach the persistent "Another song" button and sync the slash commands."""
+        """Re-attach the persistent card buttons and sync the slash commands."""
         self.add_view(CardView())
+        self.add_dynamic_items(RateButton)
         if not self.options.sync_commands:
             return
         if self.options.test_guild_id is not None:
@@ -247,6 +255,19 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         reply = await bot.service.set_mode(user_ref(interaction.user), value)
         await send_response(interaction, reply)
 
+    @tree.command(name="history", description="The songs I sent you, with your ratings.")
+    @app_commands.describe(
+        count=f"How many songs, newest first (default 10, at most {HISTORY_MAX})"
+    )
+    async def history(
+        interaction: discord.Interaction,
+        count: app_commands.Range[int, 1, HISTORY_MAX] | None = None,
+    ) -> None:
+        bot = _bot(interaction)
+        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+        reply = await bot.service.history(user_ref(interaction.user), count)
+        await send_followup(interaction, reply)
+
     @tree.command(name="forget", description="Delete everything I know about you.")
     async def forget(interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
@@ -293,14 +314,52 @@ class AnotherSongButton(discord.ui.Button["CardView"]):
         await _another_song(interaction)
 
 
-class CardView(discord.ui.View):
-    """Under a track card: "Open in Spotify" (a link) and "Another song" (persistent)."""
+class RateButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=RATE_ID):
+    """👍 or 👎 under a card; the click rates the card's song for whoever clicks, quietly."""
 
-    def __init__(self, spotify_url: str | None = None) -> None:
+    def __init__(self, rating: str, track_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=wording.LIKE if rating == "up" else wording.DISLIKE,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"moodlift:rate:{rating}:{track_id}",
+                row=1,
+            )
+        )
+        self.rating = rating
+        self.track_id = track_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> RateButton:
+        """Rebuild the button from its ``custom_id`` (any card, from any earlier run)."""
+        return cls(match["rating"], match["track"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Store the rating and say so in a message only the clicker sees."""
+        bot = _bot(interaction)
+        try:
+            reply = await bot.service.rate(
+                user_ref(interaction.user), self.track_id, RATINGS[self.rating]
+            )
+            await interaction.response.send_message(notice_text(reply), ephemeral=True)
+        except Exception as error:  # the same one handler as every other command and button
+            await bot.on_app_command_error(interaction, _wrap(error))
+
+
+class CardView(discord.ui.View):
+    """Under a track card: "Open in Spotify" (a link) and "Another song" (persistent); below
+    them 👍 / 👎 for that track (dynamic items, registered in ``setup_hook``)."""
+
+    def __init__(self, spotify_url: str | None = None, track_id: str | None = None) -> None:
         super().__init__(timeout=None)
         if spotify_url:
             self.add_item(discord.ui.Button(label=wording.OPEN_IN_SPOTIFY, url=spotify_url))
         self.add_item(AnotherSongButton())
+        if track_id is not None and RATE_ID.fullmatch(f"moodlift:rate:up:{track_id}"):
+            self.add_item(RateButton("up", track_id))
+            self.add_item(RateButton("down", track_id))
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
@@ -423,11 +482,34 @@ def summary_embed(summary: EmotionSummary) -> discord.Embed:
     return embed
 
 
+def history_embeds(history: History) -> list[discord.Embed]:
+    """/history: one line per song with its link; as many embeds as the list needs."""
+    lines = [history_line(n, item) for n, item in enumerate(history.items, 1)]
+    footer = wording.history_footer(history)
+    pages = wording.pages(lines, EMBED_TEXT_LIMIT)
+    embeds = [discord.Embed(description=page) for page in pages]
+    embeds[0].title = wording.history_title(history)
+    if footer:
+        embeds[-1].set_footer(text=footer)
+    return embeds
+
+
+def history_line(n: int, item: HistoryItem) -> str:
+    """``"3. [Title](link) by Artist · sad → calm · 👍 · 2026-11-25"`` in Discord markdown."""
+    title = discord.utils.escape_markdown(_clip(item.title, 200))
+    title = title.replace("[", "\\[").replace("]", "\\]")
+    if item.spotify_url.startswith("https://"):
+        title = f"[{title}]({item.spotify_url})"
+    details = discord.utils.escape_markdown(_clip(wording.history_details(item), 300))
+    return f"{n}. {title} {details}"
+
+
 async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
-    """Keyword arguments for ``send`` (channel, followup or response) that show ``reply``."""
+    """Keyword arguments for ``send`` (channel, followup or response) that show ``reply``;
+    a /history longer than one embed shows its first page (see :func:`send_followup`)."""
     if isinstance(reply, TrackCard):
         embed = card_embed(reply)
-        view = CardView(reply.spotify_url)
+        view = CardView(reply.spotify_url, reply.track_id)
         # Sent as components only: the one persistent CardView registered in setup_hook answers
         # every click, so no per-message view piles up in the client's view store.
         view.stop()
@@ -440,6 +522,8 @@ async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
                 embed.set_image(url=f"attachment://{CARD_FILENAME}")
                 out["file"] = _file(art, CARD_FILENAME)
         return out
+    if isinstance(reply, History):
+        return {"embed": history_embeds(reply)[0]}
     if isinstance(reply, EmotionSummary):
         out = {"embed": summary_embed(reply)}
         if reply.chart_png:
@@ -449,10 +533,15 @@ async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
 
 
 async def send_followup(interaction: discord.Interaction, reply: Reply) -> None:
-    """Answer a deferred interaction with ``reply``."""
+    """Answer a deferred interaction with ``reply`` (a long /history: one message per page)."""
     bot = _bot(interaction)
+    ephemeral = bot.ephemeral_for(interaction)
+    if isinstance(reply, History):
+        for embed in history_embeds(reply):
+            await interaction.followup.send(embed=embed, ephemeral=ephemeral)
+        return
     kwargs = await render(bot.service, reply)
-    await interaction.followup.send(**kwargs, ephemeral=bot.ephemeral_for(interaction))
+    await interaction.followup.send(**kwargs, ephemeral=ephemeral)
 
 
 async def send_response(interaction: discord.Interaction, reply: Reply) -> None:

@@ -143,6 +143,7 @@ def counts(db_path: Path, user_id: int) -> dict[str, int]:
         "detections": rows(db_path, "SELECT count(*) FROM detections WHERE user_id = ?", user_id)[
             0
         ][0],
+        "ratings": rows(db_path, "SELECT count(*) FROM ratings WHERE user_id = ?", user_id)[0][0],
     }
 
 
@@ -175,6 +176,7 @@ async def test_commands_are_synced_and_no_privileged_intent_is_needed(
         "more",
         "mood",
         "mode",
+        "history",
         "forget",
         "help",
     }
@@ -231,7 +233,12 @@ async def test_selfie_defers_then_answers_with_a_card_and_buttons(
     png = await message.attachments[0].read()
     assert png.startswith(b"\x89PNG")
 
-    spotify, another = buttons(message)
+    spotify, another, like, dislike = buttons(message)
+    assert (like["label"], like["custom_id"]) == (wording.LIKE, f"moodlift:rate:up:{track_id}")
+    assert (dislike["label"], dislike["custom_id"]) == (
+        wording.DISLIKE,
+        f"moodlift:rate:down:{track_id}",
+    )
     assert spotify["style"] == discord.ButtonStyle.link.value
     assert spotify["label"] == wording.OPEN_IN_SPOTIFY
     assert spotify["url"] == embed.url
@@ -353,6 +360,81 @@ async def test_more_needs_a_selfie_first_then_gives_a_new_song(
     assert rows(db_path, "SELECT count(DISTINCT track_id) FROM deliveries") == [(2,)]
 
 
+# --------------------------------------------------------------------------- ratings, /history
+
+
+def history_lines(message: simcord.ResponseMessage) -> list[str]:
+    """The song lines of a /history answer."""
+    return (card_of(message).description or "").splitlines()
+
+
+async def test_rate_see_it_in_history_change_it_and_forget_it(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    bob: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+    service: MoodLifter,
+    options: DiscordOptions,
+) -> None:
+    first = await selfie(alice, channel, astronaut_jpeg)
+    track = (card_of(first).url or "").rsplit("/", 1)[1]
+    like, dislike = f"moodlift:rate:up:{track}", f"moodlift:rate:down:{track}"
+
+    liked = answer(await alice.click(first.message, custom_id=like))
+    assert liked.ephemeral and "👍" in liked.content  # quiet: only Alice sees it
+    assert rows(db_path, "SELECT track_id, value FROM ratings") == [(track, 1)]
+
+    listing = answer(await alice.slash(channel, "history"))
+    assert card_of(listing).title == "Your last song"
+    (line,) = history_lines(listing)
+    assert f"(https://open.spotify.com/track/{track})" in line
+    assert "👍" in line and "→" in line
+
+    # A change of mind, after a restart: the dynamic buttons of old cards still answer.
+    await simcord_env.restart_bot(build_client(service, options))
+    changed = answer(await alice.click(first.message, custom_id=dislike))
+    assert changed.ephemeral and "👎" in changed.content
+    (line,) = history_lines(answer(await alice.slash(channel, "history", count=50)))
+    assert "👎" in line and "👍" not in line
+
+    # Bob sees Alice's public card; his click rates nothing for anyone.
+    refused = answer(await bob.click(first.message, custom_id=like))
+    assert refused.ephemeral and "only rate songs I sent you" in refused.content
+    alice_id = internal_id(db_path, alice.id)
+    assert rows(db_path, "SELECT user_id, value FROM ratings") == [(alice_id, -1)]
+
+    question = answer(await alice.slash(channel, "forget"))
+    await alice.click(question.message, label=wording.FORGET_YES)
+    assert rows(db_path, "SELECT count(*) FROM ratings") == [(0,)]
+    after = answer(await alice.slash(channel, "history"))
+    assert not after.embeds and "selfie" in after.content
+
+
+async def test_a_long_history_comes_in_several_embeds(
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    service: MoodLifter,
+) -> None:
+    await selfie(alice, channel, astronaut_jpeg)
+    account = await service.store.find_user("discord", str(alice.id))
+    assert account is not None
+    for _ in range(99):
+        await service.store.pick_and_deliver(account.id, "happy", "happy")
+
+    result = await alice.slash(channel, "history", count=100)
+    # The first page completes the "thinking…" message; the rest follow it.
+    assert result.response is not None
+    pages = [card_of(message) for message in (result.response, *result.followups)]
+    assert len(pages) > 1
+    assert all(len(page.description or "") <= 4096 for page in pages)
+    lines = [line for page in pages for line in (page.description or "").splitlines()]
+    assert [int(line.split(".")[0]) for line in lines] == list(range(1, 101))
+    assert pages[0].title == "Your last 100 songs, newest first"
+
+
 # --------------------------------------------------------------------------- /mood
 
 
@@ -411,7 +493,7 @@ async def test_forget_asks_first_then_removes_every_row(
     await selfie(bob, channel, astronaut_jpeg)
     alice_id, bob_id = internal_id(db_path, alice.id), internal_id(db_path, bob.id)
     assert alice_id is not None and bob_id is not None
-    everything = {"users": 1, "deliveries": 1, "detections": 1}
+    everything = {"users": 1, "deliveries": 1, "detections": 1, "ratings": 0}
     assert counts(db_path, alice_id) == everything
 
     question = answer(await alice.slash(channel, "forget"))
@@ -430,7 +512,12 @@ async def test_forget_asks_first_then_removes_every_row(
     assert edited.id == question.id  # the question is replaced by the outcome
     assert "forgotten" in edited.content.lower()
     assert not edited.components
-    assert counts(db_path, alice_id) == {"users": 0, "deliveries": 0, "detections": 0}
+    assert counts(db_path, alice_id) == {
+        "users": 0,
+        "deliveries": 0,
+        "detections": 0,
+        "ratings": 0,
+    }
     assert internal_id(db_path, alice.id) is None
     assert counts(db_path, bob_id) == everything
 
@@ -471,6 +558,8 @@ async def test_a_photo_sent_in_a_dm_gets_a_card(
     assert [b.label for row in reply.components for b in row.children] == [
         wording.OPEN_IN_SPOTIFY,
         wording.ANOTHER_SONG,
+        wording.LIKE,
+        wording.DISLIKE,
     ]
     carol_id = internal_id(db_path, carol.id)
     assert carol_id is not None
@@ -597,7 +686,10 @@ async def test_remote_album_art_is_linked_not_downloaded() -> None:
 
     assert sent["embed"].thumbnail.url == art
     assert "file" not in sent
-    assert [item.label for item in sent["view"].children] == [
+    # 👍 / 👎 are dynamic items, each wrapping its button.
+    assert [getattr(item, "item", item).label for item in sent["view"].children] == [
         wording.OPEN_IN_SPOTIFY,
         wording.ANOTHER_SONG,
+        wording.LIKE,
+        wording.DISLIKE,
     ]

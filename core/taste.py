@@ -36,7 +36,7 @@ Features = Sequence[float]
 class TastePolicy:
     """Kernel-smoothed ratings with ε-greedy exploration; the defaults are the served ones."""
 
-    bandwidth: float = 0.7  # kernel width, in standard deviations of the scaled features
+    bandwidth: float = 0.5  # kernel width, in standard deviations of the scaled features
     prior: float = 1.0  # weight of the neutral (0) prior against the neighbours' ratings
     exploration: float = 0.1  # share of picks made at random regardless of the ratings
 

@@ -27,7 +27,7 @@ from bot import wording
 from core.errors import ConfigError
 from core.palette import MOOD_COLOURS
 from core.replies import EmotionSummary, History, HistoryItem, Notice, NoticeKind, Reply, TrackCard
-from core.service import UserRef
+from core.service import HISTORY_MAX, UserRef
 
 if TYPE_CHECKING:
     from core.config import DiscordSettings, Settings
@@ -41,7 +41,6 @@ RATE_ID = re.compile(r"moodlift:rate:(?P<rating>up|down):(?P<track>[0-9A-Za-z]{2
 """The ``custom_id`` of 👍 / 👎: the track, never a user — a click rates for whoever clicks, and
 only a song the core sent them. A dynamic item, so old cards keep working after a restart."""
 RATINGS = {"up": 1, "down": -1}
-HISTORY_MAX = 100  # what /history's option allows; the core caps at the same number
 EMBED_TEXT_LIMIT = 4096  # an embed description
 
 CARD_FILENAME = "card.png"

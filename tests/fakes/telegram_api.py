@@ -6,7 +6,8 @@ It is an ``aiohttp.web`` server on 127.0.0.1 (random port). Point the bot at it 
 :meth:`~FakeTelegramAPI.press_button`, …): each builds realistic update JSON and queues it for
 ``getUpdates``. Every call the bot makes is recorded as an :class:`ApiCall` with its decoded
 parameters and uploaded files, so tests assert on what the user would see. Errors (429 with
-``retry_after``, 5xx) can be injected per method with :meth:`FakeTelegramAPI.fail_next`.
+``retry_after``, 5xx) can be injected per method with :meth:`FakeTelegramAPI.fail_next`, and slow
+answers (for client timeouts) with :meth:`FakeTelegramAPI.stall_next`.
 
 Webhooks work as on Telegram: once the bot calls ``setWebhook``, ``getUpdates`` answers 409 and
 each queued update is POSTed to the registered URL with the secret token header instead; the
@@ -184,6 +185,7 @@ class FakeTelegramAPI:
         self._files: dict[str, StoredFile] = {}
         self._files_by_path: dict[str, StoredFile] = {}
         self._failures: dict[str, list[Failure]] = {}
+        self._stalls: dict[str, list[list[float]]] = {}  # method -> [[seconds, times left]]
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -328,6 +330,25 @@ class FakeTelegramAPI:
         self._failures.setdefault(method, []).append(
             Failure(status, description, retry_after, times)
         )
+
+    def stall_next(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Hold the next ``times`` answers to ``method`` (or ``"GET file"``) for ``seconds``.
+
+        Longer than the client's read timeout, this is a timeout. The call still takes effect
+        when the wait is over, as on Telegram, where a send that timed out may have reached
+        the user all the same.
+        """
+        self._stalls.setdefault(method, []).append([seconds, times])
+
+    async def _stall(self, method: str) -> None:
+        queue = self._stalls.get(method)
+        if not queue:
+            return
+        seconds = queue[0][0]
+        queue[0][1] -= 1
+        if queue[0][1] <= 0:
+            queue.pop(0)
+        await asyncio.sleep(seconds)
 
     # --- files ---------------------------------------------------------------------------------
 
@@ -666,6 +687,7 @@ class FakeTelegramAPI:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         params, files = await self._read_params(request)
+        await self._stall(method)
         call = ApiCall(method, params, files)
         failure = self._take_failure(method)
         if failure is None:
@@ -701,7 +723,10 @@ class FakeTelegramAPI:
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
         path = request.match_info["path"]
+        await self._stall("GET file")
         self.calls.append(ApiCall("GET file", {"file_path": path}))
+        async with self._changed:  # wake wait_for("GET file")
+            self._changed.notify_all()
         failure = self._take_failure("GET file")
         if failure is not None:
             return web.Response(status=failure.status, text=failure.description)

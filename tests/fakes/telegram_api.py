@@ -195,6 +195,7 @@ class FakeTelegramAPI:
         self.webhook_deliveries: list[WebhookDelivery] = []
         self._webhook_client: ClientSession | None = None
         self._webhook_inflight = 0
+        self.delivered_updates: list[JSON] = []  # every update getUpdates handed out, in order
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -799,6 +800,7 @@ class FakeTelegramAPI:
                     return []
         batch = self._updates[:limit]
         self.delivered_update_ids.update(u["update_id"] for u in batch)
+        self.delivered_updates.extend(batch)
         return batch
 
     async def _api_getFile(self, call: ApiCall) -> JSON:

@@ -1,0 +1,105 @@
+"""Floods and fairness through the Telegram adapter: one user's flood costs only that user.
+
+The real Application polls the fake Bot API; the core has a small per-user photo limit and a
+small work queue, so a flood meets both. Every update still gets exactly one friendly reply.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from bot.telegram import MoodApplication, build_application, polling
+from core import service as core_service
+from core.config import LimitsSettings, Secret, Settings, TelegramSettings
+from core.service import MoodLifter
+from tests.bot.conftest import service_settings
+from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, user
+
+WAIT = 120.0
+PER_MINUTE = 3
+SLOW_DOWN = re.compile(r"^Whoa, that's a lot of photos! Give me \d+ seconds and try again\.$")
+
+
+@pytest.fixture(scope="module")
+def selfie() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, music_dir: Path) -> Settings:
+    limits = LimitsSettings(photos_per_minute=PER_MINUTE, queue_size=1, workers=1)
+    return service_settings(tmp_path, music_dir, limits)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegramAPI]:
+    async with FakeTelegramAPI() as api:
+        yield api
+
+
+@pytest.fixture
+async def app(service: MoodLifter, fake: FakeTelegramAPI) -> AsyncIterator[MoodApplication]:
+    telegram = TelegramSettings(
+        token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
+    )
+    async with polling(build_application(service, telegram), poll_timeout=1) as application:
+        yield application
+
+
+def shown(call: ApiCall) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", call.text))
+
+
+def is_card(call: ApiCall) -> bool:
+    return call.method == "sendPhoto" and bool(call.buttons)
+
+
+async def test_a_flood_is_slowed_down_kindly_and_others_are_still_served(
+    app: MoodApplication, fake: FakeTelegramAPI, selfie: bytes
+) -> None:
+    alice, bob = user(5001, "Alice"), user(5002, "Bob")
+    sizes = fake.photo_sizes(selfie)
+    flood = [fake.send_photo(alice, b"", sizes=sizes) for _ in range(8)]
+    bobs = fake.send_photo(bob, b"", sizes=sizes)
+    replies = await fake.wait_for_replies(alice["id"], len(flood), within=WAIT)
+    (bobs_reply,) = await fake.wait_for_replies(bob["id"], 1, within=WAIT)
+
+    # Every photo of the flood got one answer: a card while within the limit (or a "busy"
+    # line while the queue was full), then "slow down" with the wait in seconds.
+    assert sorted(r.reply_to for r in replies) == sorted(m["message_id"] for m in flood)
+    slowed = [r for r in replies if SLOW_DOWN.match(shown(r))]
+    assert len(slowed) == len(flood) - PER_MINUTE
+    others = [r for r in replies if r not in slowed]
+    assert all(is_card(r) or shown(r) == core_service.BUSY for r in others)
+    # Bob is not slowed down by Alice's flood.
+    assert bobs_reply.reply_to == bobs["message_id"]
+    assert is_card(bobs_reply) or shown(bobs_reply) == core_service.BUSY
+    if not is_card(bobs_reply):  # the queue was full at that moment: trying again works
+        fake.send_photo(bob, b"", sizes=sizes)
+        assert is_card((await fake.wait_for_replies(bob["id"], 2, within=WAIT))[-1])
+    await fake.wait_until_delivered(within=WAIT)
+    assert len(fake.replies(alice["id"])) == len(flood)  # nothing answered twice
+
+
+async def test_a_full_queue_says_busy_instead_of_making_everyone_wait(
+    app: MoodApplication, fake: FakeTelegramAPI, selfie: bytes
+) -> None:
+    people = [user(5100 + i, f"User{i}") for i in range(8)]
+    sizes = fake.photo_sizes(selfie)
+    sent = [fake.send_photo(who, b"", sizes=sizes) for who in people]
+    replies = [(await fake.wait_for_replies(who["id"], 1, within=WAIT))[0] for who in people]
+    assert [r.reply_to for r in replies] == [m["message_id"] for m in sent]
+    texts = [shown(r) for r in replies if not is_card(r)]
+    assert all(text == core_service.BUSY for text in texts), texts
+    assert texts  # eight photos at once and room for one: some were told to come back
+    assert any(is_card(r) for r in replies)

@@ -107,10 +107,26 @@ async def test_no_trace_of_any_photo_is_left_on_disk_or_in_the_database(
             kinds = [r.method for r in fake.replies(alice["id"])]
             # Three cards, two notices (no face, broken), the /mood chart and one more card.
             assert kinds.count("sendPhoto") == 5 and kinds.count("sendMessage") == 2, kinds
+            assert not traces(tmp_path, sent)  # while the bot runs (the WAL holds recent writes)
+
+            # /forget, confirmed: no row of any table refers to Alice any more.
+            database = tmp_path / "moodlift.sqlite3"
+            alice_id = store_id(database, str(alice["id"]))
+            before = rows_about(database, alice_id, str(alice["id"]))
+            assert before["users"] == 1 and before["detections"] == 1, before
+            assert before["deliveries"] == 4, before  # three selfies and /more
+            fake.send_command(alice, "/forget")
+            (question,) = await fake.wait_for(
+                lambda c: any("forget" in b.get("callback_data", "") for b in c.buttons),
+                within=WAIT,
+            )
+            fake.press_button(alice, question, question.buttons[0]["callback_data"])
+            await fake.wait_for("editMessageText", within=WAIT)
     finally:
         await lifter.close()
 
     assert not traces(tmp_path, sent)
+    assert rows_about(database, alice_id, str(alice["id"])) == {}
 
 
 def traces(folder: Path, sent: dict[str, tuple[bytes, str, str]]) -> list[str]:
@@ -139,6 +155,32 @@ def traces(folder: Path, sent: dict[str, tuple[bytes, str, str]]) -> list[str]:
                     if any(isinstance(v, bytes) or len(str(v)) > 2000 for v in row):
                         found.append(f"binary or large value in {table}: {str(row)[:200]}")
     return found
+
+
+def store_id(database: Path, platform_user_id: str) -> int:
+    with sqlite3.connect(database) as connection:
+        query = "SELECT id FROM users WHERE platform_user_id = ?"
+        (found,) = connection.execute(query, (platform_user_id,)).fetchone()
+    return int(found)
+
+
+def rows_about(database: Path, store_id: int, platform_user_id: str) -> dict[str, int]:
+    """Rows per table that refer to the user: in ``users``, or by a ``user_id`` column. Every
+    table is looked at, so a table added later is covered too."""
+    found = {}
+    with sqlite3.connect(database) as connection:
+        found["users"] = connection.execute(
+            "SELECT count(*) FROM users WHERE platform_user_id = ? OR id = ?",
+            (platform_user_id, store_id),
+        ).fetchone()[0]
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        for (table,) in tables.fetchall():
+            columns = [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]
+            if "user_id" in columns:
+                found[table] = connection.execute(
+                    f'SELECT count(*) FROM "{table}" WHERE user_id = ?', (store_id,)
+                ).fetchone()[0]
+    return {table: n for table, n in found.items() if n}
 
 
 def test_the_scan_would_find_a_photo_kept_by_mistake(tmp_path: Path) -> None:

@@ -198,6 +198,9 @@ async def test_sigkill_mid_burst_loses_nothing_and_sigterm_finishes_the_work_in_
     text = tail(log)
     assert "Traceback" not in log.read_text(), text
     assert "stopping: finishing work in flight" in text
+    secret = fake.token.split(":", 1)[1]
+    assert "HTTP Request" in log.read_text()  # httpx logged every Bot API URL ...
+    assert secret not in log.read_text()  # ... with the token scrubbed
 
 
 def _update_fetched(fake: FakeTelegramAPI, message: dict[str, Any]) -> bool:

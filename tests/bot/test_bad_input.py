@@ -324,11 +324,15 @@ CASES = [
     Case("/more with junk arguments", command("/more ' OR 1=1; -- \u202e"), service.NEED_SELFIE),
     Case("/mood with junk arguments", command("/mood ../../etc/passwd"), service.NEED_SELFIE),
     Case("/mode with junk", command("/mode 'lift'; DROP TABLE users"), "Please choose a mode: /mode lift or /mode match."),
+    Case("/history with junk", command("/history ∞; DROP TABLE ratings"), service.BAD_HISTORY_COUNT),
+    Case("/history with a huge count", command("/history 99999999999999999999"), service.NO_HISTORY),
     Case("RTL chatter", command("مرحبا، ماذا تفعل؟ \u202e"), service.HELP),
     # Buttons.
     Case("forged callback data", press(lambda who: "delete_everything"), BUTTON_EXPIRED),
     Case("callback, forget for another user", press(lambda who: f"forget:yes:{who['id'] + 1}"), wording.FORGET_NOT_YOURS),
     Case("callback, overlong forged owner", press(lambda who: "forget:yes:" + "9" * 40), BUTTON_EXPIRED),
+    Case("forged 👍 for a song never sent", press(lambda who: "rate:up:4uLU6hMCjMI75M1A2tKUQC"), service.NOT_RATABLE),
+    Case("👎 with a junk track id", press(lambda who: "rate:down:../../../etc/passwd"), BUTTON_EXPIRED),
     Case("a user never seen presses Another song", press(lambda who: "more"), service.NEED_SELFIE),
 ]  # fmt: skip
 assert len(CASES) >= 30

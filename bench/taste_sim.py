@@ -27,6 +27,7 @@ import math
 import os
 import random
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from bench.common import RESULTS_DIR, machine, table, write_json
+from bench.common import RESULTS_DIR, machine, summary, table, write_json
 from core.catalog import ensure_catalog
 from core.config import CatalogSettings, DatabaseSettings, load_settings
 from core.moods import MOODS
@@ -61,8 +62,11 @@ class Catalog:
     columns: dict[str, np.ndarray]
 
 
-async def load_catalog(music_dir: Path, axes: tuple[str, ...]) -> dict[str, Catalog]:
-    """Build the served catalog in a throw-away store and read each mood's servable songs."""
+async def load_catalog(
+    music_dir: Path, axes: tuple[str, ...], latency_rounds: int = 0
+) -> tuple[dict[str, Catalog], dict[str, Any]]:
+    """Build the served catalog in a throw-away store and read each mood's servable songs;
+    with ``latency_rounds``, also time the store's pick there (see :func:`pick_latency`)."""
     wanted = tuple(dict.fromkeys((*TASTE_FEATURES, *axes)))
     with tempfile.TemporaryDirectory() as tmp:
         defaults = load_settings(env={})
@@ -87,13 +91,38 @@ async def load_catalog(music_dir: Path, axes: tuple[str, ...]) -> dict[str, Cata
                         .order_by(Track.id)
                     )
                 ).all()
+            latency = await pick_latency(store, latency_rounds) if latency_rounds else {}
     catalogs = {}
     for mood in MOODS:
         values = np.array([row[1:] for row in rows if row[0] == mood], dtype=float)
         by_name = {name: values[:, i] for i, name in enumerate(wanted)}
         features = np.column_stack([by_name[name] for name in TASTE_FEATURES])
         catalogs[mood] = Catalog(features, by_name)
-    return catalogs
+    return catalogs, latency
+
+
+RATED_COUNTS = (0, 20, 200)  # 200 is TASTE_MEMORY: the most a pick ever weighs
+
+
+async def pick_latency(store: Store, rounds: int, mood: str = "happy") -> dict[str, Any]:
+    """What taste costs a pick: ``Store.pick_and_deliver`` on the real catalog's largest mood
+    for users who heard 200 songs and rated 0, 20 or all of them, interleaved (ABC, CBA, ...)
+    so load hits all alike."""
+    users = {}
+    for count in RATED_COUNTS:  # each heard the same number of songs and rated ``count``
+        user = await store.get_or_create_user("bench", f"rated-{count}")
+        for i in range(max(RATED_COUNTS)):
+            pick = await store.pick_and_deliver(user.id, mood)
+            if i < count:
+                await store.rate(user.id, pick.track.id, 1 if i % 3 else -1)
+        users[count] = user.id
+    times: dict[int, list[float]] = {count: [] for count in users}
+    for i in range(rounds):
+        for count in RATED_COUNTS if i % 2 == 0 else reversed(RATED_COUNTS):
+            start = time.perf_counter()
+            await store.pick_and_deliver(users[count], mood)
+            times[count].append((time.perf_counter() - start) * 1000)
+    return {"mood": mood, **{f"{count} ratings": summary(t) for count, t in times.items()}}
 
 
 @dataclass(frozen=True)
@@ -203,16 +232,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--music", type=Path, default=SHARED_MUSIC, help="the catalog CSVs")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--figure", type=Path, default=None, help=f"default {FIGURE}")
+    parser.add_argument(
+        "--latency-rounds", type=int, default=60, help="timed picks per user kind (0: none)"
+    )
     parser.add_argument("--quick", action="store_true", help="50 users x 10 ratings")
     args = parser.parse_args(argv)
     if args.quick:
-        args.users, args.ratings = 50, 10
+        args.users, args.ratings, args.latency_rounds = 50, 10, 5
     axes = tuple(axis.strip() for axis in args.axes.split(",") if axis.strip())
     env = machine()
 
-    catalogs = asyncio.run(load_catalog(args.music, axes))
+    catalogs, latency = asyncio.run(load_catalog(args.music, axes, args.latency_rounds))
     sizes = {mood: len(c.features) for mood, c in catalogs.items()}
     print(f"served catalog: {sizes}")
+    if latency:
+        print(f"\nStore.pick_and_deliver, {latency['mood']} ({sizes[latency['mood']]} songs):")
+        print(
+            table(
+                ("user", "median ms", "p90 ms"),
+                [
+                    (kind, stats["median_ms"], stats["p90_ms"])
+                    for kind, stats in latency.items()
+                    if kind != "mood"
+                ],
+            )
+        )
     curves = simulate(catalogs, axes, args.users, args.ratings, args.seed)
 
     random_, personal = curves["random"]["like_rate"], curves["personalised"]["like_rate"]
@@ -259,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
                 "exploration": policy.exploration,
             },
             "catalog_songs_per_mood": sizes,
+            "pick_latency": latency,
             "windows": windows,
             "per_step": curves,
         },

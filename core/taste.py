@@ -46,17 +46,21 @@ class TastePolicy:
         """The predicted rating, in (-1, 1), of each candidate given the user's ratings."""
         if not len(candidates):
             return np.zeros(0)
-        pool = np.asarray(candidates, dtype=float)
+        # float32: ample for scores, and numpy's exp runs several times faster on it.
+        pool = np.asarray(candidates, dtype=np.float32)
         if not len(rated):
             return np.zeros(len(pool))
-        seen = np.asarray(rated, dtype=float)
+        seen = np.asarray(rated, dtype=np.float32)
         both = np.vstack([pool, seen])
         centre, spread = both.mean(axis=0), both.std(axis=0)
         spread[spread == 0] = 1.0
         pool, seen = (pool - centre) / spread, (seen - centre) / spread
-        squared = ((pool[:, None, :] - seen[None, :, :]) ** 2).sum(axis=2)
+        # |a - b|² = |a|² + |b|² - 2 a·b, without a (pool x seen x features) array; einsum
+        # rather than BLAS, whose threads only contend on a small, busy machine.
+        squared = (pool**2).sum(axis=1)[:, None] + (seen**2).sum(axis=1)[None, :]
+        squared = np.maximum(squared - 2 * np.einsum("ik,jk->ij", pool, seen), 0.0)
         weights = np.exp(-squared / (2 * self.bandwidth**2))
-        ratings = np.asarray(values, dtype=float)
+        ratings = np.asarray(values, dtype=np.float32)
         return (weights @ ratings) / (self.prior + weights.sum(axis=1))
 
     def choose(

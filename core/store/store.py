@@ -630,8 +630,12 @@ class Store:
         if not never:
             track_id = min(rows, key=lambda r: (r[1], r[0]))[0]
         elif rated:
-            pick = self.taste.choose(
-                [row[2:] for row in never], [row[1:] for row in rated], [row[0] for row in rated]
+            # Scoring is numpy over (candidates x ratings): a worker thread, not the event loop.
+            pick = await asyncio.to_thread(
+                self.taste.choose,
+                [row[2:] for row in never],
+                [row[1:] for row in rated],
+                [row[0] for row in rated],
             )
             track_id = never[pick][0]
         else:

@@ -412,6 +412,16 @@ async def test_rate_see_it_in_history_change_it_and_forget_it(
     assert not after.embeds and "selfie" in after.content
 
 
+async def test_history_counts_outside_1_to_100_never_reach_the_bot(
+    simcord_env: simcord.Env, alice: simcord.MemberActor, channel: simcord.ChannelHandle
+) -> None:
+    """Discord's client refuses them against the option's declared range, as SimCord does."""
+    for junk in (0, -3, 101, 10**9):
+        with pytest.raises(simcord.OptionError, match=r"must be [≥≤]"):
+            await alice.slash(channel, "history", count=junk)
+    assert not [r for r in simcord_env.http_requests if r.path.startswith("/interactions/")]
+
+
 async def test_a_long_history_comes_in_several_embeds(
     alice: simcord.MemberActor,
     channel: simcord.ChannelHandle,

@@ -156,6 +156,6 @@ def test_every_servable_candidate_fits_a_tiny_set(small_music_dir: Path) -> None
     """Each factory builds a working pipeline (Keras and the slow ones left out for speed)."""
     tracks = music.read_labelled(small_music_dir / music.LABELLED_FILE)
     with threadpool_limits(limits=1):  # OpenMP trees crawl when they fight a busy CPU
-        for name in ("svm_raw", "hist_gb"):
+        for name in ("svm_raw", "hist_gb", "mlp_bag"):
             result = cross_validate(name, tracks.features, tracks.moods, folds=2, repeats=1, seed=0)
             assert result.mean > 0.5, name

@@ -35,7 +35,7 @@ from typing import Any
 
 from bench.common import REPO_ROOT, RESULTS_DIR, machine, selfie_jpeg, table, write_json
 from bench.fake_discord import FakeDiscord
-from bench.serving import bench_env
+from bench.serving import telegram_bot_env
 
 TARGET_RSS_MB = 250.0
 TARGET_READY_S = 2.0
@@ -71,14 +71,7 @@ async def _moodlift(
     db_dir = tmp / ("both" if both else "telegram")
     db_dir.mkdir()
     async with FakeTelegramAPI() as telegram, FakeDiscord() as discord_fake:
-        env = bench_env(
-            db_dir,
-            MOODLIFT_TELEGRAM_TOKEN=telegram.token,
-            MOODLIFT_TELEGRAM_API_URL=telegram.base_url,
-            MOODLIFT_TELEGRAM_FILE_URL=telegram.base_file_url,
-            MOODLIFT_TELEGRAM_POLL_TIMEOUT="1",
-            MOODLIFT_LOGGING_LEVEL="WARNING",
-        )
+        env = telegram_bot_env(db_dir, telegram)
         if both:
             env["MOODLIFT_DISCORD_TOKEN"] = "fake.discord.token"
             command = [sys.executable, "-c", LAUNCHER, discord_fake.api_base, discord_fake.gateway]

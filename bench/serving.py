@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import REPO_ROOT
 from core.catalog import ensure_catalog
@@ -23,6 +24,9 @@ from core.config import (
 )
 from core.service import MoodLifter
 from data.catalog_sources import SourceSpec
+
+if TYPE_CHECKING:
+    from tests.fakes.telegram_api import FakeTelegramAPI
 
 PHOTOS_PER_MINUTE = 100_000  # benchmark users are not rate limited (production default: 6)
 # Nothing listens on port 9: art lookups fail at once and every card is the drawn one (cached
@@ -86,6 +90,19 @@ def bench_env(tmp: Path, **extra: str) -> dict[str, str]:
         }
     )
     return env
+
+
+def telegram_bot_env(tmp: Path, fake: FakeTelegramAPI, **extra: str) -> dict[str, str]:
+    """:func:`bench_env` for ``moodlift run telegram`` polling the fake Bot API, logging warnings."""
+    return bench_env(
+        tmp,
+        MOODLIFT_TELEGRAM_TOKEN=fake.token,
+        MOODLIFT_TELEGRAM_API_URL=fake.base_url,
+        MOODLIFT_TELEGRAM_FILE_URL=fake.base_file_url,
+        MOODLIFT_TELEGRAM_POLL_TIMEOUT="1",
+        MOODLIFT_LOGGING_LEVEL="WARNING",
+        **extra,
+    )
 
 
 async def open_service(settings: Settings) -> MoodLifter:

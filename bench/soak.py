@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO_ROOT, RESULTS_DIR, machine, selfie_jpeg, summary, table, write_json
-from bench.serving import bench_env
+from bench.serving import telegram_bot_env
 from bench.throughput import Ledger, Sent, _Recorded, _stop
 
 PHOTOS_PER_MINUTE = 20  # low enough that a flood meets it, high enough for normal use
@@ -231,14 +231,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         (tmp / "tmp").mkdir()
         log_path = tmp / "moodlift.log"
         async with FakeTelegramAPI() as fake:
-            env = bench_env(
+            env = telegram_bot_env(
                 tmp,
-                MOODLIFT_TELEGRAM_TOKEN=fake.token,
-                MOODLIFT_TELEGRAM_API_URL=fake.base_url,
-                MOODLIFT_TELEGRAM_FILE_URL=fake.base_file_url,
-                MOODLIFT_TELEGRAM_POLL_TIMEOUT="1",
+                fake,
                 MOODLIFT_LIMITS_PHOTOS_PER_MINUTE=str(PHOTOS_PER_MINUTE),
-                MOODLIFT_LOGGING_LEVEL="WARNING",
                 TMPDIR=str(tmp / "tmp"),
             )
             with log_path.open("wb") as log:

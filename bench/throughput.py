@@ -47,7 +47,7 @@ from bench.common import (
     time_ms,
     write_json,
 )
-from bench.serving import PHOTOS_PER_MINUTE, bench_env, bench_settings, open_service
+from bench.serving import PHOTOS_PER_MINUTE, bench_settings, open_service, telegram_bot_env
 
 TARGET_RATE = 25.0
 TARGET_P99_MS = 1000.0
@@ -238,13 +238,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 reader = PhotoReader.from_settings(settings)  # for the baseline only
                 log_path = tmp / "moodlift.log"
-                env = bench_env(
+                env = telegram_bot_env(
                     tmp,
-                    MOODLIFT_TELEGRAM_TOKEN=fake.token,
-                    MOODLIFT_TELEGRAM_API_URL=fake.base_url,
-                    MOODLIFT_TELEGRAM_FILE_URL=fake.base_file_url,
-                    MOODLIFT_TELEGRAM_POLL_TIMEOUT="1",
-                    MOODLIFT_LOGGING_LEVEL="WARNING",
+                    fake,
                 )
                 profiler = (
                     ["-m", "pyinstrument", "-r", "text", "-o", str(args.profile.resolve())]

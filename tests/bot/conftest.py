@@ -3,24 +3,31 @@ labelled catalog from the shared data, the app's own models, and Spotify kept of
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from skimage import data as skdata
 
+from bot.telegram import MoodApplication, build_application, polling
 from core.catalog import ensure_catalog
 from core.config import (
     CatalogSettings,
     DatabaseSettings,
     LimitsSettings,
     PathsSettings,
+    Secret,
     Settings,
     SpotifySettings,
+    TelegramSettings,
     load_settings,
 )
 from core.service import MoodLifter
 from data.catalog_sources import SourceSpec
+from tests.fakes.telegram_api import FakeTelegramAPI
 
 # Nothing listens on port 9 (discard): art lookups fail at once and the drawn card is used,
 # so no test ever reaches the real Spotify.
@@ -67,3 +74,32 @@ async def service(settings: Settings) -> AsyncIterator[MoodLifter]:
         yield service
     finally:
         await service.close()
+
+
+@pytest.fixture(scope="module")
+def selfie() -> bytes:
+    """A real photo with one clear face (Eileen Collins, from scikit-image), as a JPEG."""
+    buffer = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegramAPI]:
+    async with FakeTelegramAPI() as api:
+        yield api
+
+
+@pytest.fixture
+async def app(
+    service: MoodLifter, settings: Settings, fake: FakeTelegramAPI
+) -> AsyncIterator[MoodApplication]:
+    """The application exactly as production builds it, polling the fake server."""
+    telegram = TelegramSettings(
+        token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
+    )
+    application = build_application(
+        service, telegram, max_image_bytes=settings.limits.max_image_bytes
+    )
+    async with polling(application, poll_timeout=1):
+        yield application

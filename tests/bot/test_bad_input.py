@@ -12,10 +12,8 @@ memory, from scikit-image's sample photos and PIL drawings.
 from __future__ import annotations
 
 import functools
-import html
 import io
 import logging
-import re
 import struct
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -36,7 +34,7 @@ from core.catalog import ensure_catalog
 from core.config import LimitsSettings, Secret, TelegramSettings
 from core.service import MoodLifter
 from tests.bot.conftest import service_settings
-from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, private_chat, user
+from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, private_chat, shown, user
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -379,11 +377,6 @@ def selfie_sizes(fake: FakeTelegramAPI) -> list[JSON]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def shown(call: ApiCall) -> str:
-    """The text a Telegram client shows for an HTML message or caption."""
-    return html.unescape(re.sub(r"<[^>]+>", "", call.text))
 
 
 def is_card(call: ApiCall) -> bool:

@@ -7,66 +7,35 @@ errors. Behind both is the real core (SQLite file, shared catalog, real models).
 
 from __future__ import annotations
 
-import html
-import io
 import itertools
 import logging
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import simcord
-from PIL import Image
-from skimage import data as skdata
 from telegram.error import TimedOut
 from telegram.ext import ExtBot
 
 from bot import wording
 from bot.discord_bot import DiscordOptions, MoodLiftBot, build_client
-from bot.telegram import MoodApplication, build_application, polling
+from bot.telegram import MoodApplication
 from bot.telegram_http import RetryAfterLimiter, RetryingRequest
 from core import service as core_service
-from core.config import LimitsSettings, Secret, Settings, TelegramSettings
+from core.config import LimitsSettings, Settings
 from core.service import MoodLifter
 from tests.bot.conftest import service_settings
-from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, user
+from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, shown, user
 
 WAIT = 120.0  # seconds; the CPU is shared with a training run
 BACKOFF = 0.5  # RetryingRequest's default first pause, doubled after each failure
 SENDS = ("sendMessage", "sendPhoto", "sendDocument")
 
 
-@pytest.fixture(scope="module")
-def selfie() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(skdata.astronaut()).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def settings(tmp_path: Path, music_dir: Path) -> Settings:
     return service_settings(tmp_path, music_dir, LimitsSettings(photos_per_minute=100))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegramAPI]:
-    async with FakeTelegramAPI() as api:
-        yield api
-
-
-@pytest.fixture
-async def app(service: MoodLifter, fake: FakeTelegramAPI) -> AsyncIterator[MoodApplication]:
-    telegram = TelegramSettings(
-        token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
-    )
-    async with polling(build_application(service, telegram), poll_timeout=1) as application:
-        yield application
-
-
-def shown(call: ApiCall) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", "", call.text))
 
 
 def delivered(call: ApiCall) -> bool:

@@ -6,58 +6,26 @@ small work queue, so a flood meets both. Every update still gets exactly one fri
 
 from __future__ import annotations
 
-import html
-import io
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from skimage import data as skdata
 
-from bot.telegram import MoodApplication, build_application, polling
+from bot.telegram import MoodApplication
 from core import service as core_service
-from core.config import LimitsSettings, Secret, Settings, TelegramSettings
-from core.service import MoodLifter
+from core.config import LimitsSettings, Settings
 from tests.bot.conftest import service_settings
-from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, user
+from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, shown, user
 
 WAIT = 120.0
 PER_MINUTE = 3
 SLOW_DOWN = re.compile(r"^Whoa, that's a lot of photos! Give me \d+ seconds and try again\.$")
 
 
-@pytest.fixture(scope="module")
-def selfie() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(skdata.astronaut()).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def settings(tmp_path: Path, music_dir: Path) -> Settings:
     limits = LimitsSettings(photos_per_minute=PER_MINUTE, queue_size=1, workers=1)
     return service_settings(tmp_path, music_dir, limits)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegramAPI]:
-    async with FakeTelegramAPI() as api:
-        yield api
-
-
-@pytest.fixture
-async def app(service: MoodLifter, fake: FakeTelegramAPI) -> AsyncIterator[MoodApplication]:
-    telegram = TelegramSettings(
-        token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
-    )
-    async with polling(build_application(service, telegram), poll_timeout=1) as application:
-        yield application
-
-
-def shown(call: ApiCall) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", "", call.text))
 
 
 def is_card(call: ApiCall) -> bool:

@@ -8,12 +8,10 @@ Tests act as users (:class:`FakeTelegramAPI`) and assert on what the users would
 
 from __future__ import annotations
 
-import html
 import io
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,7 @@ from core.config import (
 )
 from core.service import MoodLifter
 from tests.bot.conftest import service_settings
-from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, user
+from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, shown, user
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 MAX_IMAGE_BYTES = 2_000_000
@@ -58,39 +56,12 @@ def _jpeg(array: Any, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def selfie() -> bytes:
-    """A real photo with one clear face (Eileen Collins, from scikit-image), as a JPEG."""
-    return _jpeg(skdata.astronaut())
-
-
 @pytest.fixture
 def settings(tmp_path: Path, music_dir: Path) -> Settings:
     """Real settings: a SQLite file in tmp_path, the labelled catalog from the shared data."""
     return service_settings(
         tmp_path, music_dir, LimitsSettings(photos_per_minute=100, max_image_bytes=MAX_IMAGE_BYTES)
     )
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegramAPI]:
-    async with FakeTelegramAPI() as api:
-        yield api
-
-
-@pytest.fixture
-async def app(
-    service: MoodLifter, settings: Settings, fake: FakeTelegramAPI
-) -> AsyncIterator[MoodApplication]:
-    """The application exactly as production builds it, polling the fake server."""
-    telegram = TelegramSettings(
-        token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
-    )
-    application = build_application(
-        service, telegram, max_image_bytes=settings.limits.max_image_bytes
-    )
-    async with polling(application, poll_timeout=1):
-        yield application
 
 
 @pytest.fixture
@@ -104,11 +75,6 @@ def bob() -> dict[str, Any]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def shown(call: ApiCall) -> str:
-    """The text a Telegram client shows for an HTML message or caption."""
-    return html.unescape(re.sub(r"<[^>]+>", "", call.text))
 
 
 def track_url(call: ApiCall) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import re
 from datetime import UTC, datetime, timedelta
 
 from bot import telegram_render as tr
@@ -17,6 +15,7 @@ from core.replies import (
     NoticeKind,
     TrackCard,
 )
+from tests.fakes.telegram_api import visible_text
 
 PROBABILITIES = {
     "angry": 0.05,
@@ -45,17 +44,12 @@ def _card(**changes: object) -> TrackCard:
     return TrackCard(**fields)  # type: ignore[arg-type]
 
 
-def _visible(markup: str) -> str:
-    """What a Telegram client shows for HTML text (tags dropped, entities decoded)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", markup))
-
-
 def test_card_caption_escapes_and_says_everything() -> None:
     out = tr.render_card(_card(), art=b"\x89PNG")
     assert out.photo == b"\x89PNG"
     assert "&lt;Gonna&gt; &amp; Give" in out.text
     assert "<Gonna>" not in out.text
-    shown = _visible(out.text)
+    shown = visible_text(out.text)
     for fact in (
         "Never <Gonna> & Give",
         "Rick \u202eAstley",
@@ -105,7 +99,7 @@ def test_new_round_and_faces_notes_and_the_caption_limit() -> None:
 
 
 def test_plain_card_without_emotion_says_the_mood() -> None:
-    shown = _visible(tr.card_caption(_card(emotion=None, confidence=None, reason="")))
+    shown = visible_text(tr.card_caption(_card(emotion=None, confidence=None, reason="")))
     assert "Emotion" not in shown and "calm" in shown
 
 
@@ -120,7 +114,7 @@ def test_summary_lists_all_seven_and_when() -> None:
     )
     out = tr.render_summary(summary)
     assert out.photo is None
-    shown = _visible(out.text)
+    shown = visible_text(out.text)
     for name in PROBABILITIES:
         assert name in shown
     assert "72 %" in shown and "calm" in shown and "UTC" in shown and "2 faces" in shown
@@ -177,7 +171,7 @@ def _item(n: int, **changes: object) -> HistoryItem:
 def test_history_links_every_song_with_emotion_mood_and_rating() -> None:
     history = History(tuple(_item(n) for n in range(3)), asked=10, limit=100)
     (out,) = tr.render(history, user_id=1)
-    shown = _visible(out.text).splitlines()
+    shown = visible_text(out.text).splitlines()
     assert shown[0] == "Your last 3 songs, newest first"
     assert shown[1] == "1. Song <0> & co by Ann & Bob · fear → calm · 👍 · 2026-11-25"
     assert shown[2].endswith("fear → calm · 👎 · 2026-11-25")
@@ -194,7 +188,7 @@ def test_a_long_history_takes_several_messages_within_the_limit() -> None:
     assert len(messages) > 1
     assert all(tr.visible_length(m.text) <= tr.TEXT_LIMIT for m in messages)
     numbered = [
-        line for m in messages for line in _visible(m.text).splitlines() if line[:1].isdigit()
+        line for m in messages for line in visible_text(m.text).splitlines() if line[:1].isdigit()
     ]
     assert [int(line.split(".")[0]) for line in numbered] == list(range(1, 101))
-    assert _visible(messages[-1].text).endswith("I list at most 100 songs at a time.")
+    assert visible_text(messages[-1].text).endswith("I list at most 100 songs at a time.")

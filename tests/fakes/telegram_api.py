@@ -935,10 +935,20 @@ class FakeTelegramAPI:
         return message
 
 
+def visible_text(markup: str) -> str:
+    """What a Telegram client shows for HTML text: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def shown(call: ApiCall) -> str:
+    """The text a Telegram client shows for a call's HTML message or caption."""
+    return visible_text(call.text)
+
+
 def _visible_length(call: ApiCall, text: str) -> int:
     """Telegram's limits count the text after entity parsing, in UTF-16 code units."""
     if str(call.params.get("parse_mode", "")).upper() == "HTML":
-        text = html.unescape(re.sub(r"<[^>]+>", "", text))
+        text = visible_text(text)
     return len(text.encode("utf-16-le")) // 2
 
 

@@ -166,8 +166,9 @@ class MoodLifter:
         if not faces:
             return Notice(NoticeKind.NO_FACE, NO_FACE)
         emotion, probabilities = group_emotion(faces)
-        account = await self.store.get_or_create_user(user.platform, user.user_id)
-        await self.store.record_detection(account.id, emotion, probabilities, len(faces))
+        account, _ = await self.store.record_reading(
+            user.platform, user.user_id, emotion, probabilities, len(faces)
+        )
         return await self._card(account, emotion, probabilities[emotion], faces)
 
     async def more(self, user: UserRef) -> Reply:

@@ -191,6 +191,31 @@ def _track(row: Track) -> TrackRecord:
     )  # fmt: skip
 
 
+def _reading(
+    emotion: str, probabilities: Mapping[str, float], faces: int, confidence: float | None
+) -> DetectionRecord:
+    """A checked reading to store; ``confidence`` defaults to the probability of ``emotion``."""
+    emotion = check_emotion(emotion)
+    probs = {check_emotion(k): float(v) for k, v in probabilities.items()}
+    if confidence is None:
+        confidence = probs.get(emotion, 0.0)
+    return DetectionRecord(emotion, float(confidence), probs, int(faces), utcnow())
+
+
+def _keep_reading(
+    session: AsyncSession, user_id: int, row: Detection | None, record: DetectionRecord
+) -> None:
+    """Write ``record`` over the user's stored reading ``row`` (or add one when None)."""
+    if row is None:
+        row = Detection(user_id=user_id)
+        session.add(row)
+    row.emotion = record.emotion
+    row.confidence = record.confidence
+    row.probabilities = record.probabilities
+    row.faces = record.faces
+    row.detected_at = record.detected_at
+
+
 class Store:
     """The database behind the bot: an engine and a session factory, opened once at start-up."""
 
@@ -341,22 +366,10 @@ class Store:
 
         ``confidence`` defaults to the probability of ``emotion``.
         """
-        emotion = check_emotion(emotion)
-        probs = {check_emotion(k): float(v) for k, v in probabilities.items()}
-        if confidence is None:
-            confidence = probs.get(emotion, 0.0)
-        record = DetectionRecord(emotion, float(confidence), probs, int(faces), utcnow())
+        record = _reading(emotion, probabilities, faces, confidence)
         for attempt in range(BUSY_ATTEMPTS):
             async with self.sessions() as session:
-                row = await session.get(Detection, user_id)
-                if row is None:
-                    row = Detection(user_id=user_id)
-                    session.add(row)
-                row.emotion = record.emotion
-                row.confidence = record.confidence
-                row.probabilities = record.probabilities
-                row.faces = record.faces
-                row.detected_at = record.detected_at
+                _keep_reading(session, user_id, await session.get(Detection, user_id), record)
                 try:
                     await session.commit()
                 except IntegrityError:
@@ -372,6 +385,56 @@ class Store:
                     continue
                 return record
         raise StoreError(f"could not record a reading for user {user_id}: database busy")
+
+    async def record_reading(
+        self,
+        platform: str,
+        platform_user_id: str,
+        emotion: str,
+        probabilities: Mapping[str, float],
+        faces: int = 1,
+        *,
+        confidence: float | None = None,
+    ) -> tuple[UserRecord, DetectionRecord]:
+        """:meth:`get_or_create_user` and :meth:`record_detection` in one transaction.
+
+        The photo path's store work before the pick: one joined SELECT and one write instead
+        of two transactions of four statements. A concurrent first contact or first reading
+        fails the write on a unique key; the rerun then finds and updates those rows.
+        """
+        record = _reading(emotion, probabilities, faces, confidence)
+        account = str(platform_user_id)
+        for attempt in range(BUSY_ATTEMPTS):
+            async with self.sessions() as session:
+                found = (
+                    await session.execute(
+                        select(User, Detection)
+                        .outerjoin(Detection, Detection.user_id == User.id)
+                        .where(User.platform == platform, User.platform_user_id == account)
+                    )
+                ).one_or_none()
+                user, row = (found[0], found[1]) if found is not None else (None, None)
+                created = user is None
+                try:
+                    if user is None:
+                        user = User(platform=platform, platform_user_id=account)
+                        session.add(user)
+                        await session.flush()  # its id, for the reading
+                    _keep_reading(session, user.id, row, record)
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()  # the user or their reading appeared meanwhile
+                    continue
+                except DBAPIError as exc:
+                    pause = BUSY_BACKOFF * 2**attempt
+                    await _recover_from_busy(
+                        session, exc, f"record a reading from {platform}", pause
+                    )
+                    continue
+                if created:
+                    log.info("new user %s on %s", user.id, platform)
+                return _user(user), record
+        raise StoreError(f"could not record a reading for {platform}:{account}: database busy")
 
     async def last_detection(self, user_id: int) -> DetectionRecord | None:
         async with self.sessions() as session:

@@ -226,3 +226,28 @@ async def test_two_instances_meeting_a_new_user_at_once(db_url: str) -> None:
         )
         last = await second.last_detection(users[0].id)
     assert last is not None and last.emotion in {r.emotion for r in readings}
+
+
+async def test_record_reading_creates_the_user_and_replaces_their_reading(store: Store) -> None:
+    user, reading = await store.record_reading("telegram", "5", "Sad", {"sad": 0.8, "happy": 0.2})
+    assert await store.find_user("telegram", "5") == user
+    assert (reading.emotion, reading.confidence, reading.faces) == ("sad", 0.8, 1)
+    again, _ = await store.record_reading("telegram", "5", "happy", {"happy": 0.6}, faces=3)
+    assert again == user
+    last = await store.last_detection(user.id)
+    assert last is not None and (last.emotion, last.confidence, last.faces) == ("happy", 0.6, 3)
+
+
+async def test_a_new_users_first_selfies_on_two_instances_at_once(db_url: str) -> None:
+    """The photo path's one transaction: concurrent first contact and first reading."""
+    async with await Store.open(db_url) as first, await Store.open(db_url) as second:
+        results = await asyncio.gather(
+            *(
+                s.record_reading("telegram", "11", emotion, {emotion: 0.9})
+                for s, emotion in zip((first, second) * 4, ["sad", "happy"] * 4, strict=True)
+            )
+        )
+        users = {user.id for user, _ in results}
+        assert len(users) == 1
+        last = await second.last_detection(users.pop())
+    assert last is not None and last.emotion in {"sad", "happy"}

@@ -72,6 +72,8 @@ def card(
         mood=mood,
         spotify_url=track.spotify_url,
         art_url=track.art_url,
+        art_checked_at=track.art_checked_at,
+        art_from_catalog=True,
         emotion=emotion,
         confidence=confidence,
         reason=reason(emotion, mood) if emotion else f"another {mood} one for you",

@@ -54,6 +54,8 @@ class TrackCard:
     mood: str  # calm | happy | energetic | sad
     spotify_url: str
     art_url: str | None = None  # remote album art, when known
+    art_checked_at: datetime | None = None  # when a lookup last found no art
+    art_from_catalog: bool = False  # the two above are the catalog's as of the pick
     art_png: bytes | None = None  # a drawn card when there is no remote art
     emotion: str | None = None  # the emotion that led here (None for a plain /more)
     confidence: float | None = None

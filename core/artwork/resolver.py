@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -146,7 +146,7 @@ class ArtResolver:
         """Album art for ``card`` within the deadline, else its drawn card; never raises."""
         task = self._inflight.get(card.track_id)
         if task is None:
-            task = asyncio.create_task(self._remote(card.track_id, card.art_url))
+            task = asyncio.create_task(self._remote(card))
             self._inflight[card.track_id] = task
             task.add_done_callback(lambda done: self._settled(card.track_id, done))
         try:
@@ -178,8 +178,12 @@ class ArtResolver:
         if not task.cancelled() and task.exception() is not None:  # seen, so never "unretrieved"
             log.debug("art lookup for %s ended: %s", track_id, task.exception())
 
-    async def _remote(self, track_id: str, known_url: str | None) -> tuple[Found, bytes]:
-        found = await self.find(track_id, known_url)
+    async def _remote(self, card: TrackCard) -> tuple[Found, bytes]:
+        track_id = card.track_id
+        found = await self.find(
+            track_id, card.art_url, checked_at=card.art_checked_at,
+            from_catalog=card.art_from_catalog,
+        )  # fmt: skip
         data = self._pictures.get(found.art_url)
         if data is None:
             try:
@@ -193,17 +197,28 @@ class ArtResolver:
 
     # -- lookups -------------------------------------------------------------------------------
 
-    async def find(self, track_id: str, known_url: str | None = None) -> Found:
-        """The art URL: the catalog's if known (or "none" if checked lately), else a lookup."""
+    async def find(
+        self,
+        track_id: str,
+        known_url: str | None = None,
+        *,
+        checked_at: datetime | None = None,
+        from_catalog: bool = False,
+    ) -> Found:
+        """The art URL: the catalog's if known (or "none" if checked lately), else a lookup.
+
+        With ``from_catalog`` (a caller that has just read the track, like a fresh card),
+        ``known_url`` and ``checked_at`` are the catalog's and the track is not read again.
+        """
         if known_url:
             return Found(known_url, "catalog")
-        record = await self.store.get_track(track_id)
-        if record is not None:
-            if record.art_url:
+        if not from_catalog:
+            record = await self.store.get_track(track_id)
+            if record is not None and record.art_url:
                 return Found(record.art_url, "catalog")
-            checked = record.art_checked_at
-            if checked is not None and utcnow() - checked < self.no_art_ttl:
-                raise NoArt(f"{track_id} had no art when checked at {checked:%Y-%m-%d %H:%M}")
+            checked_at = record.art_checked_at if record is not None else None
+        if checked_at is not None and utcnow() - checked_at < self.no_art_ttl:
+            raise NoArt(f"{track_id} had no art when checked at {checked_at:%Y-%m-%d %H:%M}")
         return await self.lookup(track_id)
 
     async def lookup(self, track_id: str) -> Found:

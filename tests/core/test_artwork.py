@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import update
 
+from core import recommend
 from core.artwork import ArtResolver, Guard, NoArt, Pacer
 from core.artwork.guard import retry_after_seconds
 from core.artwork.images import check_image
@@ -199,6 +200,24 @@ async def test_nowhere_any_art_is_cached_as_none_then_retried_after_a_while(
 
 
 # -- failures: the card still arrives ----------------------------------------------------------
+
+
+async def test_a_picked_card_carries_the_catalogs_art_state_so_it_is_not_read_again(
+    resolver: ArtResolver, catalog: Store, fake: FakeSpotify
+) -> None:
+    user = await catalog.get_or_create_user("telegram", "1")
+    picked = recommend.card(await catalog.pick_and_deliver(user.id, "calm"), "calm")
+    assert picked.track_id == C and picked.art_from_catalog
+    assert (picked.art_url, picked.art_checked_at) == (None, None)  # never looked up yet
+    fake.oembed_found(C, "c")
+    assert (await resolver.card_art(picked)).source == "oembed"
+
+    # The card speaks for the catalog as of its pick: its "no art a day ago" stands even
+    # though the store has a URL by now, which a card not from the catalog reads.
+    day_ago = utcnow() - timedelta(days=1)
+    with pytest.raises(NoArt):
+        await resolver.find(C, None, checked_at=day_ago, from_catalog=True)
+    assert (await resolver.find(C)).source == "catalog"
 
 
 async def test_429_honours_retry_after_without_holding_the_reply(

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from models.per_thread import PerThread
 
 log = logging.getLogger(__name__)
 
@@ -127,26 +128,15 @@ class _Runner:
 class BlazeFaceModel:
     """One BlazeFace .tflite on LiteRT: an RGB image in, scored boxes with keypoints out.
 
-    A LiteRT interpreter is not thread-safe, and one shared behind a lock made the photo
-    workers queue for it (two workers detected no faster than one). Each thread that calls
-    the model gets an interpreter of its own (~1 MB; the pool's threads live as long as the
-    bot); the first is built here, so a bad model file fails at start-up.
+    Each thread that calls the model gets an interpreter of its own (~1 MB; see
+    :mod:`models.per_thread`): the photo workers detect side by side.
     """
 
     def __init__(self, path: Path, options: SsdOptions) -> None:
-        self._path = path
-        self._options = options
-        self._local = threading.local()
-        self._local.runner = _Runner(path, options)
+        self._runners = PerThread(lambda: _Runner(path, options))
         self._anchors = generate_anchors(options)
         self._size = options.input_size
         self.name = path.stem
-
-    def _runner(self) -> _Runner:
-        runner: _Runner | None = getattr(self._local, "runner", None)
-        if runner is None:
-            runner = self._local.runner = _Runner(self._path, self._options)
-        return runner
 
     def __call__(self, rgb: np.ndarray, min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Detections scoring at least ``min_score``: (N, 8, 2) box corners + 6 keypoints in
@@ -160,7 +150,7 @@ class BlazeFaceModel:
             if (new_w, new_h) == (width, height)
             else cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
         )
-        runner = self._runner()
+        runner = self._runners.get()
         tensor = runner.tensor
         tensor.fill(-1.0)  # black pad
         image = tensor[0, :new_h, :new_w]

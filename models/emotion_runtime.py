@@ -8,12 +8,12 @@ command use this one class, so the accuracy we report is the accuracy we serve.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from data.fer2013 import EMOTIONS, FACE_SIZE
+from models.per_thread import PerThread
 
 log = logging.getLogger(__name__)
 
@@ -22,36 +22,52 @@ class EmotionModelError(RuntimeError):
     """The model file is missing or is not the 48x48x1 -> 7 classifier we expect."""
 
 
-class LiteEmotionClassifier:
-    """Probabilities over :data:`data.fer2013.EMOTIONS` for batches of 48x48 gray faces.
+class _Runner:
+    """One LiteRT interpreter of the emotion model, sized for the last batch: one thread's own."""
 
-    Load once and share: one interpreter guarded by a lock, so calls from several worker
-    threads are safe (they run one at a time; a call takes about a millisecond per face).
-    With ``flip`` each face is also read mirrored and the two answers averaged (+~1 point).
-    """
-
-    def __init__(self, path: str | Path, *, flip: bool = True, num_threads: int = 1) -> None:
+    def __init__(self, path: Path, num_threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise EmotionModelError(f"{self.path}: no emotion model here; export one first")
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         except ValueError as exc:
-            raise EmotionModelError(f"{self.path}: not a LiteRT model ({exc})") from None
-        source = self._interpreter.get_input_details()[0]
-        target = self._interpreter.get_output_details()[0]
+            raise EmotionModelError(f"{path}: not a LiteRT model ({exc})") from None
+        source = self.interpreter.get_input_details()[0]
+        target = self.interpreter.get_output_details()[0]
         if tuple(source["shape"][1:]) != (FACE_SIZE, FACE_SIZE, 1) or target["shape"][-1] != len(
             EMOTIONS
         ):
             raise EmotionModelError(
-                f"{self.path}: expects {source['shape']} -> {target['shape']}, "
+                f"{path}: expects {source['shape']} -> {target['shape']}, "
                 f"not (N, {FACE_SIZE}, {FACE_SIZE}, 1) -> (N, {len(EMOTIONS)})"
             )
-        self._input, self._output = source["index"], target["index"]
-        self._batch = 0
-        self._lock = threading.Lock()
+        self.input, self.output = source["index"], target["index"]
+        self.batch = 0
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if self.batch != len(x):
+            self.interpreter.resize_tensor_input(self.input, list(x.shape), strict=False)
+            self.interpreter.allocate_tensors()
+            self.batch = len(x)
+        self.interpreter.set_tensor(self.input, np.ascontiguousarray(x, dtype=np.float32))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output).copy()
+
+
+class LiteEmotionClassifier:
+    """Probabilities over :data:`data.fer2013.EMOTIONS` for batches of 48x48 gray faces.
+
+    Load once and share: each calling thread runs its own interpreter (see
+    :mod:`models.per_thread`), so the photo workers classify side by side, not in turn.
+    With ``flip`` each face is also read mirrored and the two answers averaged (+~1 point).
+    """
+
+    def __init__(self, path: str | Path, *, flip: bool = True, num_threads: int = 1) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EmotionModelError(f"{self.path}: no emotion model here; export one first")
+        model = self.path
+        self._runners = PerThread(lambda: _Runner(model, num_threads))
         self.flip = flip
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
@@ -66,14 +82,7 @@ class LiteEmotionClassifier:
 
     def predict_raw(self, x: np.ndarray) -> np.ndarray:
         """One pass of the model on float32 (N, 48, 48, 1) input in [0, 1]; no flip."""
-        with self._lock:
-            if self._batch != len(x):
-                self._interpreter.resize_tensor_input(self._input, list(x.shape), strict=False)
-                self._interpreter.allocate_tensors()
-                self._batch = len(x)
-            self._interpreter.set_tensor(self._input, np.ascontiguousarray(x, dtype=np.float32))
-            self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output).copy()
+        return self._runners.get().run(x)
 
 
 def _as_input(faces: np.ndarray) -> np.ndarray:

@@ -67,7 +67,8 @@ def test_classify_names_every_emotion(classifier: EmotionClassifier) -> None:
     assert list(reading) == list(EMOTIONS)
 
 
-def test_safe_from_several_threads(classifier: EmotionClassifier) -> None:
+def test_concurrent_threads_agree_with_one_thread(classifier: EmotionClassifier) -> None:
+    """Each thread runs its own interpreter, resized to its own batch sizes as it goes."""
     batches = [faces(1 + i % 4, seed=10 + i) for i in range(16)]
     expected = [classifier.probabilities(b) for b in batches]
     results: dict[int, np.ndarray] = {}

@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 next(p for p in photos if p.label == "selfie 1280").jpeg,
                 rounds,
             )
+            stages["store+pick"] = _store_stage(service, loop, users, rounds)
         finally:
             loop.run_until_complete(service.close())
             loop.close()
@@ -262,6 +263,24 @@ def _stages(reader: Any, decode_image: Any, jpeg: bytes, rounds: int) -> dict[st
         samples["align+emotion"].append(ms)
         samples["read"].append(time_ms(lambda: reader.read(jpeg))[0])
     return {k: round(statistics.median(v), 2) for k, v in samples.items()}
+
+
+def _store_stage(service: Any, loop: Any, users: Any, rounds: int) -> float:
+    """Median ms of the photo path's store work after the read: the user and their reading,
+    then the pick and its delivery (what ``MoodLifter.photo`` awaits on the event loop)."""
+
+    async def store_and_pick() -> None:
+        user = next(users)
+        account, _ = await service.store.record_reading(
+            user.platform, user.user_id, "sad", {"sad": 0.8, "neutral": 0.2}
+        )
+        await service.recommender.for_emotion(account, "sad", confidence=0.8)
+
+    samples = [
+        time_ms(lambda: loop.run_until_complete(store_and_pick()))[0]
+        for _ in range(max(rounds, 5) * 4)
+    ]
+    return round(statistics.median(samples), 2)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from core.service import MoodLifter
 from core.store import Store
 from core.store.schema import Delivery, User
 from tests.bot.conftest import service_settings
-from tests.bot.test_telegram import WAIT, assert_card, selfie, track_url  # noqa: F401 (fixture)
+from tests.bot.test_telegram import WAIT, assert_card, track_url
 from tests.fakes.telegram_api import FakeTelegramAPI, user
 
 SECRET = "scale-out-secret_42"
@@ -159,7 +159,7 @@ async def test_two_instances_answer_every_update_once_and_never_repeat_a_track(
     fake: FakeTelegramAPI,
     proxy: RoundRobinProxy,
     postgres_url: str,
-    selfie: bytes,  # noqa: F811
+    selfie: bytes,
 ) -> None:
     people = [user(3000 + n, f"User {n}") for n in range(USERS)]
     sent: dict[int, list[int]] = {p["id"]: [] for p in people}

@@ -21,7 +21,7 @@ from core.config import LimitsSettings, Secret, Settings, TelegramSettings
 from core.errors import ConfigError
 from core.service import MoodLifter
 from tests.bot.conftest import service_settings
-from tests.bot.test_telegram import WAIT, assert_card, selfie  # noqa: F401 (a fixture)
+from tests.bot.test_telegram import WAIT, assert_card
 from tests.fakes.telegram_api import FakeTelegramAPI, user
 
 SECRET = "s3cret-Token_for-webhooks"
@@ -72,7 +72,7 @@ async def webhook(service: MoodLifter, fake: FakeTelegramAPI) -> AsyncIterator[W
 async def test_updates_arrive_by_webhook_and_are_answered(
     webhook: WebhookServer,
     fake: FakeTelegramAPI,
-    selfie: bytes,  # noqa: F811
+    selfie: bytes,
 ) -> None:
     (registered,) = fake.calls_to("setWebhook")
     assert registered.params["url"] == f"http://127.0.0.1:{webhook.port}/telegram"

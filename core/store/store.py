@@ -15,7 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import ColumnElement, Row, delete, func, select
+from sqlalchemy import ColumnElement, Row, delete, func, literal, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -626,21 +626,28 @@ class Store:
         return found is not None
 
     async def _choose(self, session: AsyncSession, user_id: int, mood: str) -> tuple[Track, int]:
-        current = await session.scalar(
-            select(func.max(Delivery.round)).where(
-                Delivery.user_id == user_id, Delivery.mood == mood
-            )
+        """The track and its round. The user's current round of ``mood`` is a subquery of the
+        candidates' query (one statement, not two); only a finished round asks for it apart."""
+        current = (
+            select(func.max(Delivery.round))
+            .where(Delivery.user_id == user_id, Delivery.mood == mood)
+            .correlate(None)  # its own scan of deliveries, never the enclosing query's row
+            .scalar_subquery()
         )
-        round_ = current or 1
         rated = await self._recent_ratings(session, user_id)
-        chosen = await self._oldest_unheard(session, user_id, mood, round_, rated)
+        chosen = await self._oldest_unheard(
+            session, user_id, mood, func.coalesce(current, 1), rated
+        )
         if chosen is not None:
-            return chosen, round_
-        # Every track of the mood was given this round: the next round starts over.
-        chosen = await self._oldest_unheard(session, user_id, mood, round_ + 1, rated)
-        if chosen is None:
-            raise CatalogEmpty(mood)
-        return chosen, round_ + 1
+            return chosen
+        # The round looked full. Read it apart (another pick may have moved on since) and ask
+        # again for that round, then for the next: the same reads as before the shortcut.
+        round_ = (await session.scalar(select(current))) or 1
+        for number in (round_, round_ + 1):
+            chosen = await self._oldest_unheard(session, user_id, mood, literal(number), rated)
+            if chosen is not None:
+                return chosen
+        raise CatalogEmpty(mood)
 
     @staticmethod
     async def _recent_ratings(session: AsyncSession, user_id: int) -> list[Row[Any]]:
@@ -660,12 +667,12 @@ class Store:
         session: AsyncSession,
         user_id: int,
         mood: str,
-        round_: int,
+        round_: ColumnElement[int],
         rated: Sequence[Row[Any]] = (),
-    ) -> Track | None:
-        """A track of ``mood`` not given in ``round_``: a never-given one (at random, or by
-        the user's taste once they rated songs, see :mod:`core.taste`), else the one given
-        longest ago."""
+    ) -> tuple[Track, int] | None:
+        """A track of ``mood`` not given in ``round_`` (an SQL expression), with that round's
+        number: a never-given one (at random, or by the user's taste once they rated songs,
+        see :mod:`core.taste`), else the one given longest ago."""
         given_in_round = select(Delivery.track_id).where(
             Delivery.user_id == user_id, Delivery.round == round_
         )
@@ -678,7 +685,7 @@ class Store:
         features = [getattr(Track, name) for name in TASTE_FEATURES] if rated else []
         rows = (
             await session.execute(
-                select(Track.id, last_given.c.last, *features)
+                select(Track.id, last_given.c.last, round_, *features)
                 .outerjoin(last_given, last_given.c.track_id == Track.id)
                 .where(
                     Track.mood == mood,
@@ -696,11 +703,12 @@ class Store:
             # Scoring is numpy over (candidates x ratings): a worker thread, not the event loop.
             pick = await asyncio.to_thread(
                 self.taste.choose,
-                [row[2:] for row in never],
+                [row[3:] for row in never],
                 [row[1:] for row in rated],
                 [row[0] for row in rated],
             )
             track_id = never[pick][0]
         else:
             track_id = random.choice(never)[0]
-        return await session.get(Track, track_id)
+        track = await session.get(Track, track_id)
+        return (track, int(rows[0][2])) if track is not None else None

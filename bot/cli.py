@@ -288,8 +288,9 @@ async def _recommend(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runtime import PLATFORMS, configured_platforms, serve
+    from bot.runtime import PLATFORMS, configured_platforms, limit_malloc_arenas, serve
 
+    limit_malloc_arenas()  # a long-lived process with many threads: see MALLOC_ARENAS
     available = configured_platforms(settings)
     unknown = [name for name in args.platforms if name not in PLATFORMS]
     if unknown:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,13 @@ log = logging.getLogger(__name__)
 
 PLATFORMS = ("telegram", "discord")
 
+MALLOC_ARENAS = 2
+"""glibc gives each thread that allocates its own malloc arena (up to 8 per core), and freed
+memory stays in the arena it came from; the bot's threads (photo workers, aiosqlite, asyncio's
+default executor) each kept one. Two arenas measured 9-10 MB less peak RSS after ten selfies
+(bench.footprint) with no change in speed."""
+_M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
+
 
 @dataclass
 class RunningPlatform:
@@ -29,6 +38,21 @@ class RunningPlatform:
 
     name: str
     stop: Callable[[], Awaitable[None]]
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for this process (call before threads start); whether it took.
+
+    Elsewhere than glibc (musl, macOS) there is nothing to cap and this does nothing.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def configured_platforms(settings: Settings) -> list[str]:

@@ -15,18 +15,27 @@ T = TypeVar("T")
 
 
 class PerThread(Generic[T]):
-    """``build()``'s result, once per thread. The first is built at once by the constructing
-    thread, so a bad model file fails at start-up rather than on a user's photo."""
+    """``build()``'s result, once per thread.
+
+    The first is built at once, so a bad model file fails at start-up rather than on a user's
+    photo, and is handed to the first thread that asks: the thread that constructs (the event
+    loop's, at start-up) never reads a photo itself, and a copy kept for it would hold a whole
+    interpreter (its arena and XNNPACK's packed weights, ~5-7 MB per model) for nothing.
+    """
 
     def __init__(self, build: Callable[[], T]) -> None:
         self._build = build
         self._local = threading.local()
-        self._local.value = build()
+        self._spare: list[T] = [build()]
 
     def get(self) -> T:
-        """This thread's own object (built now if this thread never asked before)."""
+        """This thread's own object (the spare, or one built now, if it never asked before)."""
         try:
             return self._local.value
         except AttributeError:
-            value = self._local.value = self._build()
+            try:
+                value = self._spare.pop()  # atomic: only one thread gets the spare
+            except IndexError:
+                value = self._build()
+            self._local.value = value
             return value

@@ -1,4 +1,5 @@
-"""PerThread: one object per calling thread, the first built at once."""
+"""PerThread: one object per calling thread, the first built at once and handed to the first
+thread that asks."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ def test_each_thread_gets_its_own_object_and_keeps_it() -> None:
         return object()
 
     objects = PerThread(build)
-    assert built == [threading.get_ident()]  # the constructing thread's, at once
+    assert built == [threading.get_ident()]  # built at once, by the constructing thread
     mine = objects.get()
-    assert objects.get() is mine and len(built) == 1
+    assert objects.get() is mine and len(built) == 1  # the first to ask takes that one
 
     barrier = threading.Barrier(3)
 
@@ -42,3 +43,17 @@ def test_a_failing_build_fails_at_construction() -> None:
 
     with pytest.raises(ValueError, match="bad model"):
         PerThread(broken)
+
+
+def test_the_object_built_at_construction_goes_to_the_first_thread_that_asks() -> None:
+    built: list[object] = []
+
+    def build() -> object:
+        built.append(object())
+        return built[-1]
+
+    objects = PerThread(build)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        worker = pool.submit(objects.get).result()
+    assert worker is built[0] and len(built) == 1  # no second copy for the constructing thread
+    assert objects.get() is not worker and len(built) == 2  # it builds its own when it asks

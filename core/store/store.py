@@ -184,6 +184,13 @@ def _user(row: User) -> UserRecord:
     )  # fmt: skip
 
 
+_CARD_COLUMNS = (
+    Track.id, Track.name, Track.artist, Track.album, Track.release_date, Track.mood,
+    Track.art_url, Track.art_checked_at,
+)  # fmt: skip
+"""A :class:`TrackRecord`'s fields, in its order (what a pick reads for the card)."""
+
+
 def _track(row: Track) -> TrackRecord:
     return TrackRecord(
         row.id, row.name, row.artist, row.album, row.release_date, row.mood, row.art_url,
@@ -598,7 +605,7 @@ class Store:
                 except DBAPIError as exc:
                     await _recover_from_busy(session, exc, f"record a delivery to user {user_id}")
                     continue
-                return Pick(_track(track), round_, new_round)
+                return Pick(track, round_, new_round)
         raise StoreError(f"could not record a delivery for user {user_id} after retries")
 
     async def _take_turn(self, session: AsyncSession, user_id: int) -> None:
@@ -625,7 +632,9 @@ class Store:
         )
         return found is not None
 
-    async def _choose(self, session: AsyncSession, user_id: int, mood: str) -> tuple[Track, int]:
+    async def _choose(
+        self, session: AsyncSession, user_id: int, mood: str
+    ) -> tuple[TrackRecord, int]:
         """The track and its round. The user's current round of ``mood`` is a subquery of the
         candidates' query (one statement, not two); only a finished round asks for it apart."""
         current = (
@@ -634,20 +643,18 @@ class Store:
             .correlate(None)  # its own scan of deliveries, never the enclosing query's row
             .scalar_subquery()
         )
-        rated = await self._recent_ratings(session, user_id)
-        chosen = await self._oldest_unheard(
-            session, user_id, mood, func.coalesce(current, 1), rated
-        )
-        if chosen is not None:
-            return chosen
-        # The round looked full. Read it apart (another pick may have moved on since) and ask
-        # again for that round, then for the next: the same reads as before the shortcut.
-        round_ = (await session.scalar(select(current))) or 1
-        for number in (round_, round_ + 1):
-            chosen = await self._oldest_unheard(session, user_id, mood, literal(number), rated)
-            if chosen is not None:
-                return chosen
-        raise CatalogEmpty(mood)
+        rows = await self._candidates(session, user_id, mood, func.coalesce(current, 1))
+        if not rows:
+            # The round looked full. Read it apart (another pick may have moved on since) and
+            # ask again for that round, then for the next: the same reads as before the shortcut.
+            round_ = (await session.scalar(select(current))) or 1
+            for number in (round_, round_ + 1):
+                rows = await self._candidates(session, user_id, mood, literal(number))
+                if rows:
+                    break
+            else:
+                raise CatalogEmpty(mood)
+        return await self._oldest_unheard(session, user_id, rows), int(rows[0].round)
 
     @staticmethod
     async def _recent_ratings(session: AsyncSession, user_id: int) -> list[Row[Any]]:
@@ -662,17 +669,16 @@ class Store:
         )
         return list(rows.all())
 
-    async def _oldest_unheard(
-        self,
-        session: AsyncSession,
-        user_id: int,
-        mood: str,
-        round_: ColumnElement[int],
-        rated: Sequence[Row[Any]] = (),
-    ) -> tuple[Track, int] | None:
-        """A track of ``mood`` not given in ``round_`` (an SQL expression), with that round's
-        number: a never-given one (at random, or by the user's taste once they rated songs,
-        see :mod:`core.taste`), else the one given longest ago."""
+    async def _candidates(
+        self, session: AsyncSession, user_id: int, mood: str, round_: ColumnElement[int]
+    ) -> Sequence[Row[Any]]:
+        """The servable tracks of ``mood`` not given in ``round_`` (an SQL expression), each
+        with what its card shows, when the user last had it (``last``), that round's number,
+        whether the user ever rated a song (``rated``) and its taste features.
+
+        One statement: the card needs no second read of the chosen track, and a user who
+        never rated a song (most users) costs no read of their ratings.
+        """
         given_in_round = select(Delivery.track_id).where(
             Delivery.user_id == user_id, Delivery.round == round_
         )
@@ -682,10 +688,17 @@ class Store:
             .group_by(Delivery.track_id)
             .subquery()
         )
-        features = [getattr(Track, name) for name in TASTE_FEATURES] if rated else []
-        rows = (
+        rated = select(Rating.user_id).where(Rating.user_id == user_id).correlate(None).exists()
+        features = [getattr(Track, name) for name in TASTE_FEATURES]
+        return (
             await session.execute(
-                select(Track.id, last_given.c.last, round_, *features)
+                select(
+                    *_CARD_COLUMNS,
+                    last_given.c.last.label("last"),
+                    round_.label("round"),
+                    rated.label("rated"),
+                    *features,
+                )
                 .outerjoin(last_given, last_given.c.track_id == Track.id)
                 .where(
                     Track.mood == mood,
@@ -694,21 +707,26 @@ class Store:
                 )
             )
         ).all()
-        if not rows:
-            return None
-        never = [row for row in rows if row[1] is None]
+
+    async def _oldest_unheard(
+        self, session: AsyncSession, user_id: int, rows: Sequence[Row[Any]]
+    ) -> TrackRecord:
+        """Of the candidates ``rows``: a never-given one (at random, or by the user's taste once
+        they rated songs, see :mod:`core.taste`), else the one given longest ago."""
+        never = [row for row in rows if row.last is None]
+        rated = await self._recent_ratings(session, user_id) if never and rows[0].rated else []
         if not never:
-            track_id = min(rows, key=lambda r: (r[1], r[0]))[0]
+            chosen = min(rows, key=lambda r: (r.last, r.id))
         elif rated:
             # Scoring is numpy over (candidates x ratings): a worker thread, not the event loop.
+            first = len(_CARD_COLUMNS) + 3  # the taste features follow last, round and rated
             pick = await asyncio.to_thread(
                 self.taste.choose,
-                [row[3:] for row in never],
+                [row[first:] for row in never],
                 [row[1:] for row in rated],
                 [row[0] for row in rated],
             )
-            track_id = never[pick][0]
+            chosen = never[pick]
         else:
-            track_id = random.choice(never)[0]
-        track = await session.get(Track, track_id)
-        return (track, int(rows[0][2])) if track is not None else None
+            chosen = random.choice(never)
+        return TrackRecord(*chosen[: len(_CARD_COLUMNS)])

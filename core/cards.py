@@ -7,6 +7,7 @@ large type, the mood as a badge. 640x640 PNG, crisp on phones.
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -19,7 +20,9 @@ TEXT_WIDTH = SIZE - 2 * MARGIN
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
+@lru_cache(maxsize=8)
 def _gradient(colour: tuple[int, int, int]) -> Image.Image:
+    """The card's background for ``colour``; one per mood, made once (callers draw on a copy)."""
     top = tuple(min(255, int(c * 0.55 + 255 * 0.45)) for c in colour)
     bottom = tuple(int(c * 0.55) for c in colour)
     column = Image.new("RGB", (1, SIZE))
@@ -62,7 +65,7 @@ def _fit_lines(draw: ImageDraw.ImageDraw, text: str, font: Font, max_lines: int)
 def draw_card(title: str, artist: str, mood: str) -> bytes:
     """PNG bytes of a 640x640 card for ``title`` by ``artist`` in ``mood``'s colour."""
     colour = MOOD_COLOURS.get(mood, (90, 110, 200))
-    image = _gradient(colour)
+    image = _gradient(colour).copy()
     draw = ImageDraw.Draw(image)
     # A record, as a quiet hint of what the card is about.
     cx, cy, r = SIZE - 150, 170, 120
@@ -90,5 +93,7 @@ def draw_card(title: str, artist: str, mood: str) -> bytes:
     draw.rounded_rectangle((48, 48, 48 + width, 48 + 48), radius=24, fill=(255, 255, 255))
     draw.text((66, 48 + (48 - (bottom - top)) // 2 - top), badge, fill=colour, font=badge_font)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    # zlib's default level, not optimize=True: 4 % more bytes (26.9 against 25.7 KB) for a
+    # third of the time (14 against 45 ms of CPU per card); the pixels are the same.
+    image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import statistics
 import sys
@@ -182,10 +183,22 @@ def _capacity(reader: Any, jpeg: bytes, workers: int, n: int) -> dict[str, float
     return {"read_median_ms": round(median, 2), "selfies_per_s": round(workers * 1000 / median, 2)}
 
 
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``; this process when None."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 async def _phases(
-    fake: Any, args: argparse.Namespace, jpeg: bytes, capacity: Any
+    fake: Any, args: argparse.Namespace, jpeg: bytes, capacity: Any, bot_pid: int | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
-    """Both phases against a bot that is polling ``fake``, capacity measured around them."""
+    """Both phases against a bot that is polling ``fake``, capacity measured around them.
+
+    With the bot in its own process (``bot_pid``), each phase also records the CPU time the
+    bot used and the CPU time this process (the fake Bot API and the simulated users) used."""
     from tests.fakes.telegram_api import user
 
     sizes = fake.photo_sizes(jpeg)  # one upload, reused by every user
@@ -195,14 +208,32 @@ async def _phases(
     for name in ("sustained", "saturation"):
         ledger = Ledger()
         fake.calls = _Recorded(ledger)
+        cpu = (_cpu_s(bot_pid), _cpu_s()) if bot_pid is not None else None
         if name == "sustained":
             wall = await _sustained(fake, ledger, users, sizes, args.rate, args.rounds)
         else:
             wall = await _saturation(fake, ledger, users, sizes, args.rounds)
+        report = _phase_report(name, ledger, wall)
+        if cpu is not None:
+            report["cpu"] = _cpu_report(report, _cpu_s(bot_pid) - cpu[0], _cpu_s() - cpu[1])
         await asyncio.sleep(1.0)  # a late duplicate would show up now
-        phases.append(_phase_report(name, ledger, wall))
+        phases.append(report)
         capacities.append(await asyncio.to_thread(capacity))
     return phases, capacities
+
+
+def _cpu_report(phase: dict[str, Any], bot_s: float, fake_s: float) -> dict[str, float]:
+    """Who used the CPU during a phase: the bot, and the fake Bot API with the users.
+
+    The real Bot API runs on Telegram's machines; here the fake shares the bot's two cores.
+    The bot's CPU per answered selfie (with its /more) is what the bot itself costs."""
+    answered = phase["selfies_per_s"] * phase["wall_s"]
+    return {
+        "bot_s": round(bot_s, 2),
+        "fake_and_users_s": round(fake_s, 2),
+        "fake_and_users_share": round(fake_s / max(bot_s + fake_s, 1e-9), 3),
+        "bot_ms_per_selfie_and_more": round(bot_s * 1000 / max(answered, 1), 1),
+    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -255,7 +286,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     try:
                         await fake.wait_for("getUpdates", within=120.0)
                         phases, capacity = await _phases(
-                            fake, args, jpeg, lambda: _capacity(reader, jpeg, workers, 10)
+                            fake,
+                            args,
+                            jpeg,
+                            lambda: _capacity(reader, jpeg, workers, 10),
+                            bot_pid=None if args.profile else bot.pid,
                         )
                     finally:
                         await _stop(bot)
@@ -323,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     for p in phases:
         print(f"{p['phase']}: replies {p['replies_by_kind']}")
+        if "cpu" in p:
+            cpu = p["cpu"]
+            print(
+                f"  CPU: bot {cpu['bot_s']} s ({cpu['bot_ms_per_selfie_and_more']} ms per selfie "
+                f"with its /more), fake Bot API + users {cpu['fake_and_users_s']} s "
+                f"({cpu['fake_and_users_share']:.0%} of the CPU both used)"
+            )
     sustained = phases[0]
     saturation = phases[1]
     verdict = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -63,14 +64,16 @@ class PhotoReader:
         smallest = min(max(face.box[2], face.box[3]) for face in faces)
         return smallest * self.crop.side_per_box < self.crop.size
 
-    def read(self, data: bytes) -> list[FaceReading]:
+    def read(self, data: bytes, spare: Executor | None = None) -> list[FaceReading]:
         """Every face in the photo, largest first; [] when there is none.
 
+        ``spare``: the pool this runs in, which may take a share of the detector's work when
+        a worker is idle (see :meth:`core.faces.FaceDetector.detect`).
         Raises :class:`core.images.ImageError` (with a user message) for unusable photos.
         """
         finding = self._finding_limits(data)
         image = decode_image(data, finding)
-        faces = self.detector.detect(image.rgb)
+        faces = self.detector.detect(image.rgb, spare)
         if not faces:
             return []
         reduced = finding is not self.limits and max(image.original_size) > finding.working_side

@@ -157,7 +157,9 @@ class MoodLifter:
         try:
             async with self._queue:
                 loop = asyncio.get_running_loop()
-                faces = await loop.run_in_executor(self._executor, self.reader.read, bytes(image))
+                faces = await loop.run_in_executor(
+                    self._executor, self.reader.read, bytes(image), self._executor
+                )
         except ImageError as error:
             log.info("unreadable photo from %s: %s", user.platform, error)
             return Notice(NoticeKind.BAD_IMAGE, error.user_message)

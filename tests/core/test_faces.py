@@ -290,3 +290,19 @@ def test_worker_threads_detect_at_once_and_agree(detector: FaceDetector) -> None
         together = list(pool.map(detector.detect, images))
     assert together == alone
     assert [len(faces) for faces in together[:3]] == [1, 4, 0]
+
+
+def test_tiles_shared_with_a_spare_pool_find_the_same_faces(detector: FaceDetector) -> None:
+    """Half of the small-face tiles may run on another photo worker: same faces, in the same
+    order, whether the pool takes them, is busy, or has shut down."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [collage((480, 360, 270, 200))[0], collage((420, 260, 160, 100))[0], data.coffee()]
+    images.append(data.astronaut())
+    alone = [detector.detect(image) for image in images]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        shared = [pool.submit(detector.detect, image, pool).result() for image in images]
+        busy = list(pool.map(lambda image: detector.detect(image, pool), images))
+    closed = [detector.detect(image, pool) for image in images]
+    assert shared == busy == closed == alone
+    assert [len(faces) for faces in alone] == [4, 2, 0, 1]  # the collages run the tiles

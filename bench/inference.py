@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     net = report.get("source", {}).get("settings", {}).get("net", {})
     # One interpreter per case: a change of batch size re-allocates the interpreter's tensors,
     # which interleaving two batch sizes on one interpreter would time on every call.
-    lite = {b: LiteEmotionClassifier(model_path, flip=True) for b in ("one", "served")}
+    lite = {b: LiteEmotionClassifier(model_path) for b in ("one", "served")}
     model, missing = keras_baseline(net)
     if missing:
         print(f"BASELINE MISSING: {missing}\n(timing LiteRT only)\n")

@@ -2,26 +2,28 @@
 
 The runtime itself lives in :mod:`models.emotion_runtime` so that the evaluation command
 measures exactly what is served. Build one :class:`EmotionClassifier` at start-up and share it:
-it holds a single interpreter behind a lock, so worker threads may call it concurrently.
+each worker thread that calls it runs its own interpreter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from data.fer2013 import EMOTIONS
 from models.emotion_runtime import EmotionModelError, LiteEmotionClassifier
+from models.emotion_views import AS_IS, View
 
-__all__ = ["EMOTIONS", "EmotionClassifier", "EmotionModelError"]
+__all__ = ["AS_IS", "EMOTIONS", "EmotionClassifier", "EmotionModelError", "View"]
 
 
 class EmotionClassifier:
-    """Probabilities over the seven FER2013 emotions, flip-averaged (measured +~1 point)."""
+    """Probabilities over the seven FER2013 emotions, averaged over the model's test-time views."""
 
-    def __init__(self, path: str | Path, *, flip: bool = True) -> None:
-        self._runtime = LiteEmotionClassifier(path, flip=flip)
+    def __init__(self, path: str | Path, *, views: Sequence[View] | None = None) -> None:
+        self._runtime = LiteEmotionClassifier(path, views=views)
 
     @property
     def path(self) -> Path:

@@ -2,8 +2,9 @@
 
     moodlift eval emotion --data CSV [--usage NAME] [--json] [--model PATH]
 
-It runs exactly what the bot runs: the exported .tflite on LiteRT with flip averaging, so the
-numbers printed are the numbers users get. Accuracy, per-class recall and the confusion matrix
+It runs exactly what the bot runs: the exported .tflite on LiteRT, averaged over the test-time
+views its JSON records (see ``models.emotion_views``), so the numbers printed are the numbers
+users get. Accuracy, per-class recall and the confusion matrix
 (rows: truth, columns: prediction); ``--json`` prints them as one object.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 from data.fer2013 import EMOTIONS, FerFormatError, FerSplit, load
 from models.emotion_report import score
 from models.emotion_runtime import EmotionModelError, LiteEmotionClassifier
+from models.emotion_views import AS_IS
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ _BATCH = 256
 
 
 def evaluate_served(classifier: LiteEmotionClassifier, split: FerSplit) -> dict:
-    """Score the classifier as it serves (its own flip setting) on every face of ``split``."""
+    """Score the classifier as it serves (its own test-time views) on every face of ``split``."""
     started = time.perf_counter()
     chunks = [
         classifier.predict(split.images[i : i + _BATCH]) for i in range(0, len(split), _BATCH)
@@ -37,7 +39,7 @@ def evaluate_served(classifier: LiteEmotionClassifier, split: FerSplit) -> dict:
     elapsed = time.perf_counter() - started
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(EMOTIONS)))
     metrics = score(split.labels, probabilities)
-    metrics["flip_averaged"] = classifier.flip
+    metrics["views"] = [view.name for view in classifier.views]
     metrics["ms_per_face"] = round(1000 * elapsed / max(len(split), 1), 3)
     return metrics
 
@@ -48,8 +50,7 @@ def format_report(metrics: dict, title: str) -> str:
     lines = [
         title,
         f"faces: {metrics['n']}   accuracy: {metrics['accuracy']:.4f}"
-        f"   (flip-averaged: {'yes' if metrics['flip_averaged'] else 'no'},"
-        f" {metrics['ms_per_face']} ms/face)",
+        f"   (views: {'; '.join(metrics['views'])}; {metrics['ms_per_face']} ms/face)",
         "",
         "recall per emotion:",
     ]
@@ -67,12 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="FER2013 CSV (.csv/.gz) or folder")
     parser.add_argument("--usage", help="only rows with this Usage, e.g. PublicTest (default: all)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the .tflite to evaluate")
-    parser.add_argument("--no-flip", action="store_true", help="skip flip averaging")
+    parser.add_argument(
+        "--plain", action="store_true", help="one pass per face, no test-time views"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        classifier = LiteEmotionClassifier(args.model, flip=not args.no_flip)
+        classifier = LiteEmotionClassifier(args.model, views=AS_IS if args.plain else None)
         split = load(args.data, {args.usage} if args.usage else None)
     except (EmotionModelError, FerFormatError) as error:
         print(f"moodlift eval emotion: error: {error}", file=sys.stderr)  # noqa: T201

@@ -19,6 +19,7 @@ keras = pytest.importorskip("keras")
 from models import evaluate_emotion, export_emotion  # noqa: E402
 from models.emotion_net import NetConfig, build_emotion_net  # noqa: E402
 from models.emotion_runtime import LiteEmotionClassifier  # noqa: E402
+from models.emotion_views import AS_IS, View, from_json  # noqa: E402
 
 # The served network's shape (runs/emotion/settings.json); random weights are enough to
 # prove the conversion is exact, and keep the test free of any training run.
@@ -56,13 +57,13 @@ def test_litert_agrees_with_keras_on_500_public_test_faces(
     pick = np.random.default_rng(500).choice(len(public_test), 500, replace=False)
     x = public_test.images[pick][..., None].astype("float32") / 255
     expected = np.asarray(keras_model(x, training=False))
-    served = LiteEmotionClassifier(tflite, flip=False).predict(public_test.images[pick])
+    served = LiteEmotionClassifier(tflite, views=AS_IS).predict(public_test.images[pick])
     assert (served.argmax(1) == expected.argmax(1)).mean() >= 0.99
     np.testing.assert_allclose(served, expected, atol=1e-4)
 
 
 def test_the_batch_dimension_is_dynamic(tflite: Path) -> None:
-    runtime = LiteEmotionClassifier(tflite, flip=False)
+    runtime = LiteEmotionClassifier(tflite, views=AS_IS)
     faces = np.random.default_rng(0).integers(0, 256, (9, 48, 48), dtype=np.uint8)
     np.testing.assert_allclose(runtime.predict(faces)[3:4], runtime.predict(faces[3:4]), atol=1e-5)
 
@@ -105,7 +106,9 @@ def test_export_main_writes_model_and_metrics_then_eval_reads_them(
     assert evaluate_emotion.main(args) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n"] == 80
-    assert metrics["accuracy"] == pytest.approx(report["accuracy_flip"])
+    assert metrics["accuracy"] == pytest.approx(report["accuracy_served"])
+    assert from_json(report["views"])[0] == View()  # the plain view always leads
+    assert metrics["views"] == report["view_names"]
 
     assert evaluate_emotion.main(["--data", str(csv), "--model", str(out)]) == 0
     text = capsys.readouterr().out

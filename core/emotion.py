@@ -18,6 +18,11 @@ from models.emotion_views import AS_IS, View
 
 __all__ = ["AS_IS", "EMOTIONS", "EmotionClassifier", "EmotionModelError", "View"]
 
+MAX_ROWS = 16
+"""Rows per pass of the model (faces x test-time views): ~10 MB of interpreter memory. The 20
+faces a photo may have, in one pass, kept ~50 MB more in each worker with two views (LiteRT
+never gives it back), twice that with four."""
+
 
 class EmotionClassifier:
     """Probabilities over the seven FER2013 emotions, averaged over the model's test-time views."""
@@ -30,8 +35,20 @@ class EmotionClassifier:
         return self._runtime.path
 
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
-        """(N, 48, 48) uint8 faces (as :func:`core.faces.align_face` makes) -> (N, 7) floats."""
-        return self._runtime.predict(faces)
+        """(N, 48, 48) uint8 faces (as :func:`core.faces.align_face` makes) -> (N, 7) floats.
+
+        At most :data:`MAX_ROWS` rows go through the model at once: an interpreter keeps the
+        memory of the biggest batch it ever ran, in every photo worker, for good.
+        """
+        chunk = max(1, MAX_ROWS // len(self._runtime.views))
+        if len(faces) <= chunk:
+            return self._runtime.predict(faces)
+        return np.concatenate(
+            [
+                self._runtime.predict(faces[start : start + chunk])
+                for start in range(0, len(faces), chunk)
+            ]
+        )
 
     def classify(self, faces: np.ndarray) -> list[dict[str, float]]:
         """One {emotion: probability} dict per face, in :data:`EMOTIONS` order."""

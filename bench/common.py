@@ -191,6 +191,17 @@ def competing_processes(min_cpu_seconds: float = 60.0) -> list[str]:
     return found
 
 
+def cpu_pressure() -> dict[str, float] | None:
+    """Linux's CPU pressure: the share of time (%, over 10 s, 60 s, 300 s) in which some runnable
+    task waited for a core. It sees short-lived competitors that competing_processes misses."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    fields = dict(item.split("=") for item in line.split()[1:])
+    return {key: float(fields[key]) for key in ("avg10", "avg60", "avg300") if key in fields}
+
+
 def machine() -> dict[str, Any]:
     """Where the figures came from, including what competed for the CPU."""
     competing = competing_processes()
@@ -203,6 +214,7 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "loadavg_at_start": list(os.getloadavg()),
+        "cpu_pressure_at_start": cpu_pressure(),
         "competing_processes": competing,
         "training_run_competing": running,
         "training_run_paused": paused,
@@ -215,6 +227,7 @@ def write_json(path: Path, benchmark: str, payload: dict[str, Any], env: dict[st
     env = {
         **env,
         "loadavg_at_end": list(os.getloadavg()),
+        "cpu_pressure_at_end": cpu_pressure(),
         "competing_processes_at_end": competing_processes(),
     }
     document = {

@@ -1,14 +1,17 @@
 """Train the emotion network on FER2013 Training, select and report on PublicTest.
 
-One run lives in one folder: ``last.keras`` + ``state.json`` after every epoch (so a run
-stopped at any point resumes where it was, also in a later sitting from a committed
-checkpoint), ``best.keras`` for the best PublicTest accuracy, ``history.csv``, and at the end
-``metrics.json`` and PNG plots. ``python -m models.train_emotion --help`` lists the settings.
+One run lives in one folder: ``last.keras`` + ``state.json`` + ``average.npz`` after every
+epoch (so a run stopped at any point resumes where it was, also in a later sitting from a
+committed checkpoint), ``best.keras`` for the best PublicTest accuracy of the *averaged* model
+(:mod:`models.weight_averaging`: a moving average of the epochs' weights with batch norm
+re-estimated on un-augmented Training faces — the model we export), ``history.csv``, and at the
+end ``metrics.json`` and PNG plots. ``python -m models.train_emotion --help`` lists the settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
@@ -42,43 +45,89 @@ class TrainSettings:
     plateau_factor: float = 0.5
     min_learning_rate: float = 1e-5
     early_stop_patience: int = 16
+    average_decay: float = 0.7  # weight of the running average against each new epoch
+    calibration_faces: int = 4096  # un-augmented Training faces for re-estimating batch norm
     seed: int = 1337
     limit: int = 0  # use only this many training faces (0 = all); for quick checks
     resume_from: str = ""  # a committed checkpoint folder to continue from (seeds an empty run)
     net: dict[str, object] = field(default_factory=dict)  # NetConfig overrides
 
 
+MONITOR = "val_averaged_accuracy"  # what selects best.keras and drives the schedule
+
+
+class AveragedModel:
+    """Keras callback factory: after each epoch, fold the weights into the moving average,
+    re-estimate its batch norm on clean faces, score it on PublicTest (``val_averaged_accuracy``
+    in the logs, for the schedule and the history) and save it as ``best.keras`` when best."""
+
+    @staticmethod
+    def build(run_dir: Path, settings: TrainSettings, calibration: np.ndarray, valid):
+        import keras
+
+        from models.weight_averaging import WeightAverage, recalibrate_batch_norm
+
+        class _Averaged(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                state = _read_state(run_dir)
+                self.best = state.get("best_val_accuracy", 0.0) if _monitored(state) else 0.0
+                self.average = WeightAverage(run_dir / "average.npz", settings.average_decay)
+                self.shadow: keras.Model | None = None
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                if self.shadow is None:
+                    self.shadow = keras.models.clone_model(self.model)
+                self.shadow.set_weights(self.average.update(self.model.get_weights()))
+                recalibrate_batch_norm(self.shadow, calibration)
+                accuracy = _accuracy(self.shadow, valid)
+                if logs is not None:
+                    logs[MONITOR] = accuracy
+                log.info("epoch %d: averaged model %.4f on PublicTest", epoch + 1, accuracy)
+                if accuracy > self.best:
+                    self.best = accuracy
+                    self.shadow.save(run_dir / "best.tmp.keras")
+                    (run_dir / "best.tmp.keras").replace(run_dir / "best.keras")
+
+        return _Averaged()
+
+
 class ResumableCheckpoint:
     """Keras callback factory: saves model + optimizer + callback state after each epoch."""
 
     @staticmethod
-    def build(run_dir: Path, plateau, stopper):
+    def build(run_dir: Path, averaged, plateau, stopper):
         import keras
 
         class _Checkpoint(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.best = _read_state(run_dir).get("best_val_accuracy", 0.0)
-
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                logs = logs or {}
-                accuracy = float(logs.get("val_accuracy", 0.0))
-                if accuracy > self.best:
-                    self.best = accuracy
-                    self.model.save(run_dir / "best.keras")
                 self.model.save(run_dir / "last.tmp.keras")
                 (run_dir / "last.tmp.keras").replace(run_dir / "last.keras")
                 _write_state(
                     run_dir,
                     {
                         "epoch": epoch + 1,
-                        "best_val_accuracy": self.best,
+                        "monitor": MONITOR,
+                        "best_val_accuracy": averaged.best,
                         "plateau": {"wait": plateau.wait, "best": _float(plateau.best)},
                         "stopper": {"wait": stopper.wait, "best": _float(stopper.best)},
                     },
                 )
 
         return _Checkpoint()
+
+
+def _monitored(state: dict) -> bool:
+    """Whether a saved state's bests are of :data:`MONITOR` (older runs tracked the raw model)."""
+    return state.get("monitor") == MONITOR
+
+
+def _accuracy(model, split: fer2013.FerSplit) -> float:
+    x = split.images[..., None].astype("float32") / 255.0
+    predicted = np.concatenate(
+        [np.asarray(model(x[i : i + 512], training=False)) for i in range(0, len(x), 512)]
+    ).argmax(axis=1)
+    return float((predicted == split.labels).mean())
 
 
 def _float(value: object) -> float | None:
@@ -100,6 +149,7 @@ def _write_state(run_dir: Path, state: dict) -> None:
 
 
 CHECKPOINT_FILES = ("last.keras", "best.keras", "state.json", "history.csv")
+OPTIONAL_CHECKPOINT_FILES = ("average.npz",)  # older checkpoints start the average afresh
 
 
 def seed_run(checkpoint: Path, run_dir: Path) -> None:
@@ -107,15 +157,16 @@ def seed_run(checkpoint: Path, run_dir: Path) -> None:
     missing = [name for name in CHECKPOINT_FILES if not (checkpoint / name).exists()]
     if missing:
         raise FileNotFoundError(f"{checkpoint}: checkpoint lacks {', '.join(missing)}")
-    for name in CHECKPOINT_FILES:
-        shutil.copy2(checkpoint / name, run_dir / name)
+    for name in CHECKPOINT_FILES + OPTIONAL_CHECKPOINT_FILES:
+        if (checkpoint / name).exists():
+            shutil.copy2(checkpoint / name, run_dir / name)
     log.info("run %s continues from checkpoint %s", run_dir, checkpoint)
 
 
 def save_checkpoint(run_dir: Path, checkpoint: Path) -> None:
     """Copy what a later sitting needs to resume ``run_dir`` into ``checkpoint``."""
     checkpoint.mkdir(parents=True, exist_ok=True)
-    for name in (*CHECKPOINT_FILES, "settings.json"):
+    for name in (*CHECKPOINT_FILES, *OPTIONAL_CHECKPOINT_FILES, "settings.json"):
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, checkpoint / name)
 
@@ -160,7 +211,9 @@ def _datasets(settings: TrainSettings, cache_dir: Path):
     )
     x_valid, y_valid = prepare(valid)
     valid_ds = tf.data.Dataset.from_tensor_slices((x_valid, y_valid)).batch(256)
-    return train_ds, valid_ds, valid
+    pick = np.random.default_rng(settings.seed).permutation(len(x_train))
+    calibration = x_train[pick[: settings.calibration_faces]]
+    return train_ds, valid_ds, valid, calibration
 
 
 def train(settings: TrainSettings) -> dict:
@@ -179,7 +232,7 @@ def train(settings: TrainSettings) -> dict:
         log.warning("settings differ from the run's saved settings; resuming with the new ones")
     saved.write_text(json.dumps(asdict(settings), indent=2))
     _seed_everything(settings.seed)
-    train_ds, valid_ds, valid = _datasets(settings, run_dir / "cache")
+    train_ds, valid_ds, valid, calibration = _datasets(settings, run_dir / "cache")
 
     state = _read_state(run_dir)
     initial_epoch = int(state.get("epoch", 0))
@@ -199,7 +252,7 @@ def train(settings: TrainSettings) -> dict:
     log.info("model %s: %d parameters", model.name, model.count_params())
 
     plateau = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_accuracy",
+        monitor=MONITOR,
         mode="max",
         factor=settings.plateau_factor,
         patience=settings.plateau_patience,
@@ -207,10 +260,12 @@ def train(settings: TrainSettings) -> dict:
         verbose=1,
     )
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=settings.early_stop_patience, verbose=1
+        monitor=MONITOR, mode="max", patience=settings.early_stop_patience, verbose=1
     )
     for callback, key in ((plateau, "plateau"), (stopper, "stopper")):
         remembered = state.get(key)
+        if remembered and not _monitored(state):
+            remembered = {"wait": 0, "best": None}  # counted on another metric: start afresh
         if remembered:
             callback.on_train_begin()
             callback.wait = remembered["wait"]
@@ -220,7 +275,9 @@ def train(settings: TrainSettings) -> dict:
         # Keras resets these in on_train_begin; restore them right after it.
         plateau.on_train_begin = lambda logs=None: None  # type: ignore[method-assign]
         stopper.on_train_begin = lambda logs=None: None  # type: ignore[method-assign]
-    checkpoint = ResumableCheckpoint.build(run_dir, plateau, stopper)
+    averaged = AveragedModel.build(run_dir, settings, calibration, valid)
+    checkpoint = ResumableCheckpoint.build(run_dir, averaged, plateau, stopper)
+    _add_history_column(run_dir / "history.csv", MONITOR)
     history_log = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)
 
     started = time.monotonic()
@@ -230,7 +287,9 @@ def train(settings: TrainSettings) -> dict:
             validation_data=valid_ds,
             epochs=settings.epochs,
             initial_epoch=initial_epoch,
-            callbacks=[history_log, plateau, stopper, checkpoint],
+            # Order matters: the averaged score enters the logs before anyone reads them, and
+            # the checkpoint records the schedule's state after it has moved.
+            callbacks=[averaged, history_log, plateau, stopper, checkpoint],
             verbose=2 if not sys.stdout.isatty() else 1,
         )
     log.info("training took %.0f s this sitting", time.monotonic() - started)
@@ -240,6 +299,22 @@ def train(settings: TrainSettings) -> dict:
     metrics["parameters"] = int(best.count_params())
     emotion_report.write_report(run_dir, metrics, run_dir / "history.csv")
     return metrics
+
+
+def _add_history_column(path: Path, column: str) -> None:
+    """Give a history written before ``column`` existed that column (empty for old epochs), so
+    the appended rows line up with the header."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or column in rows[0]:
+        return
+    names = sorted({*rows[0], column} - {"epoch"})
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["epoch", *names])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -41,8 +42,11 @@ def test_trains_reports_and_resumes(tmp_path: Path, tiny_csv: Path) -> None:
     )
     metrics = train(settings)
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
-    for name in ("best.keras", "last.keras", "history.csv", "metrics.json"):
+    for name in ("best.keras", "last.keras", "average.npz", "history.csv", "metrics.json"):
         assert (run / name).is_file(), name
+    state = json.loads((run / "state.json").read_text())
+    assert state["monitor"] == "val_averaged_accuracy"
+    assert "val_averaged_accuracy" in (run / "history.csv").read_text().splitlines()[0]
     assert (run / "training_curves.png").stat().st_size > 1000
     assert (run / "confusion_matrix.png").stat().st_size > 1000
     assert metrics["n"] == 14
@@ -54,14 +58,34 @@ def test_trains_reports_and_resumes(tmp_path: Path, tiny_csv: Path) -> None:
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
     assert len((run / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
 
-    # A committed checkpoint seeds a fresh run folder, which then goes on from epoch 2.
+    # A committed checkpoint seeds a fresh run folder, which then goes on from epoch 2 — also
+    # one written before weight averaging (no average.npz, bests of the raw model, a history
+    # without the averaged column).
     checkpoint = tmp_path / "checkpoint"
     save_checkpoint(run, checkpoint)
+    (checkpoint / "average.npz").unlink()
+    old_state = json.loads((checkpoint / "state.json").read_text())
+    del old_state["monitor"]
+    (checkpoint / "state.json").write_text(json.dumps(old_state))
+    with open(checkpoint / "history.csv", newline="") as handle:
+        old_rows = [
+            {k: v for k, v in row.items() if k != "val_averaged_accuracy"}
+            for row in csv.DictReader(handle)
+        ]
+    with open(checkpoint / "history.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(old_rows[0]))
+        writer.writeheader()
+        writer.writerows(old_rows)
     fresh = tmp_path / "fresh"
     argv = ["--data", str(tiny_csv), "--run-dir", str(fresh), "--epochs", "3"]
     argv += ["--batch-size", "16", "--net", json.dumps(TINY_NET), "--resume-from", str(checkpoint)]
     assert main(argv) == 0
     assert json.loads((fresh / "state.json").read_text())["epoch"] == 3
+    with open(fresh / "history.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 4 and {len(row) for row in rows} == {len(rows[0])}
+    assert rows[0][-2:] == ["val_averaged_accuracy", "val_loss"] and rows[1][-2] == ""
+    assert float(rows[3][-2]) >= 0.0  # the new epoch's averaged score, in its column
 
 
 def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path: Path, tiny_csv: Path) -> None:

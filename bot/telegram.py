@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024  # what the cloud Bot API lets a bot download
+# "sending a photo…" only for an answer that is not ready within a second: the limit beyond which
+# a user starts to wait (a quicker answer needs no indicator, and it saves a Bot API call).
+CHAT_ACTION_AFTER = 1.0  # seconds
 CHAT_ACTION_EVERY = 4.5  # seconds; Telegram shows an action for about five
 BUTTON_EXPIRED = "This button no longer works. Send a selfie to start again."
 UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
@@ -92,6 +95,11 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
     def max_image_bytes(self) -> int:
         """Photos and files above this are refused before download."""
         return int(self.bot_data["max_image_bytes"])
+
+    @property
+    def chat_action_after(self) -> float:
+        """Seconds an answer may take before the chat shows "sending a photo…"."""
+        return float(self.bot_data["chat_action_after"])
 
 
 MoodApplication = Application[Any, MoodContext, Any, Any, Any, Any]
@@ -189,6 +197,7 @@ def build_application(
     settings: TelegramSettings,
     *,
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    chat_action_after: float = CHAT_ACTION_AFTER,
 ) -> MoodApplication:
     """The bot, wired to ``service``; nothing is contacted until it is initialized."""
     if not settings.token:
@@ -209,6 +218,7 @@ def build_application(
     )
     application.bot_data["service"] = service
     application.bot_data["max_image_bytes"] = max_image_bytes
+    application.bot_data["chat_action_after"] = chat_action_after
     application.bot_data["uploaded"] = UploadedPhotos()
 
     for name, callback in (
@@ -442,14 +452,15 @@ async def _download(context: MoodContext, file_id: str) -> bytes | None:
 
 @contextlib.asynccontextmanager
 async def _showing(context: MoodContext, chat_id: int, action: str) -> AsyncIterator[None]:
-    """Show ``action`` ("sending a photo…") in the chat until the block ends."""
+    """Show ``action`` ("sending a photo…") in the chat from ``chat_action_after`` seconds into
+    the block until it ends; a block that ends sooner shows nothing."""
 
     async def keep_showing() -> None:
+        await asyncio.sleep(context.chat_action_after)
         while True:
-            await asyncio.sleep(CHAT_ACTION_EVERY)
             await _chat_action(context, chat_id, action)
+            await asyncio.sleep(CHAT_ACTION_EVERY)
 
-    await _chat_action(context, chat_id, action)
     task = asyncio.create_task(keep_showing())
     try:
         yield

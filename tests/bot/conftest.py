@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from bot.telegram import MoodApplication, build_application, polling
+from bot.telegram import CHAT_ACTION_AFTER, MoodApplication, build_application, polling
 from core.catalog import ensure_catalog
 from core.config import (
     CatalogSettings,
@@ -91,15 +91,24 @@ async def fake() -> AsyncIterator[FakeTelegramAPI]:
 
 
 @pytest.fixture
+def chat_action_after() -> float:
+    """The app's delay before "sending a photo…"; a test parametrizes it to pin the behaviour."""
+    return CHAT_ACTION_AFTER
+
+
+@pytest.fixture
 async def app(
-    service: MoodLifter, settings: Settings, fake: FakeTelegramAPI
+    service: MoodLifter, settings: Settings, fake: FakeTelegramAPI, chat_action_after: float
 ) -> AsyncIterator[MoodApplication]:
     """The application exactly as production builds it, polling the fake server."""
     telegram = TelegramSettings(
         token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
     )
     application = build_application(
-        service, telegram, max_image_bytes=settings.limits.max_image_bytes
+        service,
+        telegram,
+        max_image_bytes=settings.limits.max_image_bytes,
+        chat_action_after=chat_action_after,
     )
     async with polling(application, poll_timeout=1):
         yield application

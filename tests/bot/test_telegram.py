@@ -175,10 +175,6 @@ async def test_selfie_gets_a_song_card_in_reply(
     caption = shown(card)
     assert re.search(rf"\b({'|'.join(EMOTIONS)}) \d{{1,3}} %", caption), caption
     assert "Why:" in caption
-    # "sending a photo…" was shown before the answer came.
-    actions = fake.calls_to("sendChatAction", chat_id=alice["id"])
-    assert actions and actions[0].params["action"] == "upload_photo"
-    assert actions[0].at <= card.at
     # The largest size was downloaded (it is under the limit), from memory, once.
     largest = message["photo"][-1]
     downloads = fake.calls_to("GET file")
@@ -192,6 +188,27 @@ async def test_selfie_gets_a_song_card_in_reply(
         "detections": 1,
         "ratings": 0,
     }
+
+
+@pytest.mark.parametrize("chat_action_after", [3600.0])
+async def test_an_answer_ready_in_time_shows_no_chat_action(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    fake.send_photo(alice, selfie)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    assert fake.calls_to("sendChatAction") == []  # one Bot API call fewer per selfie
+
+
+@pytest.mark.parametrize("chat_action_after", [0.2])
+async def test_a_slow_answer_shows_sending_a_photo_first(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    fake.stall_next("GET file", 1.0)  # the download alone outlasts the delay
+    fake.send_photo(alice, selfie)
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    actions = fake.calls_to("sendChatAction", chat_id=alice["id"])
+    assert actions and actions[0].params["action"] == "upload_photo"
+    assert actions[0].at <= card.at
 
 
 async def test_image_sent_as_a_file_is_read_too(

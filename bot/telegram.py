@@ -455,17 +455,26 @@ async def _showing(context: MoodContext, chat_id: int, action: str) -> AsyncIter
     """Show ``action`` ("sending a photo…") in the chat from ``chat_action_after`` seconds into
     the block until it ends; a block that ends sooner shows nothing."""
 
+    sending = stopped = False
+
     async def keep_showing() -> None:
+        nonlocal sending
         await asyncio.sleep(context.chat_action_after)
         while True:
+            sending = True
             await _chat_action(context, chat_id, action)
+            sending = False
+            if stopped:
+                return
             await asyncio.sleep(CHAT_ACTION_EVERY)
 
     task = asyncio.create_task(keep_showing())
     try:
         yield
     finally:
-        task.cancel()
+        stopped = True
+        if not sending:  # a request in flight is let finish: cancelling it costs its connection
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

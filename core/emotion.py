@@ -18,11 +18,6 @@ from models.emotion_views import AS_IS, View
 
 __all__ = ["AS_IS", "EMOTIONS", "EmotionClassifier", "EmotionModelError", "View"]
 
-MAX_ROWS = 16
-"""Rows per pass of the model (faces x test-time views): ~10 MB of interpreter memory. The 20
-faces a photo may have, in one pass, kept ~50 MB more in each worker with two views (LiteRT
-never gives it back), twice that with four."""
-
 
 class EmotionClassifier:
     """Probabilities over the seven FER2013 emotions, averaged over the model's test-time views."""
@@ -37,18 +32,15 @@ class EmotionClassifier:
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
         """(N, 48, 48) uint8 faces (as :func:`core.faces.align_face` makes) -> (N, 7) floats.
 
-        At most :data:`MAX_ROWS` rows go through the model at once: an interpreter keeps the
-        memory of the biggest batch it ever ran, in every photo worker, for good.
+        One face (its test-time views) per pass of the model: an interpreter is sized for its
+        batch, so a photo with another number of faces than the last one cost a resize (~1-3 ms)
+        and the biggest batch it ever ran stayed in its memory for good (~16 MB more in every
+        photo worker after a 4-face photo). Measured per face, a pass of 4 rows costs as much as
+        a share of a bigger batch.
         """
-        chunk = max(1, MAX_ROWS // len(self._runtime.views))
-        if len(faces) <= chunk:
+        if len(faces) <= 1:
             return self._runtime.predict(faces)
-        return np.concatenate(
-            [
-                self._runtime.predict(faces[start : start + chunk])
-                for start in range(0, len(faces), chunk)
-            ]
-        )
+        return np.concatenate([self._runtime.predict(face[None]) for face in faces])
 
     def classify(self, faces: np.ndarray) -> list[dict[str, float]]:
         """One {emotion: probability} dict per face, in :data:`EMOTIONS` order."""

@@ -44,7 +44,7 @@ class LabelledTracks:
 
     features: pd.DataFrame
     moods: pd.Series
-    info: pd.DataFrame  # id, name, artist, album: for reports and artist-grouped checks
+    info: pd.DataFrame  # id, name, artist, album, release_date: for reports and checks
 
     def __len__(self) -> int:
         return len(self.moods)
@@ -84,7 +84,9 @@ def read_labelled(path: Path) -> LabelledTracks:
     unknown = sorted(set(moods) - set(MOODS))
     if unknown:
         raise MusicFormatError(f"{path}: unknown mood(s) {', '.join(unknown)}")
-    info_columns = [c for c in ("id", "name", "artist", "album") if c in frame.columns]
+    info_columns = [
+        c for c in ("id", "name", "artist", "album", "release_date") if c in frame.columns
+    ]
     return LabelledTracks(
         features=frame[list(AUDIO_COLUMNS)].reset_index(drop=True),
         moods=moods.rename("mood").reset_index(drop=True),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
@@ -79,6 +81,9 @@ def test_train_writes_artifact_and_metrics(trained: Path) -> None:
     assert metrics["winner"] in metrics["candidates"]
     assert metrics["catalog_prediction"]["tracks"] == 50
     assert sum(metrics["catalog_prediction"]["by_mood"].values()) == 50
+    decade = metrics["winner_out_of_fold_catalog_decade"]
+    assert decade["years"] == "2010-2019" and decade["tracks"] + decade["other_tracks"] == 160
+    assert 0.25 <= decade["accuracy"] <= 1.0
     assert (trained / train_music.PLOT_NAME).stat().st_size > 0
 
 
@@ -156,6 +161,21 @@ def test_every_servable_candidate_fits_a_tiny_set(small_music_dir: Path) -> None
     """Each factory builds a working pipeline (Keras and the slow ones left out for speed)."""
     tracks = music.read_labelled(small_music_dir / music.LABELLED_FILE)
     with threadpool_limits(limits=1):  # OpenMP trees crawl when they fight a busy CPU
-        for name in ("svm_raw", "hist_gb", "mlp_bag"):
+        for name in ("svm_raw", "hist_gb", "mlp_bag", "gpc"):
             result = cross_validate(name, tracks.features, tracks.moods, folds=2, repeats=1, seed=0)
             assert result.mean > 0.5, name
+
+
+def test_gaussian_process_pickles_without_its_cholesky_factors(small_music_dir: Path) -> None:
+    """The GP member drops its n × n factors when saved and rebuilds them bit for bit on load."""
+    tracks = music.read_labelled(small_music_dir / music.LABELLED_FILE)
+    with threadpool_limits(limits=1):
+        model = build("gpc", seed=0).fit(tracks.features, tracks.moods)
+        rows = pd.DataFrame([CALM_ROW, ENERGETIC_ROW])
+        before = model.predict_proba(rows)
+        saved = pickle.dumps(model)
+        after = pickle.loads(saved).predict_proba(rows)
+    np.testing.assert_array_equal(after, before)
+    np.testing.assert_array_equal(model.predict_proba(rows), before)  # the live model is intact
+    one_factor = len(tracks) ** 2 * 8  # bytes of one float64 Cholesky factor
+    assert len(saved) < one_factor

@@ -70,6 +70,20 @@ def test_choose_respects_the_view_budget() -> None:
     assert choose(by_view, labels, groups=[symmetric(1.2, 8.0)], max_views=4) == MIRRORED
 
 
+def test_a_group_must_gain_enough_to_be_taken() -> None:
+    labels = np.arange(1000) % 7
+    wrong = (labels + 1) % 7
+    # As-is and mirrored are right on 600 faces; the zoomed pair fixes 4 more (0.4 points).
+    base = _one_hot(np.where(np.arange(1000) < 600, labels, wrong), 0.6)
+    fixed = np.where(np.arange(1000) < 604, labels, wrong)
+    by_view = {view: base for view in MIRRORED}
+    by_view.update({view: _one_hot(fixed, 1.0) for view in symmetric(1.1)})
+    assert choose(by_view, labels, groups=[symmetric(1.1)]) == MIRRORED
+    assert choose(by_view, labels, groups=[symmetric(1.1)], min_gain=0.003) == (
+        MIRRORED + symmetric(1.1)
+    )
+
+
 def test_views_round_trip_through_json() -> None:
     views = MIRRORED + symmetric(1.1, 8.0)
     assert emotion_views.from_json(emotion_views.to_json(views)) == views

@@ -65,6 +65,14 @@ def write_report(run_dir: Path, metrics: dict, history_csv: Path) -> None:
             for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
                 ax.plot(epochs, [float(r[key]) for r in rows], label="Training")
                 ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], label="PublicTest")
+            averaged = [
+                (epoch, float(r["val_averaged_accuracy"]))
+                for epoch, r in zip(epochs, rows, strict=True)
+                if r.get("val_averaged_accuracy")
+            ]
+            if averaged:
+                ax_acc.plot(*zip(*averaged, strict=True), label="PublicTest, weight average")
+                ax_acc.legend()
                 ax.set_xlabel("epoch")
                 ax.set_title(key)
                 ax.legend()

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"model: {model_path.name} ({model_path.stat().st_size // 1024} KiB, "
-        f"{report.get('format', '?')}); served = faces + mirror images in one call\n"
+        f"{report.get('format', '?')}); served = each face in the model's test-time views, one call\n"
     )
     print(table(["batch", "runtime", "med ms", "p90 ms", "ms/face", "x vs keras"], rows))
     write_json(

@@ -123,11 +123,14 @@ def _monitored(state: dict) -> bool:
 
 
 def _accuracy(model, split: fer2013.FerSplit) -> float:
+    """Plain accuracy (no flipped pass: this runs every epoch) scored by the report's rules."""
+    from models import emotion_report
+
     x = split.images[..., None].astype("float32") / 255.0
-    predicted = np.concatenate(
+    probabilities = np.concatenate(
         [np.asarray(model(x[i : i + 512], training=False)) for i in range(0, len(x), 512)]
-    ).argmax(axis=1)
-    return float((predicted == split.labels).mean())
+    )
+    return emotion_report.score(split.labels, probabilities)["accuracy"]
 
 
 def _float(value: object) -> float | None:

@@ -43,7 +43,8 @@ only a song the core sent them. A dynamic item, so old cards keep working after 
 RATINGS = {"up": 1, "down": -1}
 EMBED_TEXT_LIMIT = 4096  # an embed description
 
-CARD_FILENAME = "card.png"
+CARD_SUFFIXES = {b"\xff\xd8\xff": "jpg", b"\x89PNG": "png", b"GIF8": "gif", b"RIFF": "webp"}
+"""A card's file name ends as its bytes say: a drawn card is a JPEG, album art whatever it is."""
 CHART_FILENAME = "mood.png"
 FORGET_TIMEOUT = 120.0  # seconds the /forget confirmation stays answerable
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -518,8 +519,9 @@ async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
         else:
             art = reply.art_png or await service.card_image(reply)
             if art:
-                embed.set_image(url=f"attachment://{CARD_FILENAME}")
-                out["file"] = _file(art, CARD_FILENAME)
+                filename = card_filename(art)
+                embed.set_image(url=f"attachment://{filename}")
+                out["file"] = _file(art, filename)
         return out
     if isinstance(reply, History):
         return {"embed": history_embeds(reply)[0]}
@@ -548,6 +550,12 @@ async def send_response(interaction: discord.Interaction, reply: Reply) -> None:
     bot = _bot(interaction)
     kwargs = await render(bot.service, reply)
     await interaction.response.send_message(**kwargs, ephemeral=bot.ephemeral_for(interaction))
+
+
+def card_filename(data: bytes) -> str:
+    """``card.jpg``, ``card.png``, ...: Discord shows an attachment by its name's suffix."""
+    suffix = next((s for magic, s in CARD_SUFFIXES.items() if data.startswith(magic)), "jpg")
+    return f"card.{suffix}"
 
 
 def _file(data: bytes, filename: str) -> discord.File:

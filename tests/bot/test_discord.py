@@ -24,7 +24,6 @@ from skimage import data as skdata
 from bot import wording
 from bot.discord_bot import (
     ANOTHER_SONG_ID,
-    CARD_FILENAME,
     CHART_FILENAME,
     DiscordOptions,
     MoodLiftBot,
@@ -228,10 +227,10 @@ async def test_selfie_defers_then_answers_with_a_card_and_buttons(
     assert fields[wording.LABEL_MOOD] == mood
     assert fields[wording.LABEL_WHY]
     # The drawn card travels with the message and is the embed's image.
-    assert embed.image.url == f"attachment://{CARD_FILENAME}"
-    assert [a.filename for a in message.attachments] == [CARD_FILENAME]
-    png = await message.attachments[0].read()
-    assert png.startswith(b"\x89PNG")
+    assert embed.image.url == "attachment://card.jpg"
+    assert [a.filename for a in message.attachments] == ["card.jpg"]
+    jpeg = await message.attachments[0].read()
+    assert jpeg.startswith(b"\xff\xd8\xff")
 
     spotify, another, like, dislike = buttons(message)
     assert (like["label"], like["custom_id"]) == (wording.LIKE, f"moodlift:rate:up:{track_id}")
@@ -688,6 +687,15 @@ def test_a_card_embed_carries_the_facts_and_the_small_print() -> None:
     assert embed.footer.text == (
         "You've heard all my happy songs — starting a new round.\n2 faces: sad 50 %, happy 50 %."
     )
+
+
+async def test_a_card_picture_is_attached_under_its_own_format() -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(png, format="PNG")
+    sent = await render(None, _card(art_png=png.getvalue()))  # type: ignore[arg-type]
+
+    assert sent["file"].filename == "card.png"
+    assert sent["embed"].image.url == "attachment://card.png"
 
 
 async def test_remote_album_art_is_linked_not_downloaded() -> None:

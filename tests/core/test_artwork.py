@@ -105,7 +105,7 @@ def card(track: str = A, title: str = "Song 0", mood: str = "happy") -> TrackCar
 
 def assert_drawn(data: bytes) -> None:
     with Image.open(io.BytesIO(data)) as image:
-        assert (image.format, image.size) == ("PNG", (SIZE, SIZE))
+        assert (image.format, image.size) == ("JPEG", (SIZE, SIZE))
 
 
 # -- the drawn card ----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Export a trained Keras emotion model to the .tflite we serve, with metrics measured on LiteRT.
 
-    python -m models.export_emotion --model runs/emotion/best.keras --data FER2013_CSV
+    python -m models.export_emotion --model runs/emotion/best.keras [OTHER.keras ...] --data FER2013_CSV
 
-Writes ``models/emotion.tflite`` and ``models/emotion.json``. Dynamic-range quantisation is
+Several models are served as one ensemble: one graph that averages their probabilities, so the
+runtime and its callers stay the same. Writes ``models/emotion.tflite`` and ``models/emotion.json``. Dynamic-range quantisation is
 tried as well and kept only if it agrees with the float model on >= 99 % of top-1 answers and
 loses < 0.3 points of accuracy; the JSON records both candidates, so the choice can be checked.
 Then the test-time views the served model averages over are chosen on the same faces
@@ -19,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +45,7 @@ MAX_ACCURACY_LOSS = 0.003
 
 @dataclass(frozen=True)
 class ExportSettings:
-    model: Path
+    models: tuple[Path, ...]
     data: Path
     usage: str = "PublicTest"
     out: Path = MODELS_DIR / "emotion.tflite"
@@ -66,6 +68,26 @@ def convert(model: keras.Model, quantize: bool) -> bytes:
         return converter.convert()
 
 
+def load_served(paths: Sequence[Path]) -> keras.Model:
+    """One model, or an ensemble of several as one functional model averaging their softmax.
+
+    Each member is wrapped under its own name (the trained nets all share one name, and a
+    functional model's layer names must be unique).
+    """
+    import keras
+
+    members = [keras.models.load_model(path, compile=False) for path in paths]
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(members[0].inputs[0].shape[1:])
+    wrapped = [
+        keras.Model(member.inputs[0], member.outputs[0], name=f"member_{i}")
+        for i, member in enumerate(members)
+    ]
+    outputs = keras.layers.Average(name="ensemble_mean")([member(inputs) for member in wrapped])
+    return keras.Model(inputs, outputs, name="emotion_ensemble")
+
+
 def _measure(path: Path, split: FerSplit) -> tuple[dict, np.ndarray]:
     """Metrics through the serving runtime, and its plain (unflipped) predictions."""
     runtime = LiteEmotionClassifier(path, views=emotion_views.AS_IS)
@@ -83,15 +105,15 @@ def _measure(path: Path, split: FerSplit) -> tuple[dict, np.ndarray]:
 
 def export(settings: ExportSettings) -> dict:
     """Convert, measure both candidates on LiteRT, write the chosen .tflite and its JSON."""
-    import keras
 
     split = load_cached(settings.data, {settings.usage}, settings.cache_dir)
     log.info("%d %s faces for measuring", len(split), settings.usage)
     with tempfile.TemporaryDirectory() as tmp:
-        # The trainer rewrites its checkpoint in place; read a private copy.
-        source = Path(tmp) / "source.keras"
-        shutil.copyfile(settings.model, source)
-        model = keras.models.load_model(source, compile=False)
+        # The trainer rewrites its checkpoints in place; read private copies.
+        sources = [Path(tmp) / f"source_{i}.keras" for i in range(len(settings.models))]
+        for model_path, source in zip(settings.models, sources, strict=True):
+            shutil.copyfile(model_path, source)
+        model = load_served(sources)
         keras_plain = np.concatenate(
             [
                 np.asarray(model(split.images[i : i + 256, ..., None] / np.float32(255)))
@@ -158,7 +180,12 @@ def export(settings: ExportSettings) -> dict:
             kind: {k: v for k, v in m.items() if k not in {"confusion_matrix", "labels"}}
             for kind, m in candidates.items()
         },
-        "source": _source_info(settings.model),
+        "source": _source_info(settings.models[0]),
+        **(
+            {"ensemble_of": [_source_info(path) for path in settings.models]}
+            if len(settings.models) > 1
+            else {}
+        ),
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m models.export_emotion " + " ".join(sys.argv[1:]),
     }
@@ -205,7 +232,13 @@ def _source_info(model: Path) -> dict:
 
 def parse_args(argv: list[str] | None) -> ExportSettings:
     parser = argparse.ArgumentParser(prog="python -m models.export_emotion", description=__doc__)
-    parser.add_argument("--model", required=True, type=Path, help="a trained .keras model")
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="a trained .keras model, or several to serve as one ensemble",
+    )
     parser.add_argument(
         "--data",
         type=Path,
@@ -218,16 +251,20 @@ def parse_args(argv: list[str] | None) -> ExportSettings:
     parser.add_argument("--out", type=Path, default=MODELS_DIR / "emotion.tflite")
     parser.add_argument("--quantize", choices=("auto", "never", "always"), default="auto")
     args = parser.parse_args(argv)
-    return ExportSettings(args.model, Path(args.data), args.usage, args.out, quantize=args.quantize)
+    return ExportSettings(
+        tuple(args.model), Path(args.data), args.usage, args.out, quantize=args.quantize
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     report = export(parse_args(argv))
     log.info(
-        "wrote %s (%s): accuracy %.4f, flip-averaged %.4f, served (%d views) %.4f on %d faces",
+        "wrote %s (%s, %d model%s): accuracy %.4f, flip-averaged %.4f, served (%d views) %.4f on %d faces",
         report["model"],
         report["format"],
+        len(report.get("ensemble_of", [None])),
+        "s" if "ensemble_of" in report else "",
         report["accuracy"],
         report["accuracy_flip"],
         len(report["views"]),

@@ -115,6 +115,31 @@ def test_export_main_writes_model_and_metrics_then_eval_reads_them(
     assert "faces: 120" in text and "confusion matrix" in text and "happy" in text
 
 
+def test_several_models_export_as_one_ensemble_averaging_their_probabilities(
+    keras_model: keras.Model, public_test, tmp_path: Path
+) -> None:
+    keras.utils.set_random_seed(4)
+    other = build_emotion_net(SERVED_NET)
+    paths = [tmp_path / "a.keras", tmp_path / "b.keras"]
+    keras_model.save(paths[0])
+    other.save(paths[1])
+    x = public_test.images[:32, ..., None].astype("float32") / 255
+    expected = (np.asarray(keras_model(x)) + np.asarray(other(x))) / 2
+
+    ensemble = export_emotion.load_served(paths)
+    np.testing.assert_allclose(np.asarray(ensemble(x)), expected, atol=1e-6)
+    assert export_emotion.load_served(paths[:1]).name == keras_model.name  # one model: as is
+
+    csv = _small_csv(public_test, tmp_path / "small.csv", n=30)
+    out = tmp_path / "out" / "emotion.tflite"
+    argv = ["--model", *map(str, paths), "--data", str(csv), "--out", str(out)]
+    assert export_emotion.main([*argv, "--quantize", "never"]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [member["checkpoint"] for member in report["ensemble_of"]] == list(map(str, paths))
+    served = LiteEmotionClassifier(out, views=AS_IS).predict(public_test.images[:32])
+    np.testing.assert_allclose(served, expected, atol=1e-4)
+
+
 def test_eval_reports_bad_input_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels\n9,1 2 3\n")

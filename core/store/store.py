@@ -12,10 +12,22 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import ColumnElement, Row, delete, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    String,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -189,6 +201,60 @@ _CARD_COLUMNS = (
     Track.art_url, Track.art_checked_at,
 )  # fmt: skip
 """A :class:`TrackRecord`'s fields, in its order (what a pick reads for the card)."""
+
+
+def _current_round(user_id: ColumnElement[int], mood: ColumnElement[str]) -> ColumnElement[int]:
+    """The user's latest round of ``mood`` (NULL before their first song of it)."""
+    return (
+        select(func.max(Delivery.round))
+        .where(Delivery.user_id == user_id, Delivery.mood == mood)
+        .correlate(None)  # its own scan of deliveries, never the enclosing query's row
+        .scalar_subquery()
+    )
+
+
+@lru_cache(maxsize=8)
+def _candidates_statement(min_confidence: float, fixed_round: bool) -> Select[Any]:
+    """The query of :meth:`Store._candidates`, built once with bound ``user_id``, ``mood`` and
+    (``fixed_round``) ``round``, else the user's current round as a subquery.
+
+    Building a statement of this size and its cache key took SQLAlchemy ~1.5 ms of the event
+    loop's CPU on every pick, about as long as SQLite takes to answer it; a statement built
+    once keeps its cache key.
+    """
+    user_id = bindparam("user_id", type_=Integer)
+    mood = bindparam("mood", type_=String)
+    round_ = (
+        bindparam("round", type_=Integer)
+        if fixed_round
+        else func.coalesce(_current_round(user_id, mood), 1)
+    )
+    given_in_round = select(Delivery.track_id).where(
+        Delivery.user_id == user_id, Delivery.round == round_
+    )
+    last_given = (
+        select(Delivery.track_id, func.max(Delivery.delivered_at).label("last"))
+        .where(Delivery.user_id == user_id)
+        .group_by(Delivery.track_id)
+        .subquery()
+    )
+    rated = select(Rating.user_id).where(Rating.user_id == user_id).correlate(None).exists()
+    features = [getattr(Track, name) for name in TASTE_FEATURES]
+    return (
+        select(
+            *_CARD_COLUMNS,
+            last_given.c.last.label("last"),
+            round_.label("round"),
+            rated.label("rated"),
+            *features,
+        )
+        .outerjoin(last_given, last_given.c.track_id == Track.id)
+        .where(
+            Track.mood == mood,
+            servable(min_confidence),
+            Track.id.not_in(given_in_round),
+        )
+    )
 
 
 def _track(row: Track) -> TrackRecord:
@@ -637,19 +703,14 @@ class Store:
     ) -> tuple[TrackRecord, int]:
         """The track and its round. The user's current round of ``mood`` is a subquery of the
         candidates' query (one statement, not two); only a finished round asks for it apart."""
-        current = (
-            select(func.max(Delivery.round))
-            .where(Delivery.user_id == user_id, Delivery.mood == mood)
-            .correlate(None)  # its own scan of deliveries, never the enclosing query's row
-            .scalar_subquery()
-        )
-        rows = await self._candidates(session, user_id, mood, func.coalesce(current, 1))
+        rows = await self._candidates(session, user_id, mood)
         if not rows:
             # The round looked full. Read it apart (another pick may have moved on since) and
             # ask again for that round, then for the next: the same reads as before the shortcut.
+            current = _current_round(literal(user_id), literal(mood))
             round_ = (await session.scalar(select(current))) or 1
             for number in (round_, round_ + 1):
-                rows = await self._candidates(session, user_id, mood, literal(number))
+                rows = await self._candidates(session, user_id, mood, number)
                 if rows:
                     break
             else:
@@ -670,43 +731,19 @@ class Store:
         return list(rows.all())
 
     async def _candidates(
-        self, session: AsyncSession, user_id: int, mood: str, round_: ColumnElement[int]
+        self, session: AsyncSession, user_id: int, mood: str, round_: int | None = None
     ) -> Sequence[Row[Any]]:
-        """The servable tracks of ``mood`` not given in ``round_`` (an SQL expression), each
-        with what its card shows, when the user last had it (``last``), that round's number,
-        whether the user ever rated a song (``rated``) and its taste features.
+        """The servable tracks of ``mood`` not given in round ``round_`` (None: the user's
+        current round of ``mood``), each with what its card shows, when the user last had it
+        (``last``), that round's number, whether the user ever rated a song (``rated``) and its
+        taste features.
 
         One statement: the card needs no second read of the chosen track, and a user who
         never rated a song (most users) costs no read of their ratings.
         """
-        given_in_round = select(Delivery.track_id).where(
-            Delivery.user_id == user_id, Delivery.round == round_
-        )
-        last_given = (
-            select(Delivery.track_id, func.max(Delivery.delivered_at).label("last"))
-            .where(Delivery.user_id == user_id)
-            .group_by(Delivery.track_id)
-            .subquery()
-        )
-        rated = select(Rating.user_id).where(Rating.user_id == user_id).correlate(None).exists()
-        features = [getattr(Track, name) for name in TASTE_FEATURES]
-        return (
-            await session.execute(
-                select(
-                    *_CARD_COLUMNS,
-                    last_given.c.last.label("last"),
-                    round_.label("round"),
-                    rated.label("rated"),
-                    *features,
-                )
-                .outerjoin(last_given, last_given.c.track_id == Track.id)
-                .where(
-                    Track.mood == mood,
-                    servable(self.min_mood_confidence),
-                    Track.id.not_in(given_in_round),
-                )
-            )
-        ).all()
+        statement = _candidates_statement(self.min_mood_confidence, round_ is not None)
+        values = {"user_id": user_id, "mood": mood, "round": round_}
+        return (await session.execute(statement, values)).all()
 
     async def _oldest_unheard(
         self, session: AsyncSession, user_id: int, rows: Sequence[Row[Any]]

@@ -16,6 +16,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from threading import Thread
 from typing import Any
 
 import aiosqlite
@@ -32,7 +33,10 @@ def connector(url: URL) -> Callable[[], OneTripConnection]:
 
     def connect() -> OneTripConnection:
         connection = OneTripConnection(partial(sqlite3.connect, *args, **kwargs), 64)
-        connection._thread.daemon = True  # as SQLAlchemy's dialect does: never block exit
+        # As SQLAlchemy's dialect does, so an open connection never holds up the exit; before
+        # aiosqlite 0.22 the connection was itself the thread.
+        thread = connection if isinstance(connection, Thread) else connection._thread
+        thread.daemon = True
         return connection  # SQLAlchemy awaits it: that starts the thread and connects
 
     return connect

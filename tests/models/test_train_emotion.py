@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -44,6 +47,12 @@ def test_trains_reports_and_resumes(tmp_path: Path, tiny_csv: Path) -> None:
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     for name in ("best.keras", "last.keras", "average.npz", "history.csv", "metrics.json"):
         assert (run / name).is_file(), name
+    # The kept model carries no optimizer slots (Adam's two per weight live in last.keras only).
+    saved = {
+        name: h5py.File(io.BytesIO(zipfile.ZipFile(run / name).read("model.weights.h5")), "r")
+        for name in ("best.keras", "last.keras")
+    }
+    assert "optimizer" in saved["last.keras"] and "optimizer" not in saved["best.keras"]
     state = json.loads((run / "state.json").read_text())
     assert state["monitor"] == "val_averaged_accuracy"
     assert "val_averaged_accuracy" in (run / "history.csv").read_text().splitlines()[0]

@@ -175,8 +175,7 @@ class MoodLifter:
 
     async def more(self, user: UserRef) -> Reply:
         """Another song this user has not had, for the mood of their last selfie."""
-        account = await self.store.find_user(user.platform, user.user_id)
-        detection = await self.store.last_detection(account.id) if account else None
+        account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
         if account is None or detection is None:
             return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
         confidence = detection.probabilities.get(detection.emotion)
@@ -184,8 +183,7 @@ class MoodLifter:
 
     async def mood(self, user: UserRef) -> Reply:
         """The last reading: emotion, all seven probabilities, a chart, and when."""
-        account = await self.store.find_user(user.platform, user.user_id)
-        detection = await self.store.last_detection(account.id) if account else None
+        account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
         if account is None or detection is None:
             return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
         mood = moods.mood_for(detection.emotion, effective_mode(account, self._default_mode))

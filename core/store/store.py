@@ -264,6 +264,26 @@ def _track(row: Track) -> TrackRecord:
     )  # fmt: skip
 
 
+async def _user_and_reading(
+    session: AsyncSession, platform: str, account: str
+) -> tuple[User | None, Detection | None]:
+    """The user of a platform account and their stored reading, in one joined SELECT."""
+    found = (
+        await session.execute(
+            select(User, Detection)
+            .outerjoin(Detection, Detection.user_id == User.id)
+            .where(User.platform == platform, User.platform_user_id == account)
+        )
+    ).one_or_none()
+    return (found[0], found[1]) if found is not None else (None, None)
+
+
+def _detection(row: Detection) -> DetectionRecord:
+    return DetectionRecord(
+        row.emotion, row.confidence, dict(row.probabilities), row.faces, row.detected_at
+    )
+
+
 def _reading(
     emotion: str, probabilities: Mapping[str, float], faces: int, confidence: float | None
 ) -> DetectionRecord:
@@ -479,14 +499,7 @@ class Store:
         account = str(platform_user_id)
         for attempt in range(BUSY_ATTEMPTS):
             async with self.sessions() as session:
-                found = (
-                    await session.execute(
-                        select(User, Detection)
-                        .outerjoin(Detection, Detection.user_id == User.id)
-                        .where(User.platform == platform, User.platform_user_id == account)
-                    )
-                ).one_or_none()
-                user, row = (found[0], found[1]) if found is not None else (None, None)
+                user, row = await _user_and_reading(session, platform, account)
                 created = user is None
                 try:
                     if user is None:
@@ -512,11 +525,19 @@ class Store:
     async def last_detection(self, user_id: int) -> DetectionRecord | None:
         async with self.sessions() as session:
             row = await session.get(Detection, user_id)
-            if row is None:
-                return None
-            return DetectionRecord(
-                row.emotion, row.confidence, dict(row.probabilities), row.faces, row.detected_at
-            )
+            return _detection(row) if row is not None else None
+
+    async def find_user_and_reading(
+        self, platform: str, platform_user_id: str
+    ) -> tuple[UserRecord | None, DetectionRecord | None]:
+        """:meth:`find_user` and their :meth:`last_detection` in one read (what /more and
+        /mood ask first): one statement instead of two units of work."""
+        async with self.sessions() as session:
+            user, row = await _user_and_reading(session, platform, str(platform_user_id))
+        return (
+            _user(user) if user is not None else None,
+            _detection(row) if row is not None else None,
+        )
 
     # -- ratings -----------------------------------------------------------------------------
 

@@ -238,6 +238,15 @@ async def test_record_reading_creates_the_user_and_replaces_their_reading(store:
     assert last is not None and (last.emotion, last.confidence, last.faces) == ("happy", 0.6, 3)
 
 
+async def test_a_user_and_their_reading_in_one_read(store: Store) -> None:
+    assert await store.find_user_and_reading("telegram", "7") == (None, None)
+    user = await store.get_or_create_user("telegram", "7")
+    assert await store.find_user_and_reading("telegram", "7") == (user, None)
+    _, reading = await store.record_reading("telegram", "7", "sad", {"sad": 0.7, "happy": 0.3})
+    assert await store.find_user_and_reading("telegram", "7") == (user, reading)
+    assert await store.find_user_and_reading("discord", "7") == (None, None)
+
+
 async def test_a_new_users_first_selfies_on_two_instances_at_once(db_url: str) -> None:
     """The photo path's one transaction: concurrent first contact and first reading."""
     async with await Store.open(db_url) as first, await Store.open(db_url) as second:

@@ -41,6 +41,7 @@ MODELS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = MODELS_DIR.parent
 MIN_AGREEMENT = 0.99
 MAX_ACCURACY_LOSS = 0.003
+MAX_PASSES = emotion_views.MAX_SERVED_VIEWS  # network passes per face, over views and members
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,9 @@ def export(settings: ExportSettings) -> dict:
                 loss,
                 "kept" if good else "not kept",
             )
-        views, served = _choose_views(paths[chosen], split)
+        # An ensemble's view costs one pass of every member: keep the same budget of passes.
+        max_views = max(len(emotion_views.MIRRORED), MAX_PASSES // len(settings.models))
+        views, served = _choose_views(paths[chosen], split, max_views)
         settings.out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(paths[chosen], settings.out)
     chosen_metrics = candidates[chosen]
@@ -193,7 +196,9 @@ def export(settings: ExportSettings) -> dict:
     return report
 
 
-def _choose_views(path: Path, split: FerSplit) -> tuple[tuple[emotion_views.View, ...], dict]:
+def _choose_views(
+    path: Path, split: FerSplit, max_views: int
+) -> tuple[tuple[emotion_views.View, ...], dict]:
     """Pick the served test-time views on ``split`` and score the model served with them."""
     runtime = LiteEmotionClassifier(path, views=emotion_views.AS_IS)
     x = split.images[..., None].astype(np.float32) / 255
@@ -203,7 +208,7 @@ def _choose_views(path: Path, split: FerSplit) -> tuple[tuple[emotion_views.View
         )
         for view in dict.fromkeys(v for group in emotion_views.CANDIDATES for v in group)
     }
-    views = emotion_views.choose(by_view, split.labels)
+    views = emotion_views.choose(by_view, split.labels, max_views=max_views)
     served = emotion_report.score(split.labels, sum(by_view[view] for view in views) / len(views))
     log.info(
         "served views: %s -> accuracy %.4f",

@@ -72,7 +72,7 @@ def write_report(run_dir: Path, metrics: dict, history_csv: Path) -> None:
             ]
             if averaged:
                 ax_acc.plot(*zip(*averaged, strict=True), label="PublicTest, weight average")
-                ax_acc.legend()
+            for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
                 ax.set_xlabel("epoch")
                 ax.set_title(key)
                 ax.legend()

@@ -517,7 +517,7 @@ async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
         if reply.art_url:
             embed.set_thumbnail(url=reply.art_url)
         else:
-            art = reply.art_png or await service.card_image(reply)
+            art = reply.art_image or await service.card_image(reply)
             if art:
                 filename = card_filename(art)
                 embed.set_image(url=f"attachment://{filename}")

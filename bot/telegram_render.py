@@ -58,7 +58,7 @@ def render(reply: Reply, *, user_id: int, art: bytes | None = None) -> list[Outg
 
 def render_card(card: TrackCard, art: bytes | None = None) -> Outgoing:
     """A song: album art (uploaded bytes, else the art URL) with a caption, or a text card."""
-    photo: bytes | str | None = art or card.art_png or card.art_url or None
+    photo: bytes | str | None = art or card.art_image or card.art_url or None
     limit = CAPTION_LIMIT if photo is not None else TEXT_LIMIT
     return Outgoing(text=card_caption(card, limit), photo=photo, keyboard=card_keyboard(card))
 

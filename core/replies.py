@@ -56,7 +56,7 @@ class TrackCard:
     art_url: str | None = None  # remote album art, when known
     art_checked_at: datetime | None = None  # when a lookup last found no art
     art_from_catalog: bool = False  # the two above are the catalog's as of the pick
-    art_png: bytes | None = None  # a drawn card when there is no remote art
+    art_image: bytes | None = None  # a drawn card (JPEG) when there is no remote art
     emotion: str | None = None  # the emotion that led here (None for a plain /more)
     confidence: float | None = None
     reason: str = ""  # e.g. "you look sad — here is something calm"

@@ -265,8 +265,8 @@ class MoodLifter:
 
     async def card_image(self, card: TrackCard) -> bytes | None:
         """The picture to upload for a card: album art if it comes within ~2 s, else drawn."""
-        if card.art_png is not None:
-            return card.art_png
+        if card.art_image is not None:
+            return card.art_image
         if self.artwork is not None:
             return (await self.artwork.card_art(card)).data
         return await asyncio.to_thread(draw_card, card.title, card.artist, card.mood)

@@ -692,7 +692,7 @@ def test_a_card_embed_carries_the_facts_and_the_small_print() -> None:
 async def test_a_card_picture_is_attached_under_its_own_format() -> None:
     png = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 30, 30)).save(png, format="PNG")
-    sent = await render(None, _card(art_png=png.getvalue()))  # type: ignore[arg-type]
+    sent = await render(None, _card(art_image=png.getvalue()))  # type: ignore[arg-type]
 
     assert sent["file"].filename == "card.png"
     assert sent["embed"].image.url == "attachment://card.png"

@@ -77,7 +77,7 @@ def test_card_without_art_is_text_and_falls_back_to_url_or_drawn_png() -> None:
     assert tr.render_card(_card(art_url="https://i.scdn.co/image/x")).photo == (
         "https://i.scdn.co/image/x"
     )
-    assert tr.render_card(_card(art_png=b"png")).photo == b"png"
+    assert tr.render_card(_card(art_image=b"png")).photo == b"png"
 
 
 def test_card_keyboard_drops_a_link_that_is_not_https() -> None:

@@ -433,6 +433,6 @@ async def test_service_card_image_uses_the_resolver(
     try:
         assert await service.card_image(card()) == fake.images["a"].body
         assert_drawn(await service.card_image(card(B)))  # oEmbed 404, no keys: drawn
-        assert await service.card_image(replace(card(), art_png=b"own")) == b"own"
+        assert await service.card_image(replace(card(), art_image=b"own")) == b"own"
     finally:
         await service.close()  # closes the resolver and the store; closing again is harmless

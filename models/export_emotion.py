@@ -3,8 +3,8 @@
     python -m models.export_emotion --model runs/emotion/best.keras [OTHER.keras ...] --data FER2013_CSV
 
 Several models are served as one ensemble: one graph that averages their probabilities, so the
-runtime and its callers stay the same. Writes ``models/emotion.tflite`` and ``models/emotion.json``. Dynamic-range quantisation is
-tried as well and kept only if it agrees with the float model on >= 99 % of top-1 answers and
+runtime and its callers stay the same. Writes ``models/emotion.tflite`` and
+``models/emotion.json``. Dynamic-range quantisation is tried as well and kept only if it agrees with the float model on >= 99 % of top-1 answers and
 loses < 0.3 points of accuracy; the JSON records both candidates, so the choice can be checked.
 Then the test-time views the served model averages over are chosen on the same faces
 (:func:`models.emotion_views.choose`) and recorded in the JSON with the accuracy they give.
@@ -106,7 +106,6 @@ def _measure(path: Path, split: FerSplit) -> tuple[dict, np.ndarray]:
 
 def export(settings: ExportSettings) -> dict:
     """Convert, measure both candidates on LiteRT, write the chosen .tflite and its JSON."""
-
     split = load_cached(settings.data, {settings.usage}, settings.cache_dir)
     log.info("%d %s faces for measuring", len(split), settings.usage)
     with tempfile.TemporaryDirectory() as tmp:
@@ -202,11 +201,17 @@ def _choose_views(
     """Pick the served test-time views on ``split`` and score the model served with them."""
     runtime = LiteEmotionClassifier(path, views=emotion_views.AS_IS)
     x = split.images[..., None].astype(np.float32) / 255
+    # Only the views a choice within ``max_views`` can reach (a budget of two leaves none to add).
+    candidates = (
+        emotion_views.MIRRORED
+        if max_views <= len(emotion_views.MIRRORED)
+        else dict.fromkeys(v for group in emotion_views.CANDIDATES for v in group)
+    )
     by_view = {
         view: np.concatenate(
             [runtime.predict_raw(view.apply(x[i : i + 256])) for i in range(0, len(x), 256)]
         )
-        for view in dict.fromkeys(v for group in emotion_views.CANDIDATES for v in group)
+        for view in candidates
     }
     views = emotion_views.choose(by_view, split.labels, max_views=max_views)
     served = emotion_report.score(split.labels, sum(by_view[view] for view in views) / len(views))

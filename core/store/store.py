@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from core.config import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BUSY_ATTEMPTS = 5
 """Write units retry this often when the database asks for it (SQLite locked past its busy
@@ -370,26 +372,22 @@ class Store:
 
     async def get_or_create_user(self, platform: str, platform_user_id: str) -> UserRecord:
         """The user for this platform account, created on first contact (race-safe)."""
-        where = (User.platform == platform) & (User.platform_user_id == str(platform_user_id))
-        for attempt in range(BUSY_ATTEMPTS):
-            async with self.sessions() as session:
-                found = (await session.scalars(select(User).where(where))).one_or_none()
-                if found is not None:
-                    return _user(found)
-                user = User(platform=platform, platform_user_id=str(platform_user_id))
-                session.add(user)
-                try:
-                    await session.commit()
-                except IntegrityError:
-                    await session.rollback()  # created meanwhile by a concurrent request
-                    continue
-                except DBAPIError as exc:
-                    pause = BUSY_BACKOFF * 2**attempt
-                    await _recover_from_busy(session, exc, f"create a user on {platform}", pause)
-                    continue
-                log.info("new user %s on %s", user.id, platform)
-                return _user(user)
-        raise StoreError(f"cannot create user {platform}:{platform_user_id}")
+        account = str(platform_user_id)
+        where = (User.platform == platform) & (User.platform_user_id == account)
+
+        async def unit(session: AsyncSession) -> tuple[UserRecord, bool]:
+            found = (await session.scalars(select(User).where(where))).one_or_none()
+            if found is not None:
+                return _user(found), False
+            user = User(platform=platform, platform_user_id=account)
+            session.add(user)
+            await session.flush()  # its id; a concurrent first contact fails here or at commit
+            return _user(user), True
+
+        user, created = await self._write(f"create a user on {platform}", unit)
+        if created:
+            log.info("new user %s on %s", user.id, platform)
+        return user
 
     async def find_user(self, platform: str, platform_user_id: str) -> UserRecord | None:
         """The user for this platform account, if they ever talked to the bot."""
@@ -444,40 +442,7 @@ class Store:
             return Forgotten(0, 0, 0)
         return await self.forget_user(user.id)
 
-    # -- detections --------------------------------------------------------------------------
-
-    async def record_detection(
-        self,
-        user_id: int,
-        emotion: str,
-        probabilities: Mapping[str, float],
-        faces: int = 1,
-        *,
-        confidence: float | None = None,
-    ) -> DetectionRecord:
-        """Keep the user's latest reading (replacing the previous one); never the photo.
-
-        ``confidence`` defaults to the probability of ``emotion``.
-        """
-        record = _reading(emotion, probabilities, faces, confidence)
-        for attempt in range(BUSY_ATTEMPTS):
-            async with self.sessions() as session:
-                _keep_reading(session, user_id, await session.get(Detection, user_id), record)
-                try:
-                    await session.commit()
-                except IntegrityError:
-                    await session.rollback()
-                    if await session.get(User, user_id) is None:
-                        raise UnknownUser(f"no user {user_id}") from None
-                    continue  # a concurrent first reading inserted the row: update it instead
-                except DBAPIError as exc:
-                    pause = BUSY_BACKOFF * 2**attempt
-                    await _recover_from_busy(
-                        session, exc, f"record a reading of user {user_id}", pause
-                    )
-                    continue
-                return record
-        raise StoreError(f"could not record a reading for user {user_id}: database busy")
+    # -- readings ----------------------------------------------------------------------------
 
     async def record_reading(
         self,
@@ -489,48 +454,36 @@ class Store:
         *,
         confidence: float | None = None,
     ) -> tuple[UserRecord, DetectionRecord]:
-        """:meth:`get_or_create_user` and :meth:`record_detection` in one transaction.
+        """Keep the user's latest reading (replacing the previous one; never the photo),
+        creating the user on first contact; ``confidence`` defaults to the probability of
+        ``emotion``.
 
-        The photo path's store work before the pick: one joined SELECT and one write instead
-        of two transactions of four statements. A concurrent first contact or first reading
-        fails the write on a unique key; the rerun then finds and updates those rows.
+        The photo path's store work before the pick: one joined SELECT and one write. A
+        concurrent first contact or first reading fails the write on a unique key; the rerun
+        then finds and updates those rows.
         """
         record = _reading(emotion, probabilities, faces, confidence)
         account = str(platform_user_id)
-        for attempt in range(BUSY_ATTEMPTS):
-            async with self.sessions() as session:
-                user, row = await _user_and_reading(session, platform, account)
-                created = user is None
-                try:
-                    if user is None:
-                        user = User(platform=platform, platform_user_id=account)
-                        session.add(user)
-                        await session.flush()  # its id, for the reading
-                    _keep_reading(session, user.id, row, record)
-                    await session.commit()
-                except IntegrityError:
-                    await session.rollback()  # the user or their reading appeared meanwhile
-                    continue
-                except DBAPIError as exc:
-                    pause = BUSY_BACKOFF * 2**attempt
-                    await _recover_from_busy(
-                        session, exc, f"record a reading from {platform}", pause
-                    )
-                    continue
-                if created:
-                    log.info("new user %s on %s", user.id, platform)
-                return _user(user), record
-        raise StoreError(f"could not record a reading for {platform}:{account}: database busy")
 
-    async def last_detection(self, user_id: int) -> DetectionRecord | None:
-        async with self.sessions() as session:
-            row = await session.get(Detection, user_id)
-            return _detection(row) if row is not None else None
+        async def unit(session: AsyncSession) -> tuple[UserRecord, bool]:
+            user, row = await _user_and_reading(session, platform, account)
+            created = user is None
+            if user is None:
+                user = User(platform=platform, platform_user_id=account)
+                session.add(user)
+                await session.flush()  # its id, for the reading
+            _keep_reading(session, user.id, row, record)
+            return _user(user), created
+
+        user, created = await self._write(f"record a reading from {platform}", unit)
+        if created:
+            log.info("new user %s on %s", user.id, platform)
+        return user, record
 
     async def find_user_and_reading(
         self, platform: str, platform_user_id: str
     ) -> tuple[UserRecord | None, DetectionRecord | None]:
-        """:meth:`find_user` and their :meth:`last_detection` in one read (what /more and
+        """:meth:`find_user` and their last reading in one read (what /more and
         /mood ask first): one statement instead of two units of work."""
         async with self.sessions() as session:
             user, row = await _user_and_reading(session, platform, str(platform_user_id))
@@ -548,34 +501,26 @@ class Store:
         """
         if value not in (1, -1):
             raise ValueError(f"a rating is +1 or -1, not {value!r}")
-        for attempt in range(BUSY_ATTEMPTS):
-            async with self.sessions() as session:
-                sent = await session.scalar(
-                    select(Delivery.id)
-                    .where(Delivery.user_id == user_id, Delivery.track_id == track_id)
-                    .limit(1)
-                )
-                if sent is None:
-                    raise NotYourTrack(f"user {user_id} was never sent track {track_id!r}")
-                now = utcnow()
-                row = await session.get(Rating, (user_id, track_id))
-                previous = row.value if row is not None else None
-                if row is None:
-                    row = Rating(user_id=user_id, track_id=track_id, created_at=now)
-                    session.add(row)
-                row.value = value
-                row.updated_at = now
-                try:
-                    await session.commit()
-                except IntegrityError:
-                    await session.rollback()  # a concurrent first rating: update that one
-                    continue
-                except DBAPIError as exc:
-                    pause = BUSY_BACKOFF * 2**attempt
-                    await _recover_from_busy(session, exc, f"rate for user {user_id}", pause)
-                    continue
-                return RatingRecord(track_id, value, previous, row.created_at, row.updated_at)
-        raise StoreError(f"could not record a rating for user {user_id}")
+
+        async def unit(session: AsyncSession) -> RatingRecord:
+            sent = await session.scalar(
+                select(Delivery.id)
+                .where(Delivery.user_id == user_id, Delivery.track_id == track_id)
+                .limit(1)
+            )
+            if sent is None:
+                raise NotYourTrack(f"user {user_id} was never sent track {track_id!r}")
+            now = utcnow()
+            row = await session.get(Rating, (user_id, track_id))
+            previous = row.value if row is not None else None
+            if row is None:  # a concurrent first rating fails the commit; the rerun updates it
+                row = Rating(user_id=user_id, track_id=track_id, created_at=now)
+                session.add(row)
+            row.value = value
+            row.updated_at = now
+            return RatingRecord(track_id, value, previous, row.created_at, now)
+
+        return await self._write(f"rate for user {user_id}", unit)
 
     async def ratings(self, user_id: int) -> dict[str, int]:
         """Every rating of the user: track id → +1 or -1."""
@@ -665,35 +610,58 @@ class Store:
         """
         mood = check_mood(mood)
         emotion = check_emotion(emotion) if emotion is not None else None
-        for _ in range(PICK_ATTEMPTS):
+
+        async def unit(session: AsyncSession) -> Pick:
+            await self._take_turn(session, user_id)
+            track, round_ = await self._choose(session, user_id, mood)
+            delivery = Delivery(
+                user_id=user_id, track_id=track.id, emotion=emotion, mood=mood,
+                round=round_, delivered_at=utcnow(),
+            )  # fmt: skip
+            session.add(delivery)
+            # Flushing takes the write lock (SQLite), so what we read next is exact.
+            await session.flush()
+            new_round = round_ > 1 and not await self._others_in_round(session, delivery)
+            return Pick(track, round_, new_round)
+
+        async def lost(session: AsyncSession, exc: IntegrityError) -> None:
+            if await session.get(User, user_id) is None:
+                raise UnknownUser(f"no user {user_id}") from None
+            log.debug("pick conflict for user %s (%s); retrying", user_id, exc.orig)
+
+        return await self._write(
+            f"record a delivery to user {user_id}", unit,
+            attempts=PICK_ATTEMPTS, backoff=0.0, on_conflict=lost,
+        )  # fmt: skip
+
+    async def _write(
+        self,
+        what: str,
+        unit: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        attempts: int = BUSY_ATTEMPTS,
+        backoff: float = BUSY_BACKOFF,
+        on_conflict: Callable[[AsyncSession, IntegrityError], Awaitable[None]] | None = None,
+    ) -> T:
+        """Run ``unit`` in a session of its own and commit, as one unit of work; rerun it after
+        a unique-key conflict (a concurrent request wrote first: the rerun sees its rows) or a
+        transient error (see :func:`_recover_from_busy`; ``backoff`` seconds, doubled each
+        time). ``on_conflict`` may turn a conflict into an error before the rerun."""
+        for attempt in range(attempts):
             async with self.sessions() as session:
                 try:
-                    await self._take_turn(session, user_id)
-                except DBAPIError as exc:
-                    await _recover_from_busy(session, exc, f"lock user {user_id} for a pick")
-                    continue
-                track, round_ = await self._choose(session, user_id, mood)
-                delivery = Delivery(
-                    user_id=user_id, track_id=track.id, emotion=emotion, mood=mood,
-                    round=round_, delivered_at=utcnow(),
-                )  # fmt: skip
-                session.add(delivery)
-                try:
-                    # Flushing takes the write lock (SQLite), so what we read next is exact.
-                    await session.flush()
-                    new_round = round_ > 1 and not await self._others_in_round(session, delivery)
+                    result = await unit(session)
                     await session.commit()
                 except IntegrityError as exc:
                     await session.rollback()
-                    if await session.get(User, user_id) is None:
-                        raise UnknownUser(f"no user {user_id}") from None
-                    log.debug("pick conflict for user %s (%s); retrying", user_id, exc.orig)
+                    if on_conflict is not None:
+                        await on_conflict(session, exc)
                     continue
                 except DBAPIError as exc:
-                    await _recover_from_busy(session, exc, f"record a delivery to user {user_id}")
+                    await _recover_from_busy(session, exc, what, backoff * 2**attempt)
                     continue
-                return Pick(track, round_, new_round)
-        raise StoreError(f"could not record a delivery for user {user_id} after retries")
+                return result
+        raise StoreError(f"cannot {what}: database busy after {attempts} attempts")
 
     async def _take_turn(self, session: AsyncSession, user_id: int) -> None:
         """PostgreSQL: hold the user's row lock until this transaction ends, so concurrent

@@ -10,7 +10,7 @@ from core.catalog import import_rows
 from core.errors import NotYourTrack, StoreError, UnknownMode, UnknownUser
 from core.moods import Mode
 from core.store import Store
-from core.store.schema import Base, Track
+from core.store.schema import Base, Detection, Track
 from data.catalog_sources import read_catalog
 from tests.core import helpers
 from tests.core.helpers import MOODS_HEADER, moods_line
@@ -44,19 +44,19 @@ async def test_mode_preference(store: Store) -> None:
         await store.set_mode(user.id + 100, "lift")
 
 
-async def test_last_detection_is_replaced_not_accumulated(store: Store) -> None:
+async def test_last_reading_is_replaced_not_accumulated(store: Store) -> None:
     user = await store.get_or_create_user("cli", "ann")
-    assert await store.last_detection(user.id) is None
-    await store.record_detection(user.id, "sad", {"sad": 0.7, "neutral": 0.3}, faces=2)
+    assert await store.find_user_and_reading("cli", "ann") == (user, None)
+    await store.record_reading("cli", "ann", "sad", {"sad": 0.7, "neutral": 0.3}, faces=2)
     before = datetime.now(UTC)
-    await store.record_detection(user.id, "Happy", {"happy": 0.9, "sad": 0.1})
-    last = await store.last_detection(user.id)
+    await store.record_reading("cli", "ann", "Happy", {"happy": 0.9, "sad": 0.1}, confidence=0.8)
+    _, last = await store.find_user_and_reading("cli", "ann")
     assert last is not None
-    assert (last.emotion, last.confidence, last.faces) == ("happy", 0.9, 1)
+    assert (last.emotion, last.confidence, last.faces) == ("happy", 0.8, 1)
     assert last.probabilities == {"happy": 0.9, "sad": 0.1}
     assert before - timedelta(seconds=1) <= last.detected_at <= datetime.now(UTC)
-    with pytest.raises(UnknownUser):
-        await store.record_detection(user.id + 100, "sad", {"sad": 1.0})
+    async with store.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Detection)) == 1
 
 
 async def test_forget_user_deletes_everything_about_them(store: Store, write_csv) -> None:
@@ -70,7 +70,7 @@ async def test_forget_user_deletes_everything_about_them(store: Store, write_csv
     for _ in range(2):
         await store.pick_and_deliver(ann.id, "calm", "fear")
     bobs = await store.pick_and_deliver(bob.id, "calm")
-    await store.record_detection(ann.id, "fear", {"fear": 1.0})
+    await store.record_reading("telegram", "1", "fear", {"fear": 1.0})
     for entry in await store.history(ann.id):
         await store.rate(ann.id, entry.track.id, 1)
     await store.rate(bob.id, bobs.track.id, -1)
@@ -202,11 +202,11 @@ async def test_writes_wait_out_a_writer_that_outlasts_the_busy_timeout(tmp_path,
         holder.start()
         await asyncio.to_thread(held.wait)
         user = await store.get_or_create_user("discord", "2")
-        reading = await store.record_detection(first.id, "sad", {"sad": 0.9, "happy": 0.1})
+        _, reading = await store.record_reading("telegram", "1", "sad", {"sad": 0.9, "happy": 0.1})
         await asyncio.to_thread(holder.join)
         assert user.platform == "discord"
         assert "database busy; retrying" in caplog.text  # the lock really outlasted the timeout
-        assert (await store.last_detection(first.id)).emotion == reading.emotion == "sad"
+        assert await store.find_user_and_reading("telegram", "1") == (first, reading)
     finally:
         await store.close()
 
@@ -220,12 +220,13 @@ async def test_two_instances_meeting_a_new_user_at_once(db_url: str) -> None:
         assert len({u.id for u in users}) == 1
         readings = await asyncio.gather(
             *(
-                s.record_detection(users[0].id, emotion, {emotion: 0.9})
+                s.record_reading("telegram", "9", emotion, {emotion: 0.9})
                 for s, emotion in zip((first, second) * 3, ["sad", "happy"] * 3, strict=True)
             )
         )
-        last = await second.last_detection(users[0].id)
-    assert last is not None and last.emotion in {r.emotion for r in readings}
+        assert {user.id for user, _ in readings} == {users[0].id}
+        _, last = await second.find_user_and_reading("telegram", "9")
+    assert last is not None and last.emotion in {r.emotion for _, r in readings}
 
 
 async def test_record_reading_creates_the_user_and_replaces_their_reading(store: Store) -> None:
@@ -234,7 +235,7 @@ async def test_record_reading_creates_the_user_and_replaces_their_reading(store:
     assert (reading.emotion, reading.confidence, reading.faces) == ("sad", 0.8, 1)
     again, _ = await store.record_reading("telegram", "5", "happy", {"happy": 0.6}, faces=3)
     assert again == user
-    last = await store.last_detection(user.id)
+    _, last = await store.find_user_and_reading("telegram", "5")
     assert last is not None and (last.emotion, last.confidence, last.faces) == ("happy", 0.6, 3)
 
 
@@ -258,5 +259,6 @@ async def test_a_new_users_first_selfies_on_two_instances_at_once(db_url: str) -
         )
         users = {user.id for user, _ in results}
         assert len(users) == 1
-        last = await second.last_detection(users.pop())
+        assert (await second.find_user_and_reading("telegram", "11"))[0].id == users.pop()
+        _, last = await second.find_user_and_reading("telegram", "11")
     assert last is not None and last.emotion in {"sad", "happy"}

@@ -26,7 +26,16 @@ from discord import app_commands
 from bot import wording
 from core.errors import ConfigError
 from core.palette import MOOD_COLOURS
-from core.replies import EmotionSummary, History, HistoryItem, Notice, NoticeKind, Reply, TrackCard
+from core.replies import (
+    EmotionSummary,
+    History,
+    HistoryItem,
+    Notice,
+    NoticeKind,
+    Picture,
+    Reply,
+    TrackCard,
+)
 from core.service import HISTORY_MAX, UserRef
 
 if TYPE_CHECKING:
@@ -43,8 +52,6 @@ only a song the core sent them. A dynamic item, so old cards keep working after 
 RATINGS = {"up": 1, "down": -1}
 EMBED_TEXT_LIMIT = 4096  # an embed description
 
-CARD_SUFFIXES = {b"\xff\xd8\xff": "jpg", b"\x89PNG": "png", b"GIF8": "gif", b"RIFF": "webp"}
-"""A card's file name ends as its bytes say: a drawn card is a JPEG, album art whatever it is."""
 CHART_FILENAME = "mood.png"
 FORGET_TIMEOUT = 120.0  # seconds the /forget confirmation stays answerable
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -508,21 +515,8 @@ async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
     """Keyword arguments for ``send`` (channel, followup or response) that show ``reply``;
     a /history longer than one embed shows its first page (see :func:`send_followup`)."""
     if isinstance(reply, TrackCard):
-        embed = card_embed(reply)
-        view = CardView(reply.spotify_url, reply.track_id)
-        # Sent as components only: the one persistent CardView registered in setup_hook answers
-        # every click, so no per-message view piles up in the client's view store.
-        view.stop()
-        out: dict[str, Any] = {"embed": embed, "view": view}
-        if reply.art_url:
-            embed.set_thumbnail(url=reply.art_url)
-        else:
-            art = reply.art_image or await service.card_image(reply)
-            if art:
-                filename = card_filename(art)
-                embed.set_image(url=f"attachment://{filename}")
-                out["file"] = _file(art, filename)
-        return out
+        # Remote album art is linked (Discord fetches it); otherwise the core's picture.
+        return card_message(reply, None if reply.art_url else await service.card_image(reply))
     if isinstance(reply, History):
         return {"embed": history_embeds(reply)[0]}
     if isinstance(reply, EmotionSummary):
@@ -552,10 +546,21 @@ async def send_response(interaction: discord.Interaction, reply: Reply) -> None:
     await interaction.response.send_message(**kwargs, ephemeral=bot.ephemeral_for(interaction))
 
 
-def card_filename(data: bytes) -> str:
-    """``card.jpg``, ``card.png``, ...: Discord shows an attachment by its name's suffix."""
-    suffix = next((s for magic, s in CARD_SUFFIXES.items() if data.startswith(magic)), "jpg")
-    return f"card.{suffix}"
+def card_message(card: TrackCard, picture: Picture | None) -> dict[str, Any]:
+    """A song's embed and buttons, its album art linked or ``picture`` attached."""
+    embed = card_embed(card)
+    view = CardView(card.spotify_url, card.track_id)
+    # Sent as components only: the one persistent CardView registered in setup_hook answers
+    # every click, so no per-message view piles up in the client's view store.
+    view.stop()
+    out: dict[str, Any] = {"embed": embed, "view": view}
+    if card.art_url:
+        embed.set_thumbnail(url=card.art_url)
+    elif picture is not None:
+        filename = f"card.{picture.suffix}"  # Discord shows an attachment by its name's suffix
+        embed.set_image(url=f"attachment://{filename}")
+        out["file"] = _file(picture.data, filename)
+    return out
 
 
 def _file(data: bytes, filename: str) -> discord.File:

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import wording
-from core.replies import EmotionSummary, History, HistoryItem, Notice, NoticeKind, Reply, TrackCard
+from core.replies import (
+    EmotionSummary,
+    History,
+    HistoryItem,
+    Notice,
+    NoticeKind,
+    Picture,
+    Reply,
+    TrackCard,
+)
 
 CAPTION_LIMIT = 1024  # Telegram's limit for photo captions
 TEXT_LIMIT = 4096  # ... and for message text
@@ -44,7 +53,7 @@ class Outgoing:
     keyboard: InlineKeyboardMarkup | None = None
 
 
-def render(reply: Reply, *, user_id: int, art: bytes | None = None) -> list[Outgoing]:
+def render(reply: Reply, *, user_id: int, art: Picture | None = None) -> list[Outgoing]:
     """The messages for any core reply (one, but a long /history takes several); ``art`` is
     the card image when the core has one."""
     if isinstance(reply, TrackCard):
@@ -56,9 +65,9 @@ def render(reply: Reply, *, user_id: int, art: bytes | None = None) -> list[Outg
     return [render_notice(reply, user_id=user_id)]
 
 
-def render_card(card: TrackCard, art: bytes | None = None) -> Outgoing:
-    """A song: album art (uploaded bytes, else the art URL) with a caption, or a text card."""
-    photo: bytes | str | None = art or card.art_image or card.art_url or None
+def render_card(card: TrackCard, art: Picture | None = None) -> Outgoing:
+    """A song: its picture (uploaded, else the art URL) with a caption, or a text card."""
+    photo: bytes | str | None = art.data if art is not None else card.art_url or None
     limit = CAPTION_LIMIT if photo is not None else TEXT_LIMIT
     return Outgoing(text=card_caption(card, limit), photo=photo, keyboard=card_keyboard(card))
 

@@ -7,6 +7,7 @@ and a JPEG encodes in ~1 ms where a PNG took ~10 (the largest share of the bot's
 
 from __future__ import annotations
 
+import asyncio
 import io
 from functools import lru_cache
 
@@ -14,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from core.fonts import font as _font
 from core.palette import MOOD_COLOURS
+from core.replies import Picture, TrackCard
 
 SIZE = 640
 MARGIN = 48
@@ -62,6 +64,11 @@ def _fit_lines(draw: ImageDraw.ImageDraw, text: str, font: Font, max_lines: int)
             last = last[:-1]
         lines = [*lines[: max_lines - 1], last.rstrip() + "…"]
     return lines
+
+
+async def drawn_card(card: TrackCard) -> Picture:
+    """:func:`draw_card` for ``card``, drawn off the event loop."""
+    return Picture(await asyncio.to_thread(draw_card, card.title, card.artist, card.mood), "jpeg")
 
 
 def draw_card(title: str, artist: str, mood: str) -> bytes:

@@ -44,6 +44,19 @@ class FaceReading:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """An image to upload with a card, with its format: Discord shows an attachment by its
+    file name's suffix, so the adapter must not have to guess."""
+
+    data: bytes
+    kind: str = "jpeg"  # Pillow's format name in lower case: jpeg, png, webp or gif
+
+    @property
+    def suffix(self) -> str:
+        return "jpg" if self.kind == "jpeg" else self.kind
+
+
+@dataclass(frozen=True)
 class TrackCard:
     """A song to send, with why it was chosen."""
 
@@ -56,7 +69,6 @@ class TrackCard:
     art_url: str | None = None  # remote album art, when known
     art_checked_at: datetime | None = None  # when a lookup last found no art
     art_from_catalog: bool = False  # the two above are the catalog's as of the pick
-    art_image: bytes | None = None  # a drawn card (JPEG) when there is no remote art
     emotion: str | None = None  # the emotion that led here (None for a plain /more)
     confidence: float | None = None
     reason: str = ""  # e.g. "you look sad — here is something calm"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from core import moods
 from core.artwork import ArtResolver
-from core.cards import draw_card
+from core.cards import drawn_card
 from core.charts import emotion_chart
 from core.config import Settings
 from core.errors import CatalogEmpty, NotYourTrack
@@ -31,6 +31,7 @@ from core.replies import (
     HistoryItem,
     Notice,
     NoticeKind,
+    Picture,
     Reply,
     TrackCard,
 )
@@ -263,13 +264,11 @@ class MoodLifter:
         removed = await self.store.forget(user.platform, user.user_id)
         return Notice(NoticeKind.FORGOTTEN, FORGOTTEN if removed else NOTHING_TO_FORGET)
 
-    async def card_image(self, card: TrackCard) -> bytes | None:
+    async def card_image(self, card: TrackCard) -> Picture:
         """The picture to upload for a card: album art if it comes within ~2 s, else drawn."""
-        if card.art_image is not None:
-            return card.art_image
         if self.artwork is not None:
-            return (await self.artwork.card_art(card)).data
-        return await asyncio.to_thread(draw_card, card.title, card.artist, card.mood)
+            return (await self.artwork.card_art(card)).picture
+        return await drawn_card(card)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from core.artwork.http import check_status, read_limited, translated
 from core.artwork.outcomes import NoArt
+from core.replies import Picture
 
 MAX_ART_BYTES = 2 * 1024 * 1024
 MAX_SIDE = 4096
@@ -25,7 +26,7 @@ UPSTREAM = "album art"
 
 async def fetch_image(
     client: httpx.AsyncClient, url: str, *, max_bytes: int = MAX_ART_BYTES
-) -> bytes:
+) -> Picture:
     """The picture at ``url``, checked; :class:`NoArt` when it is not one we would send."""
     with translated(UPSTREAM):
         async with client.stream("GET", url) as response:
@@ -34,8 +35,8 @@ async def fetch_image(
             if not kind.startswith("image/"):
                 raise NoArt(f"{UPSTREAM}: {kind or 'no content type'} is not an image")
             data = await read_limited(response, max_bytes, UPSTREAM, too_big=NoArt)
-    check_image(data)
-    return data
+    kind, _ = check_image(data)
+    return Picture(data, kind.lower())
 
 
 def check_image(data: bytes) -> tuple[str, tuple[int, int]]:

@@ -26,9 +26,9 @@ from core.artwork.images import fetch_image
 from core.artwork.oembed import OEmbed
 from core.artwork.outcomes import ArtworkError, Found, NoArt, Unavailable
 from core.artwork.webapi import WebApi
-from core.cards import draw_card
+from core.cards import drawn_card
 from core.config import SpotifySettings
-from core.replies import TrackCard
+from core.replies import Picture, TrackCard
 from core.store import Store
 from core.store.schema import utcnow
 
@@ -43,37 +43,37 @@ USER_AGENT = "MusicMoodLifter/1.0 (album art for a chat bot)"
 
 @dataclass(frozen=True)
 class Artwork:
-    """The picture for a card, as bytes an adapter can upload."""
+    """The picture for a card, and where it came from."""
 
-    data: bytes
+    picture: Picture
     source: str  # "catalog" | "oembed" | "webapi" | "drawn"
     url: str | None = None
 
 
 class _Pictures:
-    """Image bytes by URL, least recently used out first, within a byte budget."""
+    """Pictures by URL, least recently used out first, within a byte budget."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[str, Picture] = OrderedDict()
         self._size = 0
 
-    def get(self, url: str) -> bytes | None:
-        data = self._items.get(url)
-        if data is not None:
+    def get(self, url: str) -> Picture | None:
+        picture = self._items.get(url)
+        if picture is not None:
             self._items.move_to_end(url)
-        return data
+        return picture
 
-    def put(self, url: str, data: bytes) -> None:
-        if len(data) > self.budget:
+    def put(self, url: str, picture: Picture) -> None:
+        if len(picture.data) > self.budget:
             return
         old = self._items.pop(url, None)
-        self._size -= len(old) if old is not None else 0
-        self._items[url] = data
-        self._size += len(data)
+        self._size -= len(old.data) if old is not None else 0
+        self._items[url] = picture
+        self._size += len(picture.data)
         while self._size > self.budget:
             _, dropped = self._items.popitem(last=False)
-            self._size -= len(dropped)
+            self._size -= len(dropped.data)
 
 
 class ArtResolver:
@@ -151,7 +151,7 @@ class ArtResolver:
             task.add_done_callback(lambda done: self._settled(card.track_id, done))
         try:
             async with asyncio.timeout(self.deadline):
-                found, data = await asyncio.shield(task)
+                found, picture = await asyncio.shield(task)
         except TimeoutError:
             log.info("art for %s not here in %.1f s; a drawn card this time", card.track_id,
                      self.deadline)  # fmt: skip
@@ -160,40 +160,42 @@ class ArtResolver:
         except Exception:  # art is decoration: a broken store must not cost the reply
             log.warning("album art lookup for %s failed", card.track_id, exc_info=True)
         else:
-            return Artwork(data, found.source, found.art_url)
+            return Artwork(picture, found.source, found.art_url)
         return Artwork(await self._drawn(card), "drawn")
 
-    async def _drawn(self, card: TrackCard) -> bytes:
+    async def _drawn(self, card: TrackCard) -> Picture:
         """The drawn card, kept like a picture: one song goes to many people."""
         key = "\0".join(("drawn", card.title, card.artist, card.mood))
-        data = self._pictures.get(key)
-        if data is None:
-            data = await asyncio.to_thread(draw_card, card.title, card.artist, card.mood)
-            self._pictures.put(key, data)
-        return data
+        picture = self._pictures.get(key)
+        if picture is None:
+            picture = await drawn_card(card)
+            self._pictures.put(key, picture)
+        return picture
 
-    def _settled(self, track_id: str, task: asyncio.Task[tuple[Found, bytes]]) -> None:
+    def _settled(self, track_id: str, task: asyncio.Task[tuple[Found, Picture]]) -> None:
         if self._inflight.get(track_id) is task:
             del self._inflight[track_id]
         if not task.cancelled() and task.exception() is not None:  # seen, so never "unretrieved"
             log.debug("art lookup for %s ended: %s", track_id, task.exception())
 
-    async def _remote(self, card: TrackCard) -> tuple[Found, bytes]:
+    async def _remote(self, card: TrackCard) -> tuple[Found, Picture]:
         track_id = card.track_id
         found = await self.find(
             track_id, card.art_url, checked_at=card.art_checked_at,
             from_catalog=card.art_from_catalog,
         )  # fmt: skip
-        data = self._pictures.get(found.art_url)
-        if data is None:
+        picture = self._pictures.get(found.art_url)
+        if picture is None:
             try:
-                data = await self.image_guard.call(lambda: fetch_image(self.client, found.art_url))
+                picture = await self.image_guard.call(
+                    lambda: fetch_image(self.client, found.art_url)
+                )
             except NoArt:
                 log.info("art URL of %s serves no usable picture; forgetting it", track_id)
                 await self.store.set_track_art(track_id, None)
                 raise
-            self._pictures.put(found.art_url, data)
-        return found, data
+            self._pictures.put(found.art_url, picture)
+        return found, picture
 
     # -- lookups -------------------------------------------------------------------------------
 

@@ -29,13 +29,14 @@ from bot.discord_bot import (
     MoodLiftBot,
     build_client,
     card_embed,
+    card_message,
     render,
 )
 from core.config import (
     LimitsSettings,
     Settings,
 )
-from core.replies import FaceReading, TrackCard
+from core.replies import FaceReading, Picture, TrackCard
 from core.service import MoodLifter
 from tests.bot.conftest import service_settings
 
@@ -689,10 +690,10 @@ def test_a_card_embed_carries_the_facts_and_the_small_print() -> None:
     )
 
 
-async def test_a_card_picture_is_attached_under_its_own_format() -> None:
+def test_a_card_picture_is_attached_under_its_own_format() -> None:
     png = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 30, 30)).save(png, format="PNG")
-    sent = await render(None, _card(art_image=png.getvalue()))  # type: ignore[arg-type]
+    sent = card_message(_card(), Picture(png.getvalue(), "png"))
 
     assert sent["file"].filename == "card.png"
     assert sent["embed"].image.url == "attachment://card.png"

@@ -13,6 +13,7 @@ from core.replies import (
     HistoryItem,
     Notice,
     NoticeKind,
+    Picture,
     TrackCard,
 )
 from tests.fakes.telegram_api import visible_text
@@ -45,7 +46,7 @@ def _card(**changes: object) -> TrackCard:
 
 
 def test_card_caption_escapes_and_says_everything() -> None:
-    out = tr.render_card(_card(), art=b"\x89PNG")
+    out = tr.render_card(_card(), art=Picture(b"\x89PNG", "png"))
     assert out.photo == b"\x89PNG"
     assert "&lt;Gonna&gt; &amp; Give" in out.text
     assert "<Gonna>" not in out.text
@@ -72,12 +73,12 @@ def test_card_caption_escapes_and_says_everything() -> None:
         assert tr.CALLBACK_PATTERN.fullmatch(button.callback_data)
 
 
-def test_card_without_art_is_text_and_falls_back_to_url_or_drawn_png() -> None:
+def test_card_without_a_picture_is_text_or_its_art_url() -> None:
     assert tr.render_card(_card()).photo is None
     assert tr.render_card(_card(art_url="https://i.scdn.co/image/x")).photo == (
         "https://i.scdn.co/image/x"
     )
-    assert tr.render_card(_card(art_image=b"png")).photo == b"png"
+    assert tr.render_card(_card(), Picture(b"jpeg bytes")).photo == b"jpeg bytes"
 
 
 def test_card_keyboard_drops_a_link_that_is_not_https() -> None:

@@ -10,7 +10,6 @@ import asyncio
 import io
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from core.artwork.outcomes import Blocked, RateLimited
 from core.cards import SIZE, draw_card
 from core.catalog import import_sources
 from core.config import Secret, Settings, SpotifySettings
-from core.replies import TrackCard
+from core.replies import Picture, TrackCard
 from core.service import MoodLifter
 from core.store import Store
 from core.store.schema import Track, utcnow
@@ -103,8 +102,9 @@ def card(track: str = A, title: str = "Song 0", mood: str = "happy") -> TrackCar
     )
 
 
-def assert_drawn(data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as image:
+def assert_drawn(picture: Picture) -> None:
+    assert picture.kind == "jpeg"
+    with Image.open(io.BytesIO(picture.data)) as image:
         assert (image.format, image.size) == ("JPEG", (SIZE, SIZE))
 
 
@@ -146,14 +146,14 @@ async def test_oembed_art_is_downloaded_cached_and_not_asked_again(
     art_url = fake.oembed_found(A, "a", title="Song 0")
     art = await resolver.card_art(card())
     assert (art.source, art.url) == ("oembed", art_url)
-    assert art.data == fake.images["a"].body
+    assert art.picture == Picture(fake.images["a"].body, "jpeg")
     track = await catalog.get_track(A)
     assert track is not None and track.art_url == art_url and track.art_checked_at is not None
     seen = fake.count()
     assert seen == 2  # oEmbed + the picture
 
     again = await resolver.card_art(card())
-    assert again.data == art.data and fake.count() == seen  # no HTTP call at all
+    assert again.picture == art.picture and fake.count() == seen  # no HTTP call at all
 
     # A fresh process: the URL comes from the store, only the picture is fetched again.
     fresh = ArtResolver.from_settings(settings(fake), catalog, deadline=DEADLINE)
@@ -170,7 +170,7 @@ async def test_web_api_through_spotipy_when_oembed_has_nothing(
     big = fake.track_found(B, "album-b")  # oEmbed answers 404 for B
     art = await keyed.card_art(card(B))
     assert (art.source, art.url) == ("webapi", big)  # the 640 px image of the three
-    with Image.open(io.BytesIO(art.data)) as image:
+    with Image.open(io.BytesIO(art.picture.data)) as image:
         assert image.size == (640, 640)
     assert [r[1] for r in fake.requests] == ["oembed", "token", "tracks", "img"]
     found = await keyed.lookup(B)
@@ -183,7 +183,7 @@ async def test_nowhere_any_art_is_cached_as_none_then_retried_after_a_while(
 ) -> None:
     art = await keyed.card_art(card(C, "Song 2", "calm"))  # 404 from oEmbed and the Web API
     assert art.source == "drawn" and art.url is None
-    assert_drawn(art.data)
+    assert_drawn(art.picture)
     track = await catalog.get_track(C)
     assert track is not None and track.art_url is None and track.art_checked_at is not None
     seen = fake.count()
@@ -227,7 +227,7 @@ async def test_429_honours_retry_after_without_holding_the_reply(
     started = time.monotonic()
     art = await resolver.card_art(card())
     assert art.source == "drawn" and time.monotonic() - started < DEADLINE
-    assert_drawn(art.data)
+    assert_drawn(art.picture)
     guard = resolver.sources[0].guard
     assert 110 < guard.wait_time() <= 120 and guard.why == "cooling down"
     track = await catalog.get_track(A)
@@ -300,7 +300,7 @@ async def test_slow_upstream_times_out_to_the_drawn_card(
     art = await resolver.card_art(card())
     elapsed = time.monotonic() - started
     assert art.source == "drawn" and elapsed < DEADLINE + 0.5
-    assert_drawn(art.data)
+    assert_drawn(art.picture)
     await asyncio.sleep(0.3)  # the lookup's own timeout (0.4 s) has passed by now
     assert resolver.sources[0].guard.failures == 1
 
@@ -346,7 +346,7 @@ async def test_art_url_without_a_usable_picture_is_forgotten(
     fake.images["a"] = picture
     art = await resolver.card_art(card())
     assert art.source == "drawn"
-    assert_drawn(art.data)
+    assert_drawn(art.picture)
     track = await catalog.get_track(A)
     assert track is not None and track.art_url is None and track.art_checked_at is not None
 
@@ -428,11 +428,15 @@ async def test_service_card_image_uses_the_resolver(
     resolver: ArtResolver, catalog: Store, fake: FakeSpotify
 ) -> None:
     fake.oembed_found(A, "a")
+    png = io.BytesIO()
+    Image.new("RGB", (300, 300), (20, 90, 160)).save(png, format="PNG")
+    fake.images["a"] = Canned(200, png.getvalue(), "image/png")  # album art may be a PNG
     # card_image never reads a photo, so no face model is needed here.
     service = MoodLifter(Settings(), catalog, reader=None, artwork=resolver)  # type: ignore[arg-type]
     try:
-        assert await service.card_image(card()) == fake.images["a"].body
+        art = await service.card_image(card())
+        assert (art.data, art.kind, art.suffix) == (png.getvalue(), "png", "png")
         assert_drawn(await service.card_image(card(B)))  # oEmbed 404, no keys: drawn
-        assert await service.card_image(replace(card(), art_image=b"own")) == b"own"
+        assert (await service.card_image(card(B))).suffix == "jpg"
     finally:
         await service.close()  # closes the resolver and the store; closing again is harmless

@@ -9,7 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import URL, Connection, inspect, text
 
 from core.store import create_engine, current_revision, downgrade, head_revision, upgrade
 from core.store.migrate import alembic_config
@@ -80,6 +80,31 @@ async def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
             assert (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 1234
     finally:
         await engine.dispose()
+
+
+async def test_a_percent_in_the_url_is_no_interpolation(tmp_path: Path) -> None:
+    """A ``%`` in the URL (a path here; a URL-encoded password alike) used to reach Alembic's
+    configparser, which took it for interpolation and stopped the start-up."""
+    file = tmp_path / "100%" / "mood%db.sqlite3"
+    url = URL.create("sqlite+aiosqlite", database=str(file)).render_as_string()  # %db: "%25db"
+    assert await upgrade(url) == head_revision()
+    assert await current_revision(url) == head_revision()
+    assert await tables(url) == TABLES
+    assert file.is_file()
+
+
+def test_the_apps_alembic_config_holds_no_url_and_a_given_one_round_trips() -> None:
+    assert alembic_config().get_main_option("sqlalchemy.url") is None
+    url = "postgresql+asyncpg://bob:p%40ss%25@db.example/mood"
+    assert alembic_config(url).get_main_option("sqlalchemy.url") == url
+
+
+def test_plain_alembic_command_with_a_percent_in_the_path(tmp_path: Path) -> None:
+    url = URL.create(
+        "sqlite+aiosqlite", database=str(tmp_path / "50%off.sqlite3")
+    ).render_as_string()
+    command.upgrade(alembic_config(url), "head")
+    assert asyncio.run(tables(url)) == TABLES
 
 
 def test_plain_alembic_command_runs_env_with_its_own_engine(db_url: str) -> None:

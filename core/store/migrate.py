@@ -26,24 +26,32 @@ MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 MIGRATION_LOCK = 0x6D6F6F64  # "mood": the PostgreSQL advisory lock that upgrades take in turn
 
 
-def alembic_config(url: str) -> Config:
-    """An Alembic config pointing at the packaged scripts and ``url`` (no alembic.ini needed)."""
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config pointing at the packaged scripts (no alembic.ini needed).
+
+    The app hands Alembic a connection of its own (see :func:`_run`), so it gives no ``url``:
+    the password never lands in Alembic's config. With ``url`` (for Alembic's own commands,
+    which build an engine from ``sqlalchemy.url``) a ``%`` is escaped, as configparser's
+    interpolation needs (a URL-encoded password, a file path with ``%``).
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", normalize_url(url).render_as_string(hide_password=False))
+    if url is not None:
+        full = normalize_url(url).render_as_string(hide_password=False)
+        cfg.set_main_option("sqlalchemy.url", full.replace("%", "%%"))
     return cfg
 
 
 def head_revision() -> str:
     """The newest revision the code knows."""
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 async def _run(url: str, work: str, revision: str | None = None) -> str | None:
     """Run one Alembic operation on a connection of our own engine (with its SQLite pragmas)."""
-    cfg = alembic_config(url)
+    cfg = alembic_config()  # the connection is handed in below; no URL in the config
     engine = create_engine(url)
     current: str | None = None
 

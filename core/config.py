@@ -85,6 +85,19 @@ def _is_database_url(value: str) -> bool:
     return True
 
 
+# scheme://user:PASSWORD@ (the scheme may be missing in a malformed value), up to the last "@":
+# a password with an unescaped "@" is hidden whole, and at worst more than the password is.
+_URL_PASSWORD = re.compile(r"^(?P<head>(?:[^:/?#@]*://)?[^:/?#@]*:(?!//)).*@", re.DOTALL)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def masked_url(url: str) -> str:
+    """``url`` fit for a message or a log: its password (in the user part or a ``password=``
+    query parameter) shown as ``***``. Works on text that does not parse as a URL too."""
+    shown = _URL_PASSWORD.sub(r"\g<head>***@", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", shown)
+
+
 def _is_url_path(value: str) -> bool:
     return value.startswith("/") and not urlsplit(value).netloc and " " not in value
 
@@ -98,10 +111,20 @@ class DatabaseSettings:
     # Any SQLAlchemy async URL; None means a SQLite file in paths.data_dir.
     url: str | None = field(
         default=None,
-        metadata=_check("a SQLAlchemy URL such as sqlite+aiosqlite:///path", _is_database_url),
+        metadata={
+            **_check("a SQLAlchemy URL such as sqlite+aiosqlite:///path", _is_database_url),
+            "shown": masked_url,  # in messages: the password never
+        },
     )
     echo: bool = False
     busy_timeout_ms: int = field(default=5000, metadata=_check("an integer >= 0", lambda v: v >= 0))
+
+    def __repr__(self) -> str:
+        """The dataclass repr, with the URL's password masked (settings get logged)."""
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
+        if self.url is not None:
+            shown["url"] = masked_url(self.url)
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
 DEFAULT_CATALOG_SOURCES: tuple[SourceSpec, ...] = (
@@ -364,13 +387,13 @@ def _section(
             value = _convert(tp, raw, from_env=from_env, base=base)
         except _Invalid as bad:
             detail = f" ({bad})" if str(bad) else ""
-            shown = _show(raw, tp)
+            shown = _show(raw, tp, fields[key])
             raise ConfigError(
                 f"{where} = {shown} is invalid: expected {_expected(tp)}{detail}"
             ) from None
         check = fields[key].metadata.get("check")
         if value is not None and check is not None and not check(value):
-            shown = _show(raw, tp)
+            shown = _show(raw, tp, fields[key])
             raise ConfigError(
                 f"{where} = {shown} is invalid: expected {fields[key].metadata['expect']}"
             )
@@ -378,10 +401,14 @@ def _section(
     return converted
 
 
-def _show(raw: Any, tp: Any) -> str:
-    """The offending value for a message, masked when the key holds a secret."""
+def _show(raw: Any, tp: Any, where: dataclasses.Field[Any]) -> str:
+    """The offending value for a message: masked whole when the key holds a secret, in part
+    where its field says how (``shown``: a database URL's password)."""
     secret = tp is Secret or Secret in get_args(tp)
-    return "'**********'" if secret else repr(raw)
+    if secret:
+        return "'**********'"
+    shown = where.metadata.get("shown")
+    return repr(shown(raw) if shown is not None and isinstance(raw, str) else raw)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -120,10 +120,14 @@ async def serve(
         try:
             await ensure_catalog(settings, service.store)
         except CatalogError as error:
-            # The bots still start: they read faces and say the song list is being set up.
+            # The bots still start: they read faces, and serve the songs imported so far or say
+            # the song list is being set up. The next start imports the sources still missing.
+            tracks = (await service.store.catalog_counts()).total
+            state = f"song catalog incomplete, {tracks} tracks so far" if tracks else None
             log.warning(
-                "no song catalog yet (%s); set MOODLIFT_CATALOG_SOURCES to local copies of the "
-                "catalog files, or restart when the network is back",
+                "%s (%s); set MOODLIFT_CATALOG_SOURCES to local copies of the catalog files, or "
+                "restart when the network is back to import the rest",
+                state or "no song catalog yet",
                 error,
             )
         for name in platforms:

@@ -126,23 +126,41 @@ async def import_sources(
 async def ensure_catalog(
     settings: Settings, store: Store, *, progress: bool = False
 ) -> list[ImportReport]:
-    """At start-up: import the configured sources when the catalog is empty (and allowed to),
-    then give tracks still waiting for a mood the model's, so a fresh install serves them all.
+    """At start-up: import the configured sources not in the catalog yet (all of them into an
+    empty one; when ``catalog.import_if_empty`` allows), then give tracks still waiting for a
+    mood the model's, so a fresh install serves them all.
 
-    A missing or broken model is logged, not fatal: labelled tracks can still be served.
+    A source counts as imported once a track comes from it (each is imported in one
+    transaction), so a start after a failed one imports just the sources still missing. One
+    that cannot be fetched does not stop the others: the tracks imported are classified, then
+    a :class:`CatalogError` names what failed. A missing or broken model is logged, not fatal:
+    labelled tracks can still be served.
     """
-    counts = await store.catalog_counts()
     reports: list[ImportReport] = []
-    if not counts.total and settings.catalog.import_if_empty:
-        log.info("the catalog is empty; importing %d source(s)", len(settings.catalog.sources))
-        reports = await import_sources(
-            store,
-            settings.catalog.sources,
-            settings.paths.cache_dir,
-            progress=progress,
-            download_timeout=settings.catalog.download_timeout,
-        )
-        counts = await store.catalog_counts()
+    failures: list[str] = []
+    if settings.catalog.import_if_empty:
+        sources = settings.catalog.sources
+        present = await imported_sources(store, [spec.name for spec in sources])
+        missing = [spec for spec in sources if spec.name not in present]
+        if missing:
+            log.info(
+                "importing %d of %d catalog source(s): %s",
+                len(missing),
+                len(sources),
+                ", ".join(spec.name for spec in missing),
+            )
+        for spec in missing:
+            try:
+                reports += await import_sources(
+                    store,
+                    [spec],
+                    settings.paths.cache_dir,
+                    progress=progress,
+                    download_timeout=settings.catalog.download_timeout,
+                )
+            except CatalogError as error:
+                failures.append(str(error))
+    counts = await store.catalog_counts()
     if counts.unassigned:
         try:
             model = await load_music_model(settings.models.music_path)
@@ -150,7 +168,26 @@ async def ensure_catalog(
             log.warning("%d tracks stay without a mood: %s", counts.unassigned, error)
         else:
             await classify_catalog(store, model)
+    if failures:
+        raise CatalogError("; ".join(failures))
     return reports
+
+
+async def imported_sources(store: Store, names: Iterable[str]) -> set[str]:
+    """Which of ``names`` (:attr:`SourceSpec.name`) at least one track was imported from.
+
+    A track keeps the source it was first imported from, or last labelled by; so a source
+    whose every track is also in a labelled file imported after it, or with no good row at
+    all, is not seen, and is imported again (the upsert makes that harmless).
+    """
+    wanted = set(names)
+    if not wanted:
+        return set()
+    async with store.sessions() as session:
+        found = await session.scalars(
+            select(Track.source).where(Track.source.in_(wanted)).distinct()
+        )
+        return set(found)
 
 
 async def load_music_model(path: Path) -> MusicMoodModel:

@@ -210,9 +210,7 @@ async def test_import_of_the_published_files(store: Store, music_dir: Path, tmp_
     assert await store.catalog_counts() == counts
 
 
-async def test_ensure_catalog_imports_only_into_an_empty_catalog(
-    store: Store, write_csv, tmp_path
-) -> None:
+async def test_ensure_catalog_imports_each_source_once(store: Store, write_csv, tmp_path) -> None:
     path = write_csv("m.csv", MOODS_HEADER, [moods_line(1, "Happy")])
     settings = load_settings(
         env={"MOODLIFT_CATALOG_SOURCES": str(path), "MOODLIFT_PATHS_CACHE_DIR": str(tmp_path)}

@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 import platformdirs
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from core.errors import ConfigError
@@ -253,7 +253,9 @@ class Settings:
         """The configured URL, or the default SQLite file in the data directory."""
         if self.database.url:
             return self.database.url
-        return f"sqlite+aiosqlite:///{self.paths.data_dir / 'moodlift.sqlite3'}"
+        # Rendered by SQLAlchemy, so a %, ? or # in the path is escaped, not read as URL syntax.
+        file = self.paths.data_dir / "moodlift.sqlite3"
+        return URL.create("sqlite+aiosqlite", database=str(file)).render_as_string()
 
 
 _SECTIONS: dict[str, type] = {

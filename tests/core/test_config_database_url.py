@@ -78,3 +78,18 @@ def test_the_store_refuses_a_malformed_url_without_showing_its_password() -> Non
     with pytest.raises(StoreError) as error:
         create_engine(f"postgres ql://bob:{PASSWORD}@db/mood")
     assert "s3cr" not in str(error.value) and "bob:***@db/mood" in str(error.value)
+
+
+@pytest.mark.parametrize("folder", ["100%db", "what?", "a#b", "a b"])
+async def test_the_default_sqlite_file_keeps_a_data_dir_with_url_characters(
+    tmp_path: Path, folder: str
+) -> None:
+    """The default URL is built from paths.data_dir: a %, ? or # there is part of the path."""
+    from core.store import Store
+
+    data_dir = tmp_path / folder
+    settings = load_settings(env={"MOODLIFT_PATHS_DATA_DIR": str(data_dir)})
+    async with await Store.open(settings) as store:
+        assert (await store.catalog_counts()).total == 0
+    assert (data_dir / "moodlift.sqlite3").is_file()
+    assert os.listdir(tmp_path) == [folder]

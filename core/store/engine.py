@@ -43,7 +43,8 @@ def create_engine(
     url: str | URL, *, echo: bool = False, busy_timeout_ms: int = 5000
 ) -> AsyncEngine:
     """An async engine; for SQLite: WAL (readers never block the writer), a busy timeout (writers
-    wait instead of failing) and enforced foreign keys (so forgetting a user cascades)."""
+    wait instead of failing), enforced foreign keys (so forgetting a user cascades) and secure
+    delete (deleted rows are overwritten with zeros, not left in free pages)."""
     parsed = normalize_url(url)
     file = sqlite_file(parsed)
     if file is not None:
@@ -88,6 +89,7 @@ def _sqlite_pragmas(on_file: bool, busy_timeout_ms: int) -> Any:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA secure_delete = ON")
             if on_file:
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")

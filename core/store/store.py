@@ -432,8 +432,28 @@ class Store:
                 )
             ]
         log.info("forgot user %s", user_id)
+        await self._checkpoint()
         deliveries, detections, ratings, users = counts
         return Forgotten(users, deliveries, detections, ratings)
+
+    async def _checkpoint(self) -> None:
+        """SQLite: move the write-ahead log into the database file and empty it, so rows just
+        deleted (zeroed there by secure_delete) keep no copy in the -wal file.
+
+        A reader still on an older snapshot keeps the log from being emptied: then the next
+        automatic checkpoint does it; the deletion itself is committed either way.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            async with self.engine.connect() as connection:
+                result = await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy = result.scalar()
+        except DBAPIError as exc:
+            log.warning("WAL checkpoint failed: %s", exc.orig)
+            return
+        if busy:
+            log.info("WAL checkpoint busy (a reader is active); left to the next one")
 
     async def forget(self, platform: str, platform_user_id: str) -> Forgotten:
         """:meth:`forget_user` by platform account; falsy when the bot never knew them."""

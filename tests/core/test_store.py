@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -10,6 +13,7 @@ from core.catalog import import_rows
 from core.errors import NotYourTrack, StoreError, UnknownMode, UnknownUser
 from core.moods import Mode
 from core.store import Store
+from core.store.engine import _sqlite_pragmas
 from core.store.schema import Base, Detection, Track
 from data.catalog_sources import read_catalog
 from tests.core import helpers
@@ -90,6 +94,59 @@ async def test_forget_user_deletes_everything_about_them(store: Store, write_csv
             if table.name != Track.__tablename__:
                 assert await session.scalar(select(func.count()).select_from(table)) == 0, table
         assert await session.scalar(select(func.count()).select_from(Track)) == 3
+
+
+def _on_disk(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+async def test_forget_leaves_no_copy_in_the_sqlite_files(tmp_path: Path) -> None:
+    """Deleted rows are zeroed (secure_delete) and the write-ahead log is emptied after a
+    forget, so neither the database file nor its -wal file still holds the user's account."""
+    file = tmp_path / "forget.sqlite3"
+    wal = tmp_path / "forget.sqlite3-wal"
+    account = "account-8675309-of-ann"
+    async with await Store.open(f"sqlite+aiosqlite:///{file}") as store:
+        await store.record_reading("telegram", account, "sad", {"sad": 0.9, "happy": 0.1})
+        await store.get_or_create_user("telegram", "bob")
+        assert account.encode() in _on_disk(file) + _on_disk(wal)  # it did reach the disk
+        assert await store.forget("telegram", account)
+        for path in (file, wal):
+            assert account.encode() not in _on_disk(path), path.name
+        assert b"bob" in _on_disk(file)  # the others' rows are in the file, not only in the log
+        assert await store.find_user("telegram", "bob") is not None
+
+
+def test_sqlite_connections_zero_what_they_delete() -> None:
+    """secure_delete is set on every connection, not left to how SQLite was built (this
+    Python's build may have it on by default; many builds do not)."""
+    raw = sqlite3.connect(":memory:")
+    try:
+        raw.execute("PRAGMA secure_delete = OFF")  # the default of a build without the option
+        _sqlite_pragmas(on_file=False, busy_timeout_ms=100)(raw, None)
+        assert raw.execute("PRAGMA secure_delete").fetchone() == (1,)
+    finally:
+        raw.close()
+
+
+async def test_forget_succeeds_while_a_reader_keeps_the_log_from_emptying(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    file = tmp_path / "busy.sqlite3"
+    async with await Store.open(f"sqlite+aiosqlite:///{file}") as setup:
+        await setup.get_or_create_user("telegram", "ann")
+    reader = sqlite3.connect(file, isolation_level=None)
+    store = Store(f"sqlite+aiosqlite:///{file}", busy_timeout_ms=20)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM users").fetchone() == (1,)  # a snapshot
+        caplog.set_level(logging.INFO, logger="core.store.store")
+        assert (await store.forget("telegram", "ann")).users == 1
+        assert "WAL checkpoint busy" in caplog.text
+        assert await store.find_user("telegram", "ann") is None
+    finally:
+        reader.close()
+        await store.close()
 
 
 async def test_ratings_are_per_user_and_track_changeable_and_only_for_songs_sent(

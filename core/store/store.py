@@ -46,9 +46,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BUSY_ATTEMPTS = 5
-"""Write units retry this often when the database asks for it (SQLite locked past its busy
-timeout under heavy load; a PostgreSQL serialization failure or deadlock)."""
-BUSY_BACKOFF = 0.05  # seconds, doubled after each locked attempt
+"""A write unit runs at most this often when the database asks for a rerun (SQLite locked past
+its busy timeout under heavy load; a PostgreSQL serialization failure or deadlock). Each SQLite
+attempt may already have waited the whole busy timeout, so this budget stays small whatever a
+unit's budget for conflicts is."""
+BUSY_BACKOFF = 0.05  # seconds before the second attempt, doubled before each further one
 
 RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 """PostgreSQL's serialization_failure and deadlock_detected: the transaction may simply rerun."""
@@ -62,22 +64,12 @@ def _is_transient(exc: DBAPIError) -> bool:
     return "locked" in message or "busy" in message  # SQLite's SQLITE_BUSY / SQLITE_LOCKED
 
 
-async def _recover_from_busy(
-    session: AsyncSession, exc: DBAPIError, what: str, pause: float = 0.0
-) -> None:
-    """Roll back after a transient error (SQLite's "database is locked": the writer waited its
-    whole busy timeout; PostgreSQL's serialization failure or deadlock) so the caller can retry;
-    any other database error becomes a :class:`StoreError`."""
-    await session.rollback()
-    if not _is_transient(exc):
-        raise StoreError(f"cannot {what}: {exc.orig}") from None
-    log.warning("%s: database busy; retrying", what)
-    if pause:
-        await asyncio.sleep(pause)
-
+CONFLICT_ATTEMPTS = 5
+"""A write unit runs at most this often when a concurrent one wrote the same unique key first."""
 
 PICK_ATTEMPTS = 100
-"""Conflicting concurrent picks retry; each retry sees the rows that beat it, so this is ample."""
+"""Conflicting concurrent picks retry; each retry sees the rows that beat it, so this is ample.
+(Conflicts only: a busy database gets :data:`BUSY_ATTEMPTS`.)"""
 
 TASTE_MEMORY = 200
 """A pick weighs at most this many of the user's latest ratings (taste drifts; cost stays flat)."""
@@ -420,9 +412,10 @@ class Store:
 
     async def forget_user(self, user_id: int) -> Forgotten:
         """Delete the user and everything about them (deliveries, last detection, ratings)."""
-        async with self.sessions() as session, session.begin():
+
+        async def unit(session: AsyncSession) -> list[int]:
             # Explicit deletes: correct even on a backend where the cascade is not enforced.
-            counts = [
+            return [
                 (await session.execute(delete(table).where(column == user_id))).rowcount or 0
                 for table, column in (
                     (Delivery, Delivery.user_id),
@@ -431,6 +424,8 @@ class Store:
                     (User, User.id),
                 )
             ]
+
+        counts = await self._write(f"forget user {user_id}", unit)
         log.info("forgot user %s", user_id)
         await self._checkpoint()
         deliveries, detections, ratings, users = counts
@@ -650,38 +645,60 @@ class Store:
             log.debug("pick conflict for user %s (%s); retrying", user_id, exc.orig)
 
         return await self._write(
-            f"record a delivery to user {user_id}", unit,
-            attempts=PICK_ATTEMPTS, backoff=0.0, on_conflict=lost,
-        )  # fmt: skip
+            f"record a delivery to user {user_id}", unit, conflicts=PICK_ATTEMPTS, on_conflict=lost
+        )
 
     async def _write(
         self,
         what: str,
         unit: Callable[[AsyncSession], Awaitable[T]],
         *,
-        attempts: int = BUSY_ATTEMPTS,
-        backoff: float = BUSY_BACKOFF,
+        conflicts: int = CONFLICT_ATTEMPTS,
         on_conflict: Callable[[AsyncSession, IntegrityError], Awaitable[None]] | None = None,
     ) -> T:
-        """Run ``unit`` in a session of its own and commit, as one unit of work; rerun it after
-        a unique-key conflict (a concurrent request wrote first: the rerun sees its rows) or a
-        transient error (see :func:`_recover_from_busy`; ``backoff`` seconds, doubled each
-        time). ``on_conflict`` may turn a conflict into an error before the rerun."""
-        for attempt in range(attempts):
+        """Run ``unit`` in a session of its own and commit, as one unit of work, and rerun it:
+
+        * after a unique-key conflict (a concurrent request wrote first: the rerun sees its
+          rows), at once, ``conflicts`` runs in all; ``on_conflict`` may turn a conflict into an
+          error first;
+        * after a transient error (see :func:`_is_transient`: SQLite's "database is locked"
+          once the busy timeout has passed, PostgreSQL's serialization failure or deadlock),
+          :data:`BUSY_ATTEMPTS` runs in all, after a pause of :data:`BUSY_BACKOFF` seconds,
+          doubled each time.
+
+        The two budgets are counted apart. Any other database error, or a budget spent, is a
+        :class:`StoreError`.
+        """
+        conflicted = busy = 0
+        while True:
+            pause = 0.0
             async with self.sessions() as session:
                 try:
                     result = await unit(session)
                     await session.commit()
+                    return result
                 except IntegrityError as exc:
                     await session.rollback()
                     if on_conflict is not None:
                         await on_conflict(session, exc)
-                    continue
+                    conflicted += 1
+                    if conflicted >= conflicts:
+                        raise StoreError(
+                            f"cannot {what}: still conflicting after {conflicted} attempts"
+                        ) from None
                 except DBAPIError as exc:
-                    await _recover_from_busy(session, exc, what, backoff * 2**attempt)
-                    continue
-                return result
-        raise StoreError(f"cannot {what}: database busy after {attempts} attempts")
+                    await session.rollback()
+                    if not _is_transient(exc):
+                        raise StoreError(f"cannot {what}: {exc.orig}") from None
+                    busy += 1
+                    if busy >= BUSY_ATTEMPTS:
+                        raise StoreError(
+                            f"cannot {what}: database busy after {busy} attempts"
+                        ) from None
+                    log.warning("%s: database busy; retrying", what)
+                    pause = BUSY_BACKOFF * 2 ** (busy - 1)
+            if pause:
+                await asyncio.sleep(pause)  # with the connection back in the pool
 
     async def _take_turn(self, session: AsyncSession, user_id: int) -> None:
         """PostgreSQL: hold the user's row lock until this transaction ends, so concurrent

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.catalog import import_rows
 from core.errors import NotYourTrack, StoreError, UnknownMode, UnknownUser
 from core.moods import Mode
 from core.store import Store
+from core.store import store as store_module
 from core.store.engine import _sqlite_pragmas
 from core.store.schema import Base, Detection, Track
 from data.catalog_sources import read_catalog
@@ -265,6 +268,134 @@ async def test_writes_wait_out_a_writer_that_outlasts_the_busy_timeout(tmp_path,
         assert "database busy; retrying" in caplog.text  # the lock really outlasted the timeout
         assert await store.find_user_and_reading("telegram", "1") == (first, reading)
     finally:
+        await store.close()
+
+
+def _locked() -> OperationalError:
+    return OperationalError("COMMIT", None, sqlite3.OperationalError("database is locked"))
+
+
+class _FlakySessions:
+    """The store's session factory, whose next ``failures`` sessions fail their commit as a
+    database locked past its busy timeout does; counts the sessions (the unit's runs)."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self.sessions = store.sessions
+        self.failures = failures
+        self.runs = 0
+
+    def __call__(self) -> AsyncSession:
+        session = self.sessions()
+        self.runs += 1
+        if self.failures:
+            self.failures -= 1
+
+            async def commit() -> None:
+                raise _locked()
+
+            session.commit = commit  # type: ignore[method-assign]
+        return session
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "BUSY_BACKOFF", 0.0)
+
+
+@pytest.mark.usefixtures("no_backoff")
+async def test_forget_reruns_after_a_transient_error(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    ann = await store.get_or_create_user("telegram", "ann")
+    flaky = _FlakySessions(store, failures=store_module.BUSY_ATTEMPTS - 1)
+    store.sessions = flaky  # type: ignore[assignment]
+    assert (await store.forget_user(ann.id)).users == 1
+    assert flaky.runs == store_module.BUSY_ATTEMPTS
+    assert caplog.text.count("database busy; retrying") == store_module.BUSY_ATTEMPTS - 1
+    assert await store.find_user("telegram", "ann") is None
+
+
+@pytest.mark.usefixtures("no_backoff")
+async def test_a_lasting_transient_error_is_a_store_error_after_few_attempts(
+    store: Store, write_csv
+) -> None:
+    """Transient errors have their own small budget, also for picks (whose budget for unique-key
+    conflicts is large): on SQLite each attempt may have waited the whole busy timeout."""
+    async with store.sessions() as session:
+        path = write_csv("m.csv", MOODS_HEADER, [moods_line(n, "Calm") for n in range(3)])
+        await import_rows(session, read_catalog(path, moods=("calm",)).rows)
+        await session.commit()
+    ann = await store.get_or_create_user("telegram", "ann")
+    sessions = store.sessions
+    for work in (lambda: store.pick_and_deliver(ann.id, "calm"), lambda: store.forget_user(ann.id)):
+        flaky = _FlakySessions(store, failures=1000)
+        store.sessions = flaky  # type: ignore[assignment]
+        with pytest.raises(StoreError, match="database busy after 5 attempts"):
+            await work()
+        assert flaky.runs == store_module.BUSY_ATTEMPTS
+        store.sessions = sessions
+    assert await store.find_user("telegram", "ann") == ann  # nothing was deleted
+    assert await store.history(ann.id) == []
+
+
+@pytest.mark.usefixtures("no_backoff")
+async def test_conflicts_and_transient_errors_have_budgets_of_their_own(store: Store) -> None:
+    """One loop, two counts: many conflicts then some transient errors still succeed; the
+    transient ones alone end it at BUSY_ATTEMPTS; any other database error at once."""
+    plan: list[Exception | None] = []
+    runs = 0
+
+    async def unit(session: AsyncSession) -> str:
+        nonlocal runs
+        runs += 1
+        failure = plan.pop(0) if plan else None
+        if failure is not None:
+            raise failure
+        return "done"
+
+    conflict = IntegrityError("INSERT", None, sqlite3.IntegrityError("UNIQUE constraint failed"))
+    busy = store_module.BUSY_ATTEMPTS
+    plan[:] = [conflict] * 50 + [_locked()] * (busy - 1) + [conflict] * 40
+    assert await store._write("test", unit, conflicts=100) == "done"
+    assert runs == 50 + busy - 1 + 40 + 1
+
+    runs = 0
+    plan[:] = [_locked()] * (busy + 10)
+    with pytest.raises(StoreError, match=f"database busy after {busy} attempts"):
+        await store._write("test", unit, conflicts=100)
+    assert runs == busy
+
+    runs = 0
+    plan[:] = [conflict] * 10
+    with pytest.raises(StoreError, match="still conflicting after 3 attempts"):
+        await store._write("test", unit, conflicts=3)
+    assert runs == 3
+
+    runs = 0
+    plan[:] = [OperationalError("SELECT", None, sqlite3.OperationalError("no such table: x"))]
+    with pytest.raises(StoreError, match="no such table"):
+        await store._write("test", unit)
+    assert runs == 1
+
+
+async def test_forget_under_a_lock_that_outlasts_every_attempt_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SQLite write lock held all along: the typed error, not a raw OperationalError."""
+    monkeypatch.setattr(store_module, "BUSY_BACKOFF", 0.001)
+    file = tmp_path / "locked.sqlite3"
+    async with await Store.open(f"sqlite+aiosqlite:///{file}") as setup:
+        ann = await setup.get_or_create_user("telegram", "ann")
+    other = sqlite3.connect(file, isolation_level=None)
+    store = Store(f"sqlite+aiosqlite:///{file}", busy_timeout_ms=10)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="cannot forget user"):
+            await store.forget_user(ann.id)
+        other.execute("COMMIT")
+        assert (await store.forget_user(ann.id)).users == 1
+    finally:
+        other.close()
         await store.close()
 
 

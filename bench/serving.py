@@ -50,14 +50,16 @@ def shared_music_csv() -> Path:
 
 def bench_settings(tmp: Path, **limits: int) -> Settings:
     """Production defaults except: the database and paths in ``tmp``, the shared catalog, and
-    the rate limit (plus any other ``limits`` given)."""
+    the rate limits (plus any other ``limits`` given)."""
     models = load_settings(
         env={k: v for k, v in os.environ.items() if k.startswith("MOODLIFT_MODELS_")}
     ).models
     return Settings(
         database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"),
         catalog=CatalogSettings(sources=(SourceSpec(str(shared_music_csv())),)),
-        limits=LimitsSettings(photos_per_minute=PHOTOS_PER_MINUTE, **limits),
+        limits=LimitsSettings(
+            photos_per_minute=PHOTOS_PER_MINUTE, actions_per_minute=PHOTOS_PER_MINUTE, **limits
+        ),
         paths=PathsSettings(data_dir=tmp / "data", cache_dir=tmp / "cache"),
         spotify=SpotifySettings(**OFFLINE_SPOTIFY, timeout=0.5),
         models=models,

@@ -39,6 +39,9 @@ from bench.serving import telegram_bot_env
 from bench.throughput import Ledger, Sent, _Recorded, _stop
 
 PHOTOS_PER_MINUTE = 20  # low enough that a flood meets it, high enough for normal use
+# Above any simulated user's pace: the ledger expects one reply per update, and the flood gate
+# (limits.actions_per_minute) drops updates unanswered by design.
+ACTIONS_PER_MINUTE = 1_000
 SAMPLE_EVERY = 5.0  # seconds between memory samples
 REPLY_WAIT = 60.0  # seconds an update may take before it counts as lost
 FLAT = 1.10  # last minute's median RSS may be at most this times the first minute's
@@ -235,6 +238,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 tmp,
                 fake,
                 MOODLIFT_LIMITS_PHOTOS_PER_MINUTE=str(PHOTOS_PER_MINUTE),
+                MOODLIFT_LIMITS_ACTIONS_PER_MINUTE=str(ACTIONS_PER_MINUTE),
                 TMPDIR=str(tmp / "tmp"),
             )
             with log_path.open("wb") as log:

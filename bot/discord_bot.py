@@ -50,10 +50,12 @@ RATE_ID = re.compile(r"moodlift:rate:(?P<rating>up|down):(?P<track>[0-9A-Za-z]{2
 """The ``custom_id`` of 👍 / 👎: the track, never a user — a click rates for whoever clicks, and
 only a song the core sent them. A dynamic item, so old cards keep working after a restart."""
 RATINGS = {"up": 1, "down": -1}
+FORGET_ID = re.compile(r"moodlift:forget:(?P<answer>yes|no):(?P<owner>[0-9]{1,20})")
+"""The ``custom_id`` of the /forget answers: only the user who asked may answer, and the
+buttons keep working after a restart (a dynamic item, like 👍 / 👎)."""
 EMBED_TEXT_LIMIT = 4096  # an embed description
 
 CHART_FILENAME = "mood.png"
-FORGET_TIMEOUT = 120.0  # seconds the /forget confirmation stays answerable
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 _DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
@@ -107,14 +109,14 @@ class MoodLiftBot(discord.Client):
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **client)
         self.service = service
         self.options = options
-        self.tree = app_commands.CommandTree(self)
+        self.tree = _CommandTree(self)
         self.tree.error(self.on_app_command_error)
         _add_commands(self.tree)
 
     async def setup_hook(self) -> None:
         """Re-attach the persistent card buttons and sync the slash commands."""
         self.add_view(CardView())
-        self.add_dynamic_items(RateButton)
+        self.add_dynamic_items(RateButton, ForgetButton)
         if not self.options.sync_commands:
             return
         if self.options.test_guild_id is not None:
@@ -138,6 +140,11 @@ class MoodLiftBot(discord.Client):
         """A photo sent in a DM gets the same answer as ``/selfie``; other DMs get a hint."""
         if message.guild is not None or message.author.bot:
             return
+        verdict = self.service.throttle(user_ref(message.author))
+        if not verdict.allowed:
+            if verdict.notice is not None:
+                await message.channel.send(verdict.notice.text)
+            return
         photo = next((a for a in message.attachments if _looks_like_image(a)), None)
         if photo is None:
             text = wording.NOT_A_PHOTO if message.attachments else wording.NO_PHOTO
@@ -147,9 +154,13 @@ class MoodLiftBot(discord.Client):
         if problem is not None:
             await message.channel.send(problem)
             return
+        refusal = self.service.admit(user_ref(message.author))  # before the download
+        if refusal is not None:
+            await message.channel.send(refusal.text)
+            return
         async with message.channel.typing():
             image = await photo.read()
-            reply = await self.service.photo(user_ref(message.author), image)
+            reply = await self.service.read_photo(user_ref(message.author), image)
             await message.channel.send(**await render(self.service, reply))
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
@@ -182,6 +193,22 @@ class MoodLiftBot(discord.Client):
                 )
         except discord.HTTPException:
             log.warning("could not tell the user about the error", exc_info=True)
+
+
+class _CommandTree(app_commands.CommandTree):
+    """The slash commands, behind the flood gate."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await _let_in(interaction)
+
+
+async def _let_in(interaction: discord.Interaction) -> bool:
+    """The flood gate for commands and buttons: beyond what a person does by hand, the user is
+    told once (only them) and the rest is dropped."""
+    verdict = _bot(interaction).service.throttle(user_ref(interaction.user))
+    if not verdict.allowed and verdict.notice is not None:
+        await interaction.response.send_message(verdict.notice.text, ephemeral=True)
+    return verdict.allowed
 
 
 class ShardedMoodLiftBot(MoodLiftBot, discord.AutoShardedClient):
@@ -230,9 +257,13 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         if problem is not None:
             await interaction.response.send_message(problem, ephemeral=True)
             return
+        refusal = bot.service.admit(user_ref(interaction.user))  # before the download
+        if refusal is not None:
+            await interaction.response.send_message(refusal.text, ephemeral=True)
+            return
         await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
         image = await photo.read()
-        reply = await bot.service.photo(user_ref(interaction.user), image)
+        reply = await bot.service.read_photo(user_ref(interaction.user), image)
         await send_followup(interaction, reply)
 
     @tree.command(name="more", description="Another song for the mood of your last selfie.")
@@ -258,9 +289,10 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         interaction: discord.Interaction, mode: app_commands.Choice[str] | None = None
     ) -> None:
         bot = _bot(interaction)
+        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
         value = mode.value if mode is not None else None
         reply = await bot.service.set_mode(user_ref(interaction.user), value)
-        await send_response(interaction, reply)
+        await send_followup(interaction, reply)
 
     @tree.command(name="history", description="The songs I sent you, with your ratings.")
     @app_commands.describe(
@@ -280,11 +312,11 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         bot = _bot(interaction)
         reply = await bot.service.forget(user_ref(interaction.user), confirmed=False)
         if isinstance(reply, Notice) and reply.kind is NoticeKind.CONFIRM_FORGET:
-            view = ForgetView(owner_id=interaction.user.id)
             await interaction.response.send_message(
-                reply.text, view=view, ephemeral=bot.ephemeral_for(interaction)
+                reply.text,
+                view=forget_view(interaction.user.id),
+                ephemeral=bot.ephemeral_for(interaction),
             )
-            view.interaction = interaction
             return
         await send_response(interaction, reply)
 
@@ -343,14 +375,18 @@ class RateButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=RATE_I
         """Rebuild the button from its ``custom_id`` (any card, from any earlier run)."""
         return cls(match["rating"], match["track"])
 
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await _let_in(interaction)
+
     async def callback(self, interaction: discord.Interaction) -> None:
         """Store the rating and say so in a message only the clicker sees."""
         bot = _bot(interaction)
         try:
+            await interaction.response.defer(thinking=True, ephemeral=True)
             reply = await bot.service.rate(
                 user_ref(interaction.user), self.track_id, RATINGS[self.rating]
             )
-            await interaction.response.send_message(notice_text(reply), ephemeral=True)
+            await interaction.followup.send(notice_text(reply), ephemeral=True)
         except Exception as error:  # the same one handler as every other command and button
             await bot.on_app_command_error(interaction, _wrap(error))
 
@@ -368,6 +404,9 @@ class CardView(discord.ui.View):
             self.add_item(RateButton("up", track_id))
             self.add_item(RateButton("down", track_id))
 
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await _let_in(interaction)
+
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
     ) -> None:
@@ -375,48 +414,58 @@ class CardView(discord.ui.View):
         await _bot(interaction).on_app_command_error(interaction, _wrap(error))
 
 
-class ForgetView(discord.ui.View):
-    """The /forget confirmation: only the user who asked can answer, within two minutes."""
+class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FORGET_ID):
+    """ "Yes, forget me" or "No, keep it" under the /forget question; only the asker may answer,
+    and the answer takes the question's place."""
 
-    def __init__(self, owner_id: int) -> None:
-        super().__init__(timeout=FORGET_TIMEOUT)
+    def __init__(self, answer: str, owner_id: int) -> None:
+        yes = answer == "yes"
+        super().__init__(
+            discord.ui.Button(
+                label=wording.FORGET_YES if yes else wording.FORGET_NO,
+                style=discord.ButtonStyle.danger if yes else discord.ButtonStyle.secondary,
+                custom_id=f"moodlift:forget:{answer}:{owner_id}",
+            )
+        )
+        self.answer = answer
         self.owner_id = owner_id
-        self.interaction: discord.Interaction | None = None  # to tidy up on timeout
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ForgetButton:
+        """Rebuild the button from its ``custom_id`` (any question, from any earlier run)."""
+        return cls(match["answer"], int(match["owner"]))
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         """Refuse clicks from anyone but the asker (public messages in servers)."""
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(wording.FORGET_NOT_YOURS, ephemeral=True)
-        return False
+        if interaction.user.id != self.owner_id:
+            await interaction.response.send_message(wording.FORGET_NOT_YOURS, ephemeral=True)
+            return False
+        return await _let_in(interaction)
 
-    @discord.ui.button(label=wording.FORGET_YES, style=discord.ButtonStyle.danger)
-    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        """Forget the user for real and say so in place of the question."""
-        reply = await _bot(interaction).service.forget(user_ref(interaction.user), confirmed=True)
-        self.stop()
-        await interaction.response.edit_message(content=notice_text(reply), view=None)
-
-    @discord.ui.button(label=wording.FORGET_NO, style=discord.ButtonStyle.secondary)
-    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        """Keep everything."""
-        self.stop()
-        await interaction.response.edit_message(content=wording.FORGET_KEPT, view=None)
-
-    async def on_timeout(self) -> None:
-        """Take the buttons away once they can no longer be answered."""
-        if self.interaction is None:
-            return
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Forget the user for real (or not) and say so in place of the question."""
+        bot = _bot(interaction)
         try:
-            await self.interaction.edit_original_response(view=None)
-        except discord.HTTPException:
-            log.debug("could not remove the expired /forget buttons", exc_info=True)
+            await interaction.response.defer()  # acknowledged at once: the store may be slow
+            if self.answer == "yes":
+                reply = await bot.service.forget(user_ref(interaction.user), confirmed=True)
+                text = notice_text(reply)
+            else:
+                text = wording.FORGET_KEPT
+            await interaction.edit_original_response(content=text, view=None)
+        except Exception as error:  # the same one handler as every other command and button
+            await bot.on_app_command_error(interaction, _wrap(error))
 
-    async def on_error(
-        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
-    ) -> None:
-        """Button errors go to the same handler as command errors."""
-        await _bot(interaction).on_app_command_error(interaction, _wrap(error))
+
+def forget_view(owner_id: int) -> discord.ui.View:
+    """The /forget question's two answers, for ``owner_id`` only."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(ForgetButton("yes", owner_id))
+    view.add_item(ForgetButton("no", owner_id))
+    view.stop()  # sent as components only: the registered dynamic item answers the clicks
+    return view
 
 
 def _wrap(error: Exception) -> app_commands.AppCommandError:

@@ -39,12 +39,14 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    ApplicationHandlerStop,
     CallbackContext,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     ExtBot,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -65,6 +67,10 @@ DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024  # what the cloud Bot API lets a bot 
 CHAT_ACTION_AFTER = 1.0  # seconds
 CHAT_ACTION_EVERY = 4.5  # seconds; Telegram shows an action for about five
 BUTTON_EXPIRED = "This button no longer works. Send a selfie to start again."
+# Telegram answers an upload only once it has processed the picture; PTB's default 5 s read
+# timeout then reports a card that is on its way as failed.
+SEND_READ_TIMEOUT = 20.0  # seconds
+GATE_GROUP = -1  # the handler group of :func:`gate`, which runs before every other handler
 UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 COMMANDS = (
@@ -177,6 +183,7 @@ class _CommandForUs(filters.MessageFilter):
 
 NEW_MESSAGE = filters.UpdateType.MESSAGE
 ADDRESSED = _AddressedToBot()
+COMMAND_FOR_US = filters.COMMAND & _CommandForUs()
 PHOTO_INPUT = (filters.PHOTO | filters.Document.IMAGE) & ~filters.ANIMATION
 NOT_A_PHOTO = (
     filters.Sticker.ALL
@@ -186,6 +193,15 @@ NOT_A_PHOTO = (
     | filters.VIDEO_NOTE
     | filters.AUDIO
     | filters.Document.ALL
+    | filters.LOCATION
+    | filters.CONTACT
+    | filters.VENUE
+    | filters.POLL
+    | filters.Dice.ALL
+    | filters.STORY
+    | filters.PAID_MEDIA
+    | filters.GAME
+    | filters.CHECKLIST
 )
 
 
@@ -210,7 +226,11 @@ def build_application(
         .base_url(settings.api_url)
         .base_file_url(settings.file_url)
         .context_types(ContextTypes(context=MoodContext))
-        .request(RetryingRequest(connection_pool_size=64, media_write_timeout=60.0))
+        .request(
+            RetryingRequest(
+                connection_pool_size=64, read_timeout=SEND_READ_TIMEOUT, media_write_timeout=60.0
+            )
+        )
         .rate_limiter(RetryAfterLimiter())
         .concurrent_updates(True)
         .post_init(_post_init)
@@ -221,6 +241,7 @@ def build_application(
     application.bot_data["chat_action_after"] = chat_action_after
     application.bot_data["uploaded"] = UploadedPhotos()
 
+    application.add_handler(TypeHandler(Update, gate), group=GATE_GROUP)
     for name, callback in (
         ("start", start),
         ("help", help_command),
@@ -231,9 +252,7 @@ def build_application(
         ("forget", forget),
     ):
         application.add_handler(CommandHandler(name, callback, filters=NEW_MESSAGE))
-    application.add_handler(
-        MessageHandler(filters.COMMAND & NEW_MESSAGE & _CommandForUs(), unknown_command)
-    )
+    application.add_handler(MessageHandler(COMMAND_FOR_US & NEW_MESSAGE, unknown_command))
     application.add_handler(MessageHandler(PHOTO_INPUT & NEW_MESSAGE & ADDRESSED, photo))
     application.add_handler(MessageHandler(NOT_A_PHOTO & NEW_MESSAGE & ADDRESSED, not_a_photo))
     application.add_handler(
@@ -286,6 +305,33 @@ async def _post_init(application: MoodApplication) -> None:
 
 
 # --- handlers --------------------------------------------------------------------------------
+
+
+async def gate(update: Update, context: MoodContext) -> None:
+    """Before any other handler: drop a flood, and turn away messages sent as a chat.
+
+    A message an anonymous group admin or a channel sends carries Telegram's placeholder
+    user, the same for every such sender, so it cannot be told whose it is: such people are
+    asked to write in private instead of sharing one profile.
+    """
+    message = update.effective_message
+    if update.callback_query is None and message is not None and message.sender_chat is not None:
+        if ADDRESSED.check_update(update) or COMMAND_FOR_US.check_update(update):
+            await _answer(update, context, wording.WRITE_IN_PRIVATE)
+        raise ApplicationHandlerStop
+    if update.effective_user is None:
+        return
+    verdict = context.service.throttle(_user(update))
+    if verdict.allowed:
+        return
+    if verdict.notice is not None:
+        if update.callback_query is not None:
+            await update.callback_query.answer(verdict.notice.text, show_alert=True)
+        elif message is not None:
+            await _answer(update, context, verdict.notice)
+    elif update.callback_query is not None:
+        await update.callback_query.answer()  # stop the button's spinner, say nothing
+    raise ApplicationHandlerStop
 
 
 async def start(update: Update, context: MoodContext) -> None:
@@ -342,12 +388,16 @@ async def photo(update: Update, context: MoodContext) -> None:
     if file_id is None:
         await _answer(update, context, wording.too_big(context.max_image_bytes))
         return
+    refusal = context.service.admit(_user(update))  # before the download a flood would cost
+    if refusal is not None:
+        await _answer(update, context, refusal)
+        return
     async with _showing(context, message.chat_id, ChatAction.UPLOAD_PHOTO):
         image = await _download(context, file_id)
         if image is None:
             await _answer(update, context, wording.too_big(context.max_image_bytes))
             return
-        await _answer(update, context, await context.service.photo(_user(update), image))
+        await _answer(update, context, await context.service.read_photo(_user(update), image))
 
 
 async def not_a_photo(update: Update, context: MoodContext) -> None:
@@ -370,14 +420,15 @@ async def button(update: Update, context: MoodContext) -> None:
         await _answer(update, context, await context.service.more(_user(update)))
     elif int(owner) != query.from_user.id:
         await query.answer(wording.FORGET_NOT_YOURS, show_alert=True)
-    elif context.match["answer"] == "no":
-        await query.answer()
-        await query.edit_message_text(tr.plain(wording.FORGET_KEPT).text, parse_mode=ParseMode.HTML)
     else:
-        reply = await context.service.forget(_user(update), confirmed=True)
+        keep = context.match["answer"] == "no"
+        reply = (
+            wording.FORGET_KEPT
+            if keep
+            else await context.service.forget(_user(update), confirmed=True)
+        )
         await query.answer()
-        (rendered,) = tr.render(reply, user_id=query.from_user.id)
-        await query.edit_message_text(rendered.text, parse_mode=ParseMode.HTML)
+        await _replace_question(update, context, reply)
 
 
 async def stale_button(update: Update, context: MoodContext) -> None:
@@ -403,6 +454,24 @@ async def on_error(update: object, context: MoodContext) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+async def _replace_question(update: Update, context: MoodContext, reply: Reply | str) -> None:
+    """Show the outcome of /forget in place of its question, or below it when the question
+    can no longer be edited (deleted, or too old for Telegram to show the bot)."""
+    query = update.callback_query
+    assert query is not None
+    if query.message is not None and query.message.is_accessible:
+        if isinstance(reply, str):
+            rendered = tr.plain(reply)
+        else:
+            (rendered,) = tr.render(reply, user_id=query.from_user.id)
+        try:
+            await query.edit_message_text(rendered.text, parse_mode=ParseMode.HTML)
+            return
+        except BadRequest as error:
+            log.info("could not edit the /forget question (%s); answering below it", error)
+    await _answer(update, context, reply)
 
 
 def _message(update: Update) -> Message:

@@ -26,6 +26,10 @@ LABEL_MOOD = "Mood"
 LABEL_WHY = "Why"
 
 # What the adapters say on their own behalf.
+WRITE_IN_PRIVATE = (
+    "I can't tell who you are when you write as a channel or an anonymous admin. "
+    "Send me your selfie in a private chat instead."
+)
 NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
 NO_PHOTO = "Please attach a selfie (a JPEG or PNG photo) and I'll pick a song for your mood."
 FORGET_KEPT = "Okay, I kept everything as it was."

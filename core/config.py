@@ -207,6 +207,7 @@ class LimitsSettings:
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata=_POSITIVE)
     max_pixels: int = field(default=40_000_000, metadata=_POSITIVE)
     photos_per_minute: int = field(default=6, metadata=_POSITIVE)
+    actions_per_minute: int = field(default=40, metadata=_POSITIVE)
     queue_size: int = field(default=32, metadata=_POSITIVE)
     workers: int = field(default=2, metadata=_POSITIVE)
 

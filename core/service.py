@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from core.artwork import ArtResolver
 from core.cards import drawn_card
 from core.charts import emotion_chart
 from core.config import Settings
-from core.errors import CatalogEmpty, NotYourTrack
+from core.errors import CatalogEmpty, NotYourTrack, UnknownUser
 from core.images import ImageError
 from core.ratelimit import RateLimiter
 from core.reading import PhotoReader, group_emotion
@@ -71,6 +72,9 @@ NO_FACE = (
 )
 NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has songs for it."
 SLOW_DOWN = "Whoa, that's a lot of photos! Give me {seconds} seconds and try again."
+TOO_MANY = (
+    "Whoa, that's a lot of messages! I'll ignore you for {seconds} seconds — then I'm all ears."
+)
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
 CONFIRM_FORGET = (
     "This deletes everything I know about you: the songs I sent, your last reading and your "
@@ -97,6 +101,14 @@ BAD_HISTORY_COUNT = (
 )
 
 
+@dataclass(frozen=True)
+class Throttle:
+    """:meth:`MoodLifter.throttle`'s verdict: serve the action, or drop it (saying so once)."""
+
+    allowed: bool
+    notice: Notice | None = None
+
+
 class MoodLifter:
     """The bot's core: holds the collaborators built once at start-up and closes them."""
 
@@ -121,6 +133,8 @@ class MoodLifter:
         self._queue = asyncio.BoundedSemaphore(limits.queue_size)
         self._waiting = 0
         self._limiter = RateLimiter(limit=limits.photos_per_minute, window=60.0)
+        self._actions = RateLimiter(limit=limits.actions_per_minute, window=60.0)
+        self._told_to_slow_down: dict[tuple[str, str], float] = {}
         self._default_mode = moods.parse_mode(settings.recommender.default_mode)
 
     @classmethod
@@ -146,14 +160,52 @@ class MoodLifter:
     def help(self) -> Notice:
         return Notice(NoticeKind.HELP, HELP)
 
-    async def photo(self, user: UserRef, image: bytes) -> Reply:
-        """Read the faces in ``image`` and answer with a song for their mood."""
+    def admit(self, user: UserRef) -> Notice | None:
+        """Whether a photo from ``user`` will be read now: None, or the notice that says why not.
+
+        Adapters ask before they download the photo, so a flood costs no downloads. An admitted
+        photo counts toward the user's photos per minute.
+        """
         key = (user.platform, user.user_id)
         if not self._limiter.allow(key):
             seconds = max(1, round(self._limiter.retry_after(key)))
             return Notice(NoticeKind.SLOW_DOWN, SLOW_DOWN.format(seconds=seconds))
-        if self._waiting >= self.settings.limits.queue_size:
-            return Notice(NoticeKind.BUSY, BUSY)
+        return self._busy()
+
+    def throttle(self, user: UserRef) -> Throttle:
+        """Whether any action of ``user`` (a message, command or button) is served at all.
+
+        Far above what a person does by hand (``limits.actions_per_minute``); beyond it the
+        user is told once per minute and the rest is dropped unanswered, so a flood cannot
+        keep the bot busy answering it.
+        """
+        key = (user.platform, user.user_id)
+        if self._actions.allow(key):
+            return Throttle(allowed=True)
+        now = time.monotonic()
+        told = self._told_to_slow_down.get(key)
+        if told is not None and now - told < self._actions.window:
+            return Throttle(allowed=False)
+        self._told_to_slow_down[key] = now
+        if len(self._told_to_slow_down) > 10_000:
+            self._told_to_slow_down = {
+                k: t for k, t in self._told_to_slow_down.items() if now - t < self._actions.window
+            }
+        seconds = max(1, round(self._actions.retry_after(key)))
+        return Throttle(
+            allowed=False, notice=Notice(NoticeKind.SLOW_DOWN, TOO_MANY.format(seconds=seconds))
+        )
+
+    async def photo(self, user: UserRef, image: bytes) -> Reply:
+        """Read the faces in ``image`` and answer with a song for their mood."""
+        refusal = self.admit(user)
+        return refusal if refusal is not None else await self.read_photo(user, image)
+
+    async def read_photo(self, user: UserRef, image: bytes) -> Reply:
+        """:meth:`photo` for a photo already :meth:`admit`-ted (downloaded since)."""
+        busy = self._busy()
+        if busy is not None:
+            return busy
         self._waiting += 1
         try:
             async with self._queue:
@@ -272,6 +324,12 @@ class MoodLifter:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _busy(self) -> Notice | None:
+        """The "busy" notice while the work queue is full."""
+        if self._waiting >= self.settings.limits.queue_size:
+            return Notice(NoticeKind.BUSY, BUSY)
+        return None
+
     async def _card(
         self,
         account: UserRecord,
@@ -283,6 +341,8 @@ class MoodLifter:
             card = await self.recommender.for_emotion(account, emotion, confidence=confidence)
         except CatalogEmpty:
             return Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY)
+        except UnknownUser:  # /forget ran while this answer was being made: start afresh
+            return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
         return dataclasses.replace(card, faces=tuple(faces)) if faces else card
 
 

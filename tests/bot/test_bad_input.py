@@ -344,7 +344,9 @@ async def lifter(
     tmp_path_factory: pytest.TempPathFactory, music_dir: Path
 ) -> AsyncIterator[MoodLifter]:
     tmp = tmp_path_factory.mktemp("bad-input")
-    limits = LimitsSettings(photos_per_minute=10_000, max_image_bytes=MAX_IMAGE_BYTES)
+    limits = LimitsSettings(
+        photos_per_minute=10_000, actions_per_minute=10_000, max_image_bytes=MAX_IMAGE_BYTES
+    )
     settings = service_settings(tmp, music_dir, limits)
     lifter = await MoodLifter.create(settings)
     await ensure_catalog(settings, lifter.store)

@@ -51,7 +51,9 @@ async def env(
     tmp_path_factory: pytest.TempPathFactory, music_dir: Path
 ) -> AsyncIterator[simcord.Env]:
     tmp = tmp_path_factory.mktemp("bad-input-discord")
-    limits = LimitsSettings(photos_per_minute=10_000, max_image_bytes=MAX_IMAGE_BYTES)
+    limits = LimitsSettings(
+        photos_per_minute=10_000, actions_per_minute=10_000, max_image_bytes=MAX_IMAGE_BYTES
+    )
     settings = service_settings(tmp, music_dir, limits)
     lifter = await MoodLifter.create(settings)
     await ensure_catalog(settings, lifter.store)

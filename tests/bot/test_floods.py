@@ -19,12 +19,18 @@ from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, shown, user
 
 WAIT = 120.0
 PER_MINUTE = 3
+ACTIONS_PER_MINUTE = 12
 SLOW_DOWN = re.compile(r"^Whoa, that's a lot of photos! Give me \d+ seconds and try again\.$")
 
 
 @pytest.fixture
 def settings(tmp_path: Path, music_dir: Path) -> Settings:
-    limits = LimitsSettings(photos_per_minute=PER_MINUTE, queue_size=1, workers=1)
+    limits = LimitsSettings(
+        photos_per_minute=PER_MINUTE,
+        actions_per_minute=ACTIONS_PER_MINUTE,
+        queue_size=1,
+        workers=1,
+    )
     return service_settings(tmp_path, music_dir, limits)
 
 
@@ -57,6 +63,8 @@ async def test_a_flood_is_slowed_down_kindly_and_others_are_still_served(
         assert is_card((await fake.wait_for_replies(bob["id"], 2, within=WAIT))[-1])
     await fake.wait_until_delivered(within=WAIT)
     assert len(fake.replies(alice["id"])) == len(flood)  # nothing answered twice
+    # Photos turned away were never downloaded: at most Alice's admitted ones and Bob's two.
+    assert len(fake.calls_to("getFile")) <= PER_MINUTE + 2
 
 
 async def test_a_full_queue_says_busy_instead_of_making_everyone_wait(
@@ -71,3 +79,21 @@ async def test_a_full_queue_says_busy_instead_of_making_everyone_wait(
     assert all(text == core_service.BUSY for text in texts), texts
     assert texts  # eight photos at once and room for one: some were told to come back
     assert any(is_card(r) for r in replies)
+
+
+async def test_a_flood_of_anything_is_answered_once_then_ignored(
+    app: MoodApplication, fake: FakeTelegramAPI
+) -> None:
+    alice, bob = user(5201, "Alice"), user(5202, "Bob")
+    for n in range(ACTIONS_PER_MINUTE + 8):
+        fake.send_text(alice, f"hello {n}")
+    replies = await fake.wait_for_replies(alice["id"], ACTIONS_PER_MINUTE + 1, within=WAIT)
+    fake.send_command(bob, "/help")
+    (bobs,) = await fake.wait_for_replies(bob["id"], 1, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+
+    texts = [shown(r) for r in fake.replies(alice["id"])]
+    told = [t for t in texts if t.startswith("Whoa, that's a lot of messages!")]
+    assert len(told) == 1  # told once, the rest of the flood dropped
+    assert len(texts) == ACTIONS_PER_MINUTE + 1 == len(replies)
+    assert "/more" in shown(bobs)  # Bob is served as ever

@@ -346,6 +346,40 @@ async def test_forget_can_be_called_off(
     assert counts(db_path, store_id(db_path, alice["id"]))["deliveries"] == 1
 
 
+async def test_forget_answered_on_a_question_telegram_no_longer_shows(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    """A press on a question Telegram will not let the bot edit (deleted since: the edit is
+    refused; very old: the press carries an "inaccessible" message, date 0) gets its outcome
+    as a new message instead of an apology."""
+    fake.send_photo(alice, selfie)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    fake.send_command(alice, "/forget")
+    confirm = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+    yes, keep = (button["callback_data"] for button in confirm.buttons)
+
+    fake.fail_next(
+        "editMessageText", status=400, description="Bad Request: message to edit not found"
+    )
+    fake.press_button(alice, confirm, keep)
+    kept = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
+    assert (kept.method, shown(kept)) == ("sendMessage", wording.FORGET_KEPT)
+    assert store_id(db_path, alice["id"]) is not None
+
+    question = fake.sent_message(confirm)
+    inaccessible = {"chat": question["chat"], "message_id": question["message_id"], "date": 0}
+    fake.press_button(alice, inaccessible, yes)
+    outcome = (await fake.wait_for_replies(alice["id"], 4, within=WAIT))[-1]
+    assert outcome.method == "sendMessage"
+    assert "forgotten" in shown(outcome).lower()
+    assert store_id(db_path, alice["id"]) is None
+    assert len(fake.calls_to("editMessageText")) == 1  # only the refused one was tried
+
+
 # --- ratings and history -----------------------------------------------------------------------
 
 
@@ -434,6 +468,18 @@ async def test_things_that_are_not_photos_get_a_friendly_hint(
     replies = await fake.wait_for_replies(alice["id"], 5, within=WAIT)
     assert [shown(call) for call in replies] == [wording.NOT_A_PHOTO] * 5
     assert not fake.calls_to("getFile")  # nothing was downloaded
+
+
+async def test_locations_polls_and_dice_get_the_same_hint(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    fake.send_message(fake.new_message(alice, location={"latitude": 52.5, "longitude": 13.4}))
+    fake.send_message(fake.new_message(alice, dice={"emoji": "🎲", "value": 4}))
+    fake.send_message(
+        fake.new_message(alice, contact={"phone_number": "+100", "first_name": "Mum"})
+    )
+    replies = await fake.wait_for_replies(alice["id"], 3, within=WAIT)
+    assert [shown(call) for call in replies] == [wording.NOT_A_PHOTO] * 3
 
 
 async def test_broken_image_and_faceless_photo_get_clear_replies(
@@ -553,6 +599,39 @@ async def test_group_chat_answers_only_what_is_addressed_to_the_bot(
     await fake.wait_until_delivered(within=WAIT)
     assert len(fake.replies(group["id"])) == 4  # nothing for the unaddressed messages
     assert fake.calls_to("getFile") and len(fake.calls_to("getFile")) == 2
+
+
+async def test_messages_sent_as_a_chat_are_asked_to_go_private(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    """An anonymous admin's messages carry Telegram's placeholder user, the same for everyone
+    who posts so: they must not share one profile (one person's mood shown to another)."""
+    group = group_chat()
+    placeholder = user(1087968824, "Group")  # GroupAnonymousBot
+    as_group = {"sender_chat": group}
+    fake.send_message(fake.new_message(placeholder, group, **as_group, text="hello all"))
+    asked = fake.send_message(
+        fake.new_message(
+            placeholder,
+            group,
+            **as_group,
+            text="/mood@MoodLifterBot",
+            entities=[{"type": "bot_command", "offset": 0, "length": 19}],
+        )
+    )
+    (reply,) = await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    assert reply.reply_to == asked["message_id"]
+    assert shown(reply) == wording.WRITE_IN_PRIVATE
+    herself = fake.send_photo(alice, selfie, group, caption="@MoodLifterBot")  # served
+    card = (await fake.wait_for_replies(group["id"], 2, within=WAIT))[-1]
+    assert_card(card, replying_to=herself["message_id"])
+    await fake.wait_until_delivered(within=WAIT)
+    assert len(fake.replies(group["id"])) == 2  # the unaddressed "hello all" got nothing
+    assert rows(db_path, "SELECT platform_user_id FROM users") == [(str(alice["id"]),)]
 
 
 async def test_group_photo_after_private_chat_goes_to_the_group(

@@ -1,0 +1,64 @@
+"""MoodLifter's gates: the photo budget checked before a download, the flood gate on every
+action, and an answer whose user was forgotten while it was being made."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.catalog import import_sources
+from core.config import LimitsSettings, Settings
+from core.replies import Notice, NoticeKind
+from core.service import NEED_SELFIE, MoodLifter, UserRef
+from core.store import Store
+from data.catalog_sources import SourceSpec
+from tests.core.helpers import MOODS_HEADER, moods_line
+
+ANN = UserRef("telegram", "1")
+BOB = UserRef("discord", "1")  # same id, other platform: another person
+
+
+@pytest.fixture
+async def service(db_url: str, write_csv, tmp_path: Path) -> AsyncIterator[MoodLifter]:
+    store = await Store.open(db_url)
+    path = write_csv("m.csv", MOODS_HEADER, [moods_line(n, "Sad") for n in range(10)])
+    await import_sources(store, [SourceSpec(str(path))], tmp_path)
+    limits = LimitsSettings(photos_per_minute=2, actions_per_minute=3)
+    # The gates never read a photo, so no face model is needed here.
+    lifter = MoodLifter(Settings(limits=limits), store, reader=None)  # type: ignore[arg-type]
+    try:
+        yield lifter
+    finally:
+        await lifter.close()
+
+
+def test_photos_beyond_the_budget_are_refused_before_anything_is_read(
+    service: MoodLifter,
+) -> None:
+    assert service.admit(ANN) is None
+    assert service.admit(ANN) is None
+    refused = service.admit(ANN)
+    assert isinstance(refused, Notice) and refused.kind is NoticeKind.SLOW_DOWN
+    assert "60 seconds" in refused.text or "59 seconds" in refused.text
+    assert service.admit(BOB) is None  # one user's budget is theirs alone
+
+
+def test_a_flood_is_told_once_then_dropped(service: MoodLifter) -> None:
+    verdicts = [service.throttle(ANN) for _ in range(6)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False, False, False]
+    told = [v.notice for v in verdicts if v.notice is not None]
+    assert len(told) == 1 and told[0].kind is NoticeKind.SLOW_DOWN
+    assert "messages" in told[0].text
+    assert service.throttle(BOB).allowed
+
+
+async def test_a_user_forgotten_while_their_song_is_picked_is_asked_to_start_again(
+    service: MoodLifter,
+) -> None:
+    account = await service.store.get_or_create_user(ANN.platform, ANN.user_id)
+    await service.forget(ANN, confirmed=True)  # /forget lands while the photo is being read
+    reply = await service._card(account, "sad", 0.9)
+    assert reply == Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
+    assert await service.store.find_user(ANN.platform, ANN.user_id) is None

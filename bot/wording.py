@@ -125,10 +125,14 @@ def card_lines(card: TrackCard) -> list[str]:
 
 
 def summary_headline(summary: EmotionSummary) -> str:
-    """``"Last time you looked happy (87 %), so your mood is happy."``"""
+    """``"Last time you looked sad (87 %), so I'm picking calm songs for you."``
+
+    ``summary.mood`` is the music mood for that look under the user's mode now (what /more
+    serves), not the face's mood: in lift mode a sad face gets calm songs.
+    """
     return (
         f"Last time you looked {looks(summary.emotion)} ({percent(summary.confidence)}), "
-        f"so your mood is {summary.mood}."
+        f"so I'm picking {summary.mood} songs for you."
     )
 
 

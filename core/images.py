@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -207,8 +208,7 @@ def _decode_opened(image: Image.Image, limits: ImageLimits) -> DecodedImage:
                 image.draft(None, (width // scale, height // scale))
         image.load()  # the first frame only
         orientation = _orientation(image)  # after load: Pillow already turns TIFFs upright
-        rgb = _to_rgb(image)
-        rgb = _shrink(rgb, limits.working_side)
+        rgb = _working_rgb(image, limits.working_side)
         for step in _TRANSPOSE_FOR_ORIENTATION.get(orientation, ()):
             rgb = rgb.transpose(step)
         pixels = np.asarray(rgb, dtype=np.uint8)
@@ -246,53 +246,144 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB; transparency is composited on white."""
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in {"I", "F"} or mode.startswith("I;16"):
-        return Image.fromarray(_high_depth_to_u8(np.asarray(image), mode)).convert("RGB")
-    has_alpha = mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
+def _working_rgb(image: Image.Image, side: int) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB with the longest side at most ``side``, shrinking first.
 
-
-def _shrink(image: Image.Image, side: int) -> Image.Image:
-    """Scale so the longest side is at most ``side``: box-reduce by a whole factor, then bilinear.
-
-    The last step (a factor above 1/2) is OpenCV's bilinear: it differs from Pillow's
-    antialiased one by ~0.4 grey levels on average and is ~5x faster (a 1920 px photo went
-    from ~40 ms to ~8 ms here, the biggest cost of reading one).
+    A decoded photo is the one full-size copy we pay for: converting a 16 MP 16-bit PNG at full
+    size cost ~600 MB of float64 and an RGBA one ~240 MB, for a picture kept at 1280 px. So the
+    shrink (box-reduce by a whole factor, then bilinear) runs on the mode as decoded where
+    averaging it is right (RGB, L, premultiplied alpha) and on strips of rows converted one at
+    a time otherwise (palette, 1-bit, CMYK, 16-bit...), and transparency is composited on white
+    only at working size.
     """
     width, height = image.size
     factor = side / max(width, height)
-    if factor >= 1:
-        return image
-    target = (max(1, round(width * factor)), max(1, round(height * factor)))
-    whole = math.floor(1 / factor)
-    if whole >= 2:
-        image = image.reduce(whole)
-    pixels = cv2.resize(np.asarray(image), target, interpolation=cv2.INTER_LINEAR)
-    return Image.fromarray(pixels)
+    whole = math.floor(1 / factor) if factor < 1 else 1
+    convert = _linear_converter(image)
+    if convert is None:
+        small = image.reduce(whole) if whole >= 2 else image
+    else:
+        small = _convert_in_strips(image, convert, whole)
+    if small.mode == "RGB" and factor >= 1:
+        return small
+    pixels = np.asarray(small)
+    if factor < 1:
+        # OpenCV's bilinear for the last step (a factor above 1/2): it differs from Pillow's
+        # antialiased one by ~0.4 grey levels on average and is ~5x faster (a 1920 px photo
+        # went from ~40 ms to ~8 ms here, the biggest cost of reading one).
+        target = (max(1, round(width * factor)), max(1, round(height * factor)))
+        pixels = cv2.resize(pixels, target, interpolation=cv2.INTER_LINEAR)
+    return Image.fromarray(_on_white(pixels), "RGB")
 
 
-def _high_depth_to_u8(values: np.ndarray, mode: str) -> np.ndarray:
-    """16-bit, 32-bit integer or float gray to uint8 by the range the values evidently use."""
-    values = values.astype(np.float64)
-    finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+def _linear_converter(image: Image.Image) -> Callable[[Image.Image], Image.Image] | None:
+    """How to turn a strip of ``image`` into 8-bit L, RGB or premultiplied alpha, which can be
+    averaged (so shrunk) and composited after; None when the mode already is one of those.
+
+    Premultiplied (RGBa) because compositing on white is linear in it: averaging then adding
+    white where alpha is missing equals compositing each pixel then averaging, while averaging
+    plain RGBA would smear the colour of invisible pixels into the edges.
+    """
+    mode = image.mode
+    if mode in {"I", "F"} or mode.startswith("I;16"):
+        low, high = _finite_range(image) if mode in {"I", "F"} else (0.0, 0.0)
+        return lambda strip: Image.fromarray(_high_depth_to_u8(np.asarray(strip), mode, low, high))
+    if mode in {"RGB", "RGBa", "La"}:  # an RGB photo's transparent colour key is ignored
+        return None
+    if mode in {"RGBA", "LA", "PA"} or "transparency" in image.info:
+        return _premultiplied
+    if mode == "L":
+        return None
+    if mode == "1":
+        return lambda strip: strip.convert("L")
+    return lambda strip: strip.convert("RGB")  # palette, CMYK, YCbCr, LAB, HSV
+
+
+def _premultiplied(strip: Image.Image) -> Image.Image:
+    """RGBa, whatever kind of transparency the strip has (an alpha band, a palette's, a key)."""
+    return (strip if strip.mode == "RGBA" else strip.convert("RGBA")).convert("RGBa")
+
+
+_STRIP_PIXELS = 1 << 20
+"""About how many pixels of a photo are converted at a time (a few MB whatever the mode)."""
+
+
+def _strips(image: Image.Image, multiple: int) -> Iterator[tuple[int, Image.Image]]:
+    """(top, strip) for bands of whole rows, ``multiple`` rows tall or a multiple of it."""
+    width, height = image.size
+    rows = max(1, _STRIP_PIXELS // (width * multiple)) * multiple
+    for top in range(0, height, rows):
+        yield top, image.crop((0, top, width, min(height, top + rows)))
+
+
+def _convert_in_strips(
+    image: Image.Image, convert: Callable[[Image.Image], Image.Image], whole: int
+) -> Image.Image:
+    """``convert(image).reduce(whole)`` without ever holding the whole converted image.
+
+    The strips are a multiple of ``whole`` rows tall, so their reduced blocks are exactly the
+    ones a reduction of the whole image would average.
+    """
+    width, height = image.size
+    out: Image.Image | None = None
+    for top, strip in _strips(image, whole):
+        part = convert(strip)
+        if whole >= 2:
+            part = part.reduce(whole)
+        if out is None:
+            out = Image.new(part.mode, (-(-width // whole), -(-height // whole)))
+        out.paste(part, (0, top // whole))
+    assert out is not None  # a decoded image has at least one row
+    return out
+
+
+def _finite_range(image: Image.Image) -> tuple[float, float]:
+    """The lowest and highest finite value of a 32-bit integer or float image, strip by strip."""
+    low, high = math.inf, -math.inf
+    for _, strip in _strips(image, 1):
+        values = np.asarray(strip)
+        if values.dtype.kind == "f":
+            values = values[np.isfinite(values)]
+        if values.size:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return (low, high) if low <= high else (0.0, 0.0)
+
+
+def _high_depth_to_u8(values: np.ndarray, mode: str, low: float, high: float) -> np.ndarray:
+    """16-bit, 32-bit integer or float gray to uint8 by the range the whole image evidently uses
+    (``low``/``high``: its finite extremes, unused for 16-bit)."""
+    scaled = values.astype(np.float32)  # the one copy; the rest is in place
     if mode.startswith("I;16"):
-        scaled = values / 257.0
+        scaled /= 257.0
     elif mode == "F" and low >= 0 and high <= 1.0:
-        scaled = values * 255.0
+        scaled *= 255.0
     elif low >= 0 and high <= 255:
-        scaled = values
+        pass
     elif mode == "I" and low >= 0 and high <= 65535:
-        scaled = values / 257.0
+        scaled /= 257.0
     else:  # unusual ranges: stretch what is there
-        scaled = (values - low) * (255.0 / max(high - low, 1e-12))
-    return np.clip(np.nan_to_num(scaled) + 0.5, 0, 255).astype(np.uint8)
+        scaled -= low
+        scaled *= 255.0 / max(high - low, 1e-12)
+    np.nan_to_num(scaled, copy=False)
+    scaled += 0.5
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def _on_white(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from L, RGB or premultiplied La/RGBa pixels, alpha over white."""
+    if pixels.ndim == 2:
+        pixels = pixels[..., np.newaxis]
+    channels = pixels.shape[2]
+    if channels in (2, 4):
+        # Premultiplied: a colour c at opacity a is stored as c*a; over white it shows as
+        # c*a + 255*(1 - a), i.e. the stored value plus 255 minus the alpha.
+        # (Rounding can leave a premultiplied value above its alpha: the minimum caps it.)
+        alpha = pixels[..., -1:]
+        colour = np.minimum(pixels[..., :-1], alpha)
+        np.subtract(alpha, colour, out=colour)
+        np.subtract(255, colour, out=colour)
+        pixels = colour
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return pixels

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 import zlib
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,6 +209,102 @@ def test_big_png_is_scaled_to_working_size() -> None:
     big = Image.fromarray(data.astronaut()).resize((2048, 1536))
     decoded = decode_image(encode(big, "PNG"), LIMITS)
     assert decoded.size == (1280, 960) and decoded.original_size == (2048, 1536)
+
+
+def _big_16_bit_gray() -> tuple[Image.Image, Callable[[DecodedImage], None]]:
+    """4000x4000 16-bit grey rising from black on the left to white on the right."""
+    ramp = np.linspace(0, 65535, 4000).round().astype(np.uint16)
+    image = Image.fromarray(np.broadcast_to(ramp, (4000, 4000)).copy())
+    assert image.mode.startswith("I;16")
+
+    def check(decoded: DecodedImage) -> None:
+        rgb = decoded.rgb.astype(int)
+        assert (rgb == rgb[..., :1]).all()  # grey
+        assert np.abs(rgb - rgb[:1]).max() <= 1  # every row alike (bilinear rounds by row)
+        columns = (np.arange(1280) + 0.5) * 4000 / 1280 - 0.5  # where each one sits in the file
+        assert np.abs(rgb[0, :, 0] - columns / 3999 * 255).max() <= 2
+
+    return image, check
+
+
+def _big_rgba() -> tuple[Image.Image, Callable[[DecodedImage], None]]:
+    """4000x4000 stripes one pixel wide, alternately opaque black and fully transparent green.
+
+    On white that is black and white stripes, shrunk to an even grey: averaging the pixels
+    before compositing, without weighting by alpha, would tint it with the invisible green.
+    """
+    rgba = np.zeros((4000, 4000, 4), np.uint8)
+    rgba[:, 0::2, 3] = 255
+    rgba[:, 1::2, 1] = 255
+    image = Image.fromarray(rgba, "RGBA")
+
+    def check(decoded: DecodedImage) -> None:
+        rgb = decoded.rgb.astype(int)
+        assert np.abs(rgb[..., 1] - rgb[..., 0]).max() <= 2 and (rgb[..., 2] == rgb[..., 0]).all()
+        assert abs(rgb.mean() - 127.5) < 2
+
+    return image, check
+
+
+def _peak_rss_growth_mb(run: Callable[[], object]) -> float | None:
+    """How far ``run`` raised the process's peak resident memory, in MB (None off Linux).
+
+    Pillow allocates pixels with plain malloc, which tracemalloc does not see; writing 5 to
+    ``/proc/self/clear_refs`` resets the kernel's peak (VmHWM) to the current RSS.
+    """
+    status = Path("/proc/self/status")
+
+    def read(field: str) -> float:
+        line = next(x for x in status.read_text().splitlines() if x.startswith(field + ":"))
+        return int(line.split()[1]) / 1024
+
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before = read("VmRSS")
+    except (OSError, StopIteration):
+        return None
+    run()
+    return read("VmHWM") - before
+
+
+@pytest.mark.parametrize(
+    ("make", "decoded_mb"),
+    [(_big_16_bit_gray, 32), (_big_rgba, 64)],  # what Pillow holds once it has decoded the file
+    ids=["16-bit-gray", "rgba"],
+)
+def test_big_png_is_shrunk_before_its_colours_are_converted(
+    make: Callable[[], tuple[Image.Image, Callable[[DecodedImage], None]]],
+    decoded_mb: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Converting at full size cost 610 MB of numpy float64 (16 MP of 16-bit grey) and ~240 MB
+    # of Pillow images (RGBA composited on white) for a picture kept at 1280 px.
+    image, check = make()
+    payload = encode(image, "PNG", compress_level=1)
+    del image
+    converted: list[tuple[str, int]] = []
+    convert = Image.Image.convert
+
+    def spy(self: Image.Image, mode: str | None = None, *args: object, **kwargs: object) -> object:
+        converted.append((self.mode, self.width * self.height))
+        return convert(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "convert", spy)
+    tracemalloc.start()
+    try:
+        decoded = decode_image(payload, LIMITS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.size == (1280, 1280) and decoded.original_size == (4000, 4000)
+    check(decoded)
+    assert peak < 40 * 2**20, f"numpy peaked at {peak / 2**20:.0f} MB"
+    assert max((pixels for _, pixels in converted), default=0) <= 2**21, converted
+    # A backstop for Pillow's own buffers, which neither check above sees whole: it can only
+    # under-read (memory freed earlier in this process may still be resident), never over.
+    growth = _peak_rss_growth_mb(lambda: decode_image(payload, LIMITS))
+    if growth is not None:
+        assert growth < decoded_mb + 64, f"peak memory grew by {growth:.0f} MB"
 
 
 def test_empty_bytes() -> None:

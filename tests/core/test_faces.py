@@ -278,6 +278,69 @@ def test_scaled_face_follows_a_bigger_decode() -> None:
     assert double.box == (20, 40, 60, 80) and double.score == 0.9
     assert double.right_eye == (30, 60) and double.left_eye == (60, 62)
     assert double.roll == face.roll
+    assert double.full_box is None and double.whole == double.box
+    cut = Face((0, 20, 30, 40), 0.9, (5, 30), (20, 31), full_box=(-10, 20, 40, 40))
+    assert cut.scaled(2.0).box == (0, 40, 60, 80) and cut.scaled(2.0).whole == (-20, 40, 80, 80)
+
+
+def _inside(shape: tuple[int, ...]) -> np.ndarray:
+    """A mask of an image's own pixels whose edge is 0, so that a crop of it is 255 only where
+    the crop shows the image (outside, :func:`align_face` repeats the edge)."""
+    mask = np.zeros(shape[:2], np.uint8)
+    mask[1:-1, 1:-1] = 255
+    return mask
+
+
+@pytest.mark.parametrize(("edge", "share"), [("top", 0.17), ("left", 0.2)])
+def test_a_face_the_frame_cuts_off_is_cropped_where_it_is(
+    detector: FaceDetector, edge: str, share: float
+) -> None:
+    """A selfie cut off at the forehead (or at a cheek): the crop is framed on the whole face,
+    as in the uncut photo, while the box users see stays inside the photo."""
+    photo = data.astronaut()
+    (uncut,) = detector.detect(photo)
+    x, y, w, h = uncut.box
+    if edge == "top":
+        offset = (0, round(y + share * h))
+        image = photo[offset[1] :]
+    else:
+        offset = (round(x + share * w), 0)
+        image = np.ascontiguousarray(photo[:, offset[0] :])
+    (face,) = detector.detect(image)
+    height, width = image.shape[:2]
+    bx, by, bw, bh = face.box
+    assert 0 <= bx <= bx + bw <= width and 0 <= by <= by + bh <= height
+    wx, wy, ww, wh = face.whole
+    assert (wy if edge == "top" else wx) < 0  # the detector's box reaches past the edge
+    assert iou((wx + offset[0], wy + offset[1], ww, wh), uncut.box) > 0.7  # measured 0.84-0.95
+    # Unlevelled: cutting a cheek off moves the eye keypoints (roll 9° uncut, 18° cut at the
+    # left), which turns the crop when it crosses min_roll; here the framing is what counts.
+    flat = CropSettings(level_eyes=False)
+    reference, crop = align_face(photo, uncut, flat), align_face(image, face, flat)
+    shown = align_face(_inside(image.shape), face, flat) > 250
+    # Measured (top, left): 0.88, 0.97 where the crop shows the photo, 0.80, 0.70 in all; on
+    # the clipped box it was 0.51, 0.67 and 0.52, 0.46.
+    assert correlation(crop[shown], reference[shown]) > 0.8
+    assert correlation(crop, reference) > 0.6
+
+
+def test_size_and_order_go_by_the_whole_face(detector: FaceDetector) -> None:
+    """A face cut off by the frame is as big as it is whole: a big face showing 10 px is kept and
+    comes first; a box wholly outside the image is no face."""
+
+    def run(*corners: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        points = np.zeros((len(corners), 8, 2), np.float32)
+        for i, (x0, y0, x1, y1) in enumerate(corners):
+            points[i, 0], points[i, 1] = (x0, y0), (x1, y1)
+            points[i, 2:] = ((x0 + x1) / 2, (y0 + y1) / 2)
+        return points, np.full(len(corners), 0.9, np.float32)
+
+    view = np.zeros((200, 200, 3), np.uint8)
+    faces = detector._merge(
+        [run((100, 100, 140, 140), (-50, 20, 10, 80), (-80, 120, -20, 180))], view, 200, 200
+    )
+    assert [f.box for f in faces] == [(0, 20, 10, 60), (100, 100, 40, 40)]
+    assert faces[0].whole == (-50, 20, 60, 60)
 
 
 def test_worker_threads_detect_at_once_and_agree(detector: FaceDetector) -> None:

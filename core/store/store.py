@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_WAIT_MS = 100  # how long the checkpoint after a forget waits for readers
+
 T = TypeVar("T")
 
 BUSY_ATTEMPTS = 5
@@ -442,8 +444,15 @@ class Store:
             return
         try:
             async with self.engine.connect() as connection:
-                result = await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                busy = result.scalar()
+                # A TRUNCATE checkpoint waits out the busy timeout for readers and holds off
+                # writers meanwhile: give up after a moment instead of stalling every write.
+                timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+                await connection.exec_driver_sql(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+                try:
+                    result = await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    busy = result.scalar()
+                finally:
+                    await connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(timeout or 0)}")
         except DBAPIError as exc:
             log.warning("WAL checkpoint failed: %s", exc.orig)
             return

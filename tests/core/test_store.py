@@ -139,7 +139,7 @@ async def test_forget_succeeds_while_a_reader_keeps_the_log_from_emptying(
     async with await Store.open(f"sqlite+aiosqlite:///{file}") as setup:
         await setup.get_or_create_user("telegram", "ann")
     reader = sqlite3.connect(file, isolation_level=None)
-    store = Store(f"sqlite+aiosqlite:///{file}", busy_timeout_ms=20)
+    store = Store(f"sqlite+aiosqlite:///{file}")  # the default 5 s busy timeout
     try:
         reader.execute("BEGIN")
         assert reader.execute("SELECT count(*) FROM users").fetchone() == (1,)  # a snapshot
@@ -147,6 +147,10 @@ async def test_forget_succeeds_while_a_reader_keeps_the_log_from_emptying(
         assert (await store.forget("telegram", "ann")).users == 1
         assert "WAL checkpoint busy" in caplog.text
         assert await store.find_user("telegram", "ann") is None
+        # The checkpoint waited only briefly, and the pooled connection keeps its timeout.
+        async with store.engine.connect() as connection:
+            timeout = await connection.exec_driver_sql("PRAGMA busy_timeout")
+            assert timeout.scalar() == 5000
     finally:
         reader.close()
         await store.close()

@@ -439,10 +439,12 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FORG
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         """Refuse clicks from anyone but the asker (public messages in servers)."""
+        if not await _let_in(interaction):
+            return False
         if interaction.user.id != self.owner_id:
             await interaction.response.send_message(wording.FORGET_NOT_YOURS, ephemeral=True)
             return False
-        return await _let_in(interaction)
+        return True
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Forget the user for real (or not) and say so in place of the question."""

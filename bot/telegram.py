@@ -310,28 +310,41 @@ async def _post_init(application: MoodApplication) -> None:
 async def gate(update: Update, context: MoodContext) -> None:
     """Before any other handler: drop a flood, and turn away messages sent as a chat.
 
-    A message an anonymous group admin or a channel sends carries Telegram's placeholder
-    user, the same for every such sender, so it cannot be told whose it is: such people are
-    asked to write in private instead of sharing one profile.
+    Only what the bot would answer counts toward the flood limit (group chatter it ignores
+    does not). A message an anonymous group admin or a channel sends carries Telegram's
+    placeholder user, the same for every such sender, so it cannot be told whose it is: such
+    people are asked to write in private instead of sharing one profile.
     """
-    message = update.effective_message
-    if update.callback_query is None and message is not None and message.sender_chat is not None:
-        if ADDRESSED.check_update(update) or COMMAND_FOR_US.check_update(update):
-            await _answer(update, context, wording.WRITE_IN_PRIVATE)
-        raise ApplicationHandlerStop
+    message, query = update.effective_message, update.callback_query
+    if query is None:
+        if message is None or not _for_us(update):
+            return  # not for the bot: the handlers ignore it too
+        if message.sender_chat is not None:
+            chat = UserRef(platform=PLATFORM, user_id=f"chat:{message.sender_chat.id}")
+            verdict = context.service.throttle(chat)
+            named = ADDRESSED.check_update(update) or COMMAND_FOR_US.check_update(update)
+            if verdict.allowed and named:
+                await _answer(update, context, wording.WRITE_IN_PRIVATE)
+            elif verdict.notice is not None:
+                await _answer(update, context, verdict.notice)
+            raise ApplicationHandlerStop
     if update.effective_user is None:
         return
     verdict = context.service.throttle(_user(update))
     if verdict.allowed:
         return
-    if verdict.notice is not None:
-        if update.callback_query is not None:
-            await update.callback_query.answer(verdict.notice.text, show_alert=True)
-        elif message is not None:
-            await _answer(update, context, verdict.notice)
-    elif update.callback_query is not None:
-        await update.callback_query.answer()  # stop the button's spinner, say nothing
+    if query is not None:  # a toast once, else just stop the button's spinner
+        notice = verdict.notice
+        await query.answer(notice.text if notice else None, show_alert=notice is not None)
+    elif verdict.notice is not None:
+        await _answer(update, context, verdict.notice)
     raise ApplicationHandlerStop
+
+
+def _for_us(update: Update) -> bool:
+    """A message some handler would answer: anything in private, a command, or in a group a
+    reply to the bot or a mention of it."""
+    return bool(ADDRESSED.check_update(update) or filters.COMMAND.check_update(update))
 
 
 async def start(update: Update, context: MoodContext) -> None:

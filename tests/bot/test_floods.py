@@ -15,7 +15,7 @@ from bot.telegram import MoodApplication
 from core import service as core_service
 from core.config import LimitsSettings, Settings
 from tests.bot.conftest import service_settings
-from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, shown, user
+from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, shown, user
 
 WAIT = 120.0
 PER_MINUTE = 3
@@ -97,3 +97,17 @@ async def test_a_flood_of_anything_is_answered_once_then_ignored(
     assert len(told) == 1  # told once, the rest of the flood dropped
     assert len(texts) == ACTIONS_PER_MINUTE + 1 == len(replies)
     assert "/more" in shown(bobs)  # Bob is served as ever
+
+
+async def test_group_chatter_the_bot_ignores_does_not_count_toward_a_flood(
+    app: MoodApplication, fake: FakeTelegramAPI
+) -> None:
+    alice = user(5301, "Alice")
+    group = group_chat()
+    for n in range(ACTIONS_PER_MINUTE + 3):
+        fake.send_text(alice, f"lunch at {n}?", group)
+    fake.send_command(alice, "/help")
+    (answer,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    assert "/more" in shown(answer)
+    assert not fake.replies(group["id"])

@@ -105,6 +105,8 @@ class DetectorSettings:
     min_tile_score: float = 0.7  # tiles see small, blurry things: ask for more evidence
     iou_threshold: float = 0.3  # MediaPipe's min_suppression_threshold
     min_face: float = 16.0  # pixels; smaller faces carry too little to read an emotion
+    # Share of a face that must lie inside the photo: a sliver at the edge is mostly padding.
+    min_visible: float = 0.4
     max_faces: int = 20
     use_full_range: bool = True  # also run the full-range model, for small faces in groups
     tile_from: int = 640  # longest side from which the full-range model also runs on 2x2 tiles
@@ -301,11 +303,12 @@ class FaceDetector:
         points = points * np.array([width / view.shape[1], height / view.shape[0]], np.float32)
         merged = weighted_nms(points, scores, 0.0, self.settings.iou_threshold)
         faces = [_to_face(p, s, width, height) for p, s in merged]
-        min_face = self.settings.min_face
+        min_face, min_visible = self.settings.min_face, self.settings.min_visible
         faces = [
             f
             for f in faces
-            if min(f.whole[2], f.whole[3]) >= min_face and f.box[2] > 0 and f.box[3] > 0
+            if min(f.whole[2], f.whole[3]) >= min_face
+            and f.box[2] * f.box[3] >= min_visible * f.area
         ]
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces[: self.settings.max_faces]

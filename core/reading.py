@@ -61,7 +61,7 @@ class PhotoReader:
 
     def _too_small_to_crop(self, faces: list[Face]) -> bool:
         """Whether a face's crop would be upscaled (fewer source pixels than crop pixels)."""
-        smallest = min(max(face.box[2], face.box[3]) for face in faces)
+        smallest = min(max(face.whole[2], face.whole[3]) for face in faces)
         return smallest * self.crop.side_per_box < self.crop.size
 
     def read(self, data: bytes, spare: Executor | None = None) -> list[FaceReading]:

@@ -325,8 +325,8 @@ def test_a_face_the_frame_cuts_off_is_cropped_where_it_is(
 
 
 def test_size_and_order_go_by_the_whole_face(detector: FaceDetector) -> None:
-    """A face cut off by the frame is as big as it is whole: a big face showing 10 px is kept and
-    comes first; a box wholly outside the image is no face."""
+    """A face cut off by the frame is as big as it is whole: a big face half in the photo is kept
+    and comes first; a sliver at the edge (8 % inside) and a box wholly outside are no face."""
 
     def run(*corners: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
         points = np.zeros((len(corners), 8, 2), np.float32)
@@ -337,10 +337,13 @@ def test_size_and_order_go_by_the_whole_face(detector: FaceDetector) -> None:
 
     view = np.zeros((200, 200, 3), np.uint8)
     faces = detector._merge(
-        [run((100, 100, 140, 140), (-50, 20, 10, 80), (-80, 120, -20, 180))], view, 200, 200
+        [run((100, 100, 140, 140), (-30, 20, 30, 80), (-55, 100, 5, 160), (-80, 120, -20, 180))],
+        view,
+        200,
+        200,
     )
-    assert [f.box for f in faces] == [(0, 20, 10, 60), (100, 100, 40, 40)]
-    assert faces[0].whole == (-50, 20, 60, 60)
+    assert [f.box for f in faces] == [(0, 20, 30, 60), (100, 100, 40, 40)]
+    assert faces[0].whole == (-30, 20, 60, 60)
 
 
 def test_worker_threads_detect_at_once_and_agree(detector: FaceDetector) -> None:

@@ -8,6 +8,9 @@ predictor file has no album, for instance).
 :func:`classify_catalog` gives every track without a label the song-mood model's mood, its
 confidence and the model's version; re-running it with the same model changes nothing, and
 after a model change it re-assigns exactly the model's tracks.
+
+Each source imported in full gets a row in ``catalog_imports``, in the transaction that stored
+its tracks: :func:`ensure_catalog` imports at start-up the configured sources without one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,14 +29,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import CatalogError
 from core.moods import MOODS, check_mood
 from core.store import Store
-from core.store.schema import Track, utcnow
+from core.store.schema import CatalogImport, Track, utcnow
 from data.catalog_sources import (
+    ReadResult,
     RowIssue,
     SourceError,
     SourceSpec,
+    SourceUnavailable,
     TrackRow,
     fetch,
     read_catalog,
+    sha256_of,
 )
 
 if TYPE_CHECKING:
@@ -97,20 +103,22 @@ async def import_sources(
     progress: bool = False,
     download_timeout: float = 60.0,
 ) -> list[ImportReport]:
-    """Fetch (download or open) and import each source in turn."""
+    """Fetch (download or open) and import each source in turn, each in one transaction that
+    also records the import (see :func:`record_import`)."""
     reports = []
     for spec in sources:
         try:
             path = await asyncio.to_thread(
                 fetch, spec, cache_dir, progress=progress, timeout=download_timeout
             )
-            read = await asyncio.to_thread(read_catalog, path, moods=MOODS, source=spec.name)
+            read, digest = await asyncio.to_thread(_read, spec, path)
         except SourceError as exc:  # incl. ChecksumMismatch: the message says what to do
             raise CatalogError(str(exc)) from None
         async with store.sessions() as session:
             report = await import_rows(session, read.rows, source=read.source, format=read.format)
+            report = replace(report, issues=tuple(read.issues))
+            await record_import(session, report, sha256=digest)
             await session.commit()
-        report = ImportReport(**{**asdict(report), "issues": tuple(read.issues)})
         log.info(
             "%s: %d rows, %d new, %d updated, %d skipped",
             report.source,
@@ -123,18 +131,54 @@ async def import_sources(
     return reports
 
 
+def _read(spec: SourceSpec, path: Path) -> tuple[ReadResult, str]:
+    """The file's rows and the SHA-256 of its content (a pinned one: ``fetch`` checked it)."""
+    read = read_catalog(path, moods=MOODS, source=spec.name)
+    try:
+        return read, spec.sha256 or sha256_of(path)
+    except OSError as exc:
+        raise SourceUnavailable(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+async def record_import(session: AsyncSession, report: ImportReport, *, sha256: str) -> None:
+    """Record in the caller's transaction that ``report.source`` was imported in full (a row of
+    ``catalog_imports``; an import of the same source again replaces it)."""
+    values: dict[str, object] = {
+        "source": report.source,
+        "sha256": sha256,
+        "rows_read": report.rows,
+        "inserted": report.inserted,
+        "updated": report.updated,
+        "skipped": report.skipped,
+        "imported_at": utcnow(),
+    }
+    dialect = session.bind.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        await session.merge(CatalogImport(**values))
+        await session.flush()
+        return
+    table: Table = CatalogImport.__table__  # type: ignore[assignment]
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    statement = insert(table).values(values)
+    update_ = {name: statement.excluded[name] for name in values if name != "source"}
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=[table.c.source], set_=update_)
+    )
+
+
 async def ensure_catalog(
     settings: Settings, store: Store, *, progress: bool = False
 ) -> list[ImportReport]:
-    """At start-up: import the configured sources not in the catalog yet (all of them into an
-    empty one; when ``catalog.import_if_empty`` allows), then give tracks still waiting for a
+    """At start-up: import the configured sources not imported yet (all of them into an
+    empty catalog; when ``catalog.import_if_empty`` allows), then give tracks still waiting for a
     mood the model's, so a fresh install serves them all.
 
-    A source counts as imported once a track comes from it (each is imported in one
-    transaction), so a start after a failed one imports just the sources still missing. One
-    that cannot be fetched does not stop the others: the tracks imported are classified, then
-    a :class:`CatalogError` names what failed. A missing or broken model is logged, not fatal:
-    labelled tracks can still be served.
+    A source counts as imported once it has an import record (:func:`imported_sources`),
+    written in the transaction that stored its tracks, so a start after a failed one imports
+    just the sources still missing, and an imported one is never read again, whatever became
+    of its tracks' ``source``. One that cannot be fetched does not stop the others: the tracks
+    imported are classified, then a :class:`CatalogError` names what failed. A missing or
+    broken model is logged, not fatal: labelled tracks can still be served.
     """
     reports: list[ImportReport] = []
     failures: list[str] = []
@@ -174,18 +218,19 @@ async def ensure_catalog(
 
 
 async def imported_sources(store: Store, names: Iterable[str]) -> set[str]:
-    """Which of ``names`` (:attr:`SourceSpec.name`) at least one track was imported from.
+    """Which of ``names`` (:attr:`SourceSpec.name`) were imported in full: those with a row in
+    ``catalog_imports``, by the start-up import or ``moodlift catalog import``.
 
-    A track keeps the source it was first imported from, or last labelled by; so a source
-    whose every track is also in a labelled file imported after it, or with no good row at
-    all, is not seen, and is imported again (the upsert makes that harmless).
+    Not the tracks' ``source``: a track keeps the source it was first imported from, or last
+    labelled by, so a source all of whose tracks are in another file too may name none. (A
+    database made before the table got a row for each source its tracks named, migration 0003.)
     """
     wanted = set(names)
     if not wanted:
         return set()
     async with store.sessions() as session:
         found = await session.scalars(
-            select(Track.source).where(Track.source.in_(wanted)).distinct()
+            select(CatalogImport.source).where(CatalogImport.source.in_(wanted))
         )
         return set(found)
 

@@ -4,18 +4,19 @@ file and on a real PostgreSQL server (``db_url`` runs each test on both)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import URL, Connection, inspect, text
+from sqlalchemy import URL, Connection, bindparam, inspect, select, text
 
 from core.store import create_engine, current_revision, downgrade, head_revision, upgrade
 from core.store.migrate import alembic_config
-from core.store.schema import Base
+from core.store.schema import Base, CatalogImport, UTCDateTime
 
-TABLES = {"users", "tracks", "deliveries", "detections", "ratings"}
+TABLES = {"users", "tracks", "deliveries", "detections", "ratings", "catalog_imports"}
 
 
 async def tables(url: str) -> set[str]:
@@ -130,9 +131,53 @@ async def test_ratings_arrive_in_0002_and_leave_without_touching_older_data(db_u
         assert await upgrade(db_url) == head_revision()
         assert "ratings" in await tables(db_url)
         assert await downgrade(db_url, "0001") == "0001"
-        assert await tables(db_url) == TABLES - {"ratings"}
+        assert await tables(db_url) == TABLES - {"ratings", "catalog_imports"}
         async with engine.connect() as connection:
             users = await connection.execute(text("SELECT platform_user_id FROM users"))
             assert users.all() == [("1",)]
+    finally:
+        await engine.dispose()
+
+
+_TRACK = (
+    "INSERT INTO tracks (id, name, artist, danceability, energy, valence, acousticness, "
+    "instrumentalness, liveness, speechiness, loudness, tempo, key, time_signature, source, "
+    "imported_at) VALUES (:id, 'Song', 'Artist', 0.5, 0.5, 0.5, 0.5, 0, 0.1, 0.05, -7, 120, 5, "
+    "4, :source, :at)"
+)
+
+
+async def test_catalog_imports_arrive_in_0003_with_the_sources_tracks_name(db_url: str) -> None:
+    """A database from before 0003 gets an import record for each source a track names (the
+    start-up import's old rule), dated by its newest track; down again, the tracks stay."""
+    assert await upgrade(db_url, "0002") == "0002"
+    engine = create_engine(db_url)
+    early = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    late = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    try:
+        async with engine.begin() as connection:
+            for n, source, at in ((1, "a.csv", early), (2, "a.csv", late), (3, "b.csv", early)):
+                await connection.execute(
+                    text(_TRACK).bindparams(bindparam("at", type_=UTCDateTime)),
+                    {"id": f"T{n:0>21}", "source": source, "at": at},
+                )
+        assert await upgrade(db_url, "0003") == "0003"
+        assert "catalog_imports" in await tables(db_url)
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(
+                    CatalogImport.source,
+                    CatalogImport.sha256,
+                    CatalogImport.rows_read,
+                    CatalogImport.imported_at,
+                ).order_by(CatalogImport.source)
+            )
+            assert rows.all() == [("a.csv", None, None, late), ("b.csv", None, None, early)]
+        assert await downgrade(db_url, "0002") == "0002"
+        assert await tables(db_url) == TABLES - {"catalog_imports"}
+        async with engine.connect() as connection:
+            count = await connection.scalar(text("SELECT COUNT(*) FROM tracks"))
+            assert count == 3
+        assert await upgrade(db_url) == head_revision()
     finally:
         await engine.dispose()

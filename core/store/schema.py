@@ -113,6 +113,27 @@ class Track(Base):
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CatalogImport(Base):
+    """A catalog source imported in full, written in the transaction that stored its tracks: what
+    tells the start-up import which configured sources it still has to import.
+
+    ``source`` is the source's name (:attr:`SourceSpec.name`, the file name, as the tracks'
+    ``source``); an import of the same name again replaces the row. ``sha256`` is that of the
+    file's content; it and the counts are None on the rows migration 0003 carried over from the
+    tracks of a database made before this table (what was imported then is not known).
+    """
+
+    __tablename__ = "catalog_imports"
+
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    rows_read: Mapped[int | None] = mapped_column(Integer)  # good rows
+    inserted: Mapped[int | None] = mapped_column(Integer)
+    updated: Mapped[int | None] = mapped_column(Integer)
+    skipped: Mapped[int | None] = mapped_column(Integer)  # bad rows
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Delivery(Base):
     """A song given to a user. UNIQUE(user, track, round) is what makes "no repeat" atomic.
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
+from core.catalog import ImportReport, ensure_catalog
+from core.config import load_settings
+from core.store import Store
 from models.music_mood import MusicMoodModel
+from tests.core.helpers import MOODS_HEADER, moods_line
 from tests.core.test_classify import subset_of_hits
 
 
@@ -64,3 +69,26 @@ def test_classify_without_a_model_is_one_clear_error(
     assert main(["catalog", "classify"]) == 1
     err = capsys.readouterr().err
     assert "none.joblib: no song-mood model here" in err and "Traceback" not in err
+
+
+def test_an_import_by_the_command_is_recorded_for_the_next_start(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """``moodlift catalog import FILE`` records the import, so a start with FILE configured
+    does not read it again (here it is gone by then, and nothing fails)."""
+    path = env / "m.csv"
+    path.write_text(MOODS_HEADER + "\n" + moods_line(1, "Happy") + "\n")
+    assert main(["catalog", "import", str(path)]) == 0
+    assert "m.csv: 1 rows, 1 new" in capsys.readouterr().out
+    path.unlink()
+    monkeypatch.setenv("MOODLIFT_CATALOG_SOURCES", str(path))
+
+    async def next_start() -> list[ImportReport]:
+        settings = load_settings()
+        store = await Store.open(settings)
+        try:
+            return await ensure_catalog(settings, store)
+        finally:
+            await store.close()
+
+    assert asyncio.run(next_start()) == []

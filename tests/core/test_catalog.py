@@ -307,3 +307,32 @@ async def test_download_errors_become_catalog_errors(
         await import_sources(store, [SourceSpec(url, "1" * 64)], tmp_path)
     with pytest.raises(CatalogError, match="download failed"):
         await import_sources(store, [SourceSpec("http://127.0.0.1:9/none.csv")], tmp_path)
+
+
+async def test_an_overlapped_url_source_is_not_downloaded_again(
+    store: Store, http_server: _Server, write_csv, tmp_path: Path
+) -> None:
+    """An unlabelled file at a URL whose every track a labelled file has too: no track names
+    it, yet the next start does not download it again, so with the network down it does not
+    report the catalog incomplete."""
+    labelled = write_csv("moods.csv", MOODS_HEADER, [moods_line(1, "Calm")])
+    text = HITS_HEADER + "\r\n" + hits_line(1).replace(track_id(1, "H"), track_id(1)) + "\r\n"
+    url, _ = _publish(http_server, tmp_path, "hits.csv", text)
+    settings = load_settings(
+        env={
+            "MOODLIFT_CATALOG_SOURCES": f"{labelled},{url}",
+            "MOODLIFT_PATHS_CACHE_DIR": str(tmp_path / "cache"),
+        }
+    )
+    assert [(r.source, r.updated) for r in await ensure_catalog(settings, store)] == [
+        ("moods.csv", 0),
+        ("hits.csv", 1),
+    ]
+    assert len(http_server.requests) == 1
+    async with store.sessions() as session:
+        assert set(await session.scalars(select(Track.source))) == {"moods.csv"}
+
+    http_server.httpd.shutdown()  # the network is down: refused, at once
+    http_server.httpd.server_close()
+    assert await ensure_catalog(settings, store) == []  # no CatalogError
+    assert len(http_server.requests) == 1

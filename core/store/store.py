@@ -404,13 +404,16 @@ class Store:
     async def set_mode(self, user_id: int, mode: Mode | str | None) -> UserRecord:
         """Set the user's lift/match preference; None goes back to the configured default."""
         value = parse_mode(mode).value if mode is not None else None
-        async with self.sessions() as session:
+
+        async def unit(session: AsyncSession) -> UserRecord:
             row = await session.get(User, user_id)
             if row is None:
                 raise UnknownUser(f"no user {user_id}")
             row.mode = value
-            await session.commit()
+            await session.flush()
             return _user(row)
+
+        return await self._write(f"set mode of user {user_id}", unit)
 
     async def forget_user(self, user_id: int) -> Forgotten:
         """Delete the user and everything about them (deliveries, last detection, ratings)."""
@@ -581,13 +584,14 @@ class Store:
 
     async def set_track_art(self, track_id: str, art_url: str | None) -> None:
         """Cache what the artwork lookup found (None: looked, found nothing) and when."""
-        async with self.sessions() as session:
+
+        async def unit(session: AsyncSession) -> None:
             row = await session.get(Track, track_id)
-            if row is None:
-                return
-            row.art_url = art_url
-            row.art_checked_at = utcnow()
-            await session.commit()
+            if row is not None:
+                row.art_url = art_url
+                row.art_checked_at = utcnow()
+
+        await self._write(f"art of track {track_id}", unit)
 
     async def catalog_counts(self) -> CatalogCounts:
         """Tracks by mood and source, with the same :func:`servable` rule the pick uses."""

@@ -52,6 +52,7 @@ class ExportSettings:
     out: Path = MODELS_DIR / "emotion.tflite"
     cache_dir: Path = REPO_ROOT / ".cache"
     quantize: str = "auto"  # auto | never | always
+    max_passes: int = MAX_PASSES  # network passes per face, over views and members
 
 
 def convert(model: keras.Model, quantize: bool) -> bytes:
@@ -173,7 +174,7 @@ def export(settings: ExportSettings) -> dict:
                 "kept" if good else "not kept",
             )
         # An ensemble's view costs one pass of every member: keep the same budget of passes.
-        max_views = max(len(emotion_views.MIRRORED), MAX_PASSES // len(settings.models))
+        max_views = max(len(emotion_views.MIRRORED), settings.max_passes // len(settings.models))
         views, served = _choose_views(paths[chosen], split, max_views, predictions[chosen])
         settings.out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(paths[chosen], settings.out)
@@ -272,9 +273,20 @@ def parse_args(argv: list[str] | None) -> ExportSettings:
     parser.add_argument("--usage", default="PublicTest", help="rows to measure on")
     parser.add_argument("--out", type=Path, default=MODELS_DIR / "emotion.tflite")
     parser.add_argument("--quantize", choices=("auto", "never", "always"), default="auto")
+    parser.add_argument(
+        "--max-passes",
+        type=int,
+        default=MAX_PASSES,
+        help="network passes per face the served views may cost, over all members",
+    )
     args = parser.parse_args(argv)
     return ExportSettings(
-        tuple(args.model), Path(args.data), args.usage, args.out, quantize=args.quantize
+        tuple(args.model),
+        Path(args.data),
+        args.usage,
+        args.out,
+        quantize=args.quantize,
+        max_passes=args.max_passes,
     )
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from core.config import Settings, load_settings
+
 MOODS_HEADER = (
     "name,album,artist,id,release_date,popularity,length,danceability,acousticness,energy,"
     "instrumentalness,liveness,valence,loudness,speechiness,tempo,key,time_signature,mood"
@@ -28,4 +32,15 @@ def hits_line(n: int, *, prefix: str = "H") -> str:
     return (
         f"Hit {n},Hit Artist {n},spotify:track:{track_id(n, prefix)},0.7,0.8,1,-4.8,1,0.08,0.02,"
         f"0,0.08,0.7,108.0,188493,4,41.2,10,1"
+    )
+
+
+def catalog_settings(tmp_path: Path, *sources: Path) -> Settings:
+    """Settings whose catalog is ``sources`` (local files), with data and cache in ``tmp_path``."""
+    return load_settings(
+        env={
+            "MOODLIFT_CATALOG_SOURCES": ",".join(str(p) for p in sources),
+            "MOODLIFT_PATHS_DATA_DIR": str(tmp_path / "data"),
+            "MOODLIFT_PATHS_CACHE_DIR": str(tmp_path / "cache"),
+        }
     )

@@ -11,23 +11,19 @@ import pytest
 from sqlalchemy import func, select
 
 from core.catalog import ensure_catalog, import_rows, import_sources, imported_sources
-from core.config import Settings, load_settings
 from core.errors import CatalogError
 from core.moods import MOODS
 from core.store import Store, upgrade
 from core.store.schema import CatalogImport, Track
 from data.catalog_sources import SourceSpec, read_catalog
-from tests.core.helpers import HITS_HEADER, MOODS_HEADER, hits_line, moods_line, track_id
-
-
-def _settings(tmp_path: Path, *sources: Path) -> Settings:
-    return load_settings(
-        env={
-            "MOODLIFT_CATALOG_SOURCES": ",".join(str(p) for p in sources),
-            "MOODLIFT_PATHS_DATA_DIR": str(tmp_path / "data"),
-            "MOODLIFT_PATHS_CACHE_DIR": str(tmp_path / "cache"),
-        }
-    )
+from tests.core.helpers import (
+    HITS_HEADER,
+    MOODS_HEADER,
+    catalog_settings,
+    hits_line,
+    moods_line,
+    track_id,
+)
 
 
 async def _moods(store: Store) -> dict[str, tuple[str | None, str | None, str]]:
@@ -50,7 +46,7 @@ async def test_a_labelled_file_inside_a_later_one_is_not_imported_again(
     new = write_csv(
         "b.csv", MOODS_HEADER, [moods_line(1, "Sad"), moods_line(2, "Happy"), moods_line(3, "Sad")]
     )
-    settings = _settings(tmp_path, old, new)
+    settings = catalog_settings(tmp_path, old, new)
 
     reports = await ensure_catalog(settings, store)
     assert [(r.source, r.inserted, r.updated) for r in reports] == [
@@ -77,7 +73,7 @@ async def test_an_unlabelled_source_all_in_another_is_not_read_again(
         HITS_HEADER,
         [hits_line(n).replace(track_id(n, "H"), track_id(n)) for n in (1, 2)],
     )
-    settings = _settings(tmp_path, labelled, overlapped)
+    settings = catalog_settings(tmp_path, labelled, overlapped)
 
     reports = await ensure_catalog(settings, store)
     assert [(r.source, r.inserted, r.updated) for r in reports] == [
@@ -95,7 +91,7 @@ async def test_a_file_without_a_good_row_is_imported_once(
 ) -> None:
     """No track can name it; it was imported (and its bad rows reported) all the same."""
     bad = write_csv("bad.csv", MOODS_HEADER, [moods_line(1, "Angry")])
-    settings = _settings(tmp_path, bad)
+    settings = catalog_settings(tmp_path, bad)
     (report,) = await ensure_catalog(settings, store)
     assert (report.rows, report.skipped) == (0, 1)
     record = await _record(store, "bad.csv")
@@ -138,13 +134,13 @@ async def test_an_explicit_import_counts_at_the_next_start(
     path = write_csv("m.csv", MOODS_HEADER, [moods_line(1, "Happy")])
     await import_sources(store, [SourceSpec(str(path))], tmp_path)
     path.unlink()
-    assert await ensure_catalog(_settings(tmp_path, path), store) == []
+    assert await ensure_catalog(catalog_settings(tmp_path, path), store) == []
 
 
 async def test_a_failed_import_leaves_no_record(store: Store, write_csv, tmp_path: Path) -> None:
     path = write_csv("notes.csv", "title,notes", ["a,b"])  # not a catalog file
     with pytest.raises(CatalogError, match="not a known catalog format"):
-        await ensure_catalog(_settings(tmp_path, path), store)
+        await ensure_catalog(catalog_settings(tmp_path, path), store)
     assert await imported_sources(store, ["notes.csv"]) == set()
 
 
@@ -173,7 +169,7 @@ async def test_a_database_from_before_the_table_keeps_what_its_tracks_say(
         assert carried.imported_at.tzinfo is not None
 
         labelled.unlink()  # not read again
-        reports = await ensure_catalog(_settings(tmp_path, labelled, hits), store)
+        reports = await ensure_catalog(catalog_settings(tmp_path, labelled, hits), store)
         assert [(r.source, r.inserted) for r in reports] == [("hits.csv", 1)]
         assert await imported_sources(store, ["moods.csv", "hits.csv"]) == {
             "moods.csv",

@@ -11,10 +11,17 @@ import pytest
 
 from bot.runtime import serve
 from core.catalog import ensure_catalog, imported_sources
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.errors import CatalogError
 from core.store import Store
-from tests.core.helpers import HITS_HEADER, MOODS_HEADER, hits_line, moods_line, track_id
+from tests.core.helpers import (
+    HITS_HEADER,
+    MOODS_HEADER,
+    catalog_settings,
+    hits_line,
+    moods_line,
+    track_id,
+)
 
 LABELLED = [moods_line(1, "Calm"), moods_line(2, "Sad")]
 # Three new tracks, and one the labelled file has (its label must survive).
@@ -26,22 +33,12 @@ UNLABELLED = [
 ]
 
 
-def _settings(tmp_path: Path, *sources: Path) -> Settings:
-    return load_settings(
-        env={
-            "MOODLIFT_CATALOG_SOURCES": ",".join(str(p) for p in sources),
-            "MOODLIFT_PATHS_DATA_DIR": str(tmp_path / "data"),
-            "MOODLIFT_PATHS_CACHE_DIR": str(tmp_path / "cache"),
-        }
-    )
-
-
 async def test_the_next_start_imports_the_source_a_failed_start_missed(
     store: Store, write_csv, tmp_path: Path
 ) -> None:
     moods = write_csv("moods.csv", MOODS_HEADER, LABELLED)
     hits = tmp_path / "hits.csv"  # not there yet: as if its download had failed
-    settings = _settings(tmp_path, moods, hits)
+    settings = catalog_settings(tmp_path, moods, hits)
 
     with pytest.raises(CatalogError, match=r"hits\.csv: no such file"):
         await ensure_catalog(settings, store)
@@ -64,7 +61,7 @@ async def test_a_failed_source_does_not_stop_the_next_one(
     store: Store, write_csv, tmp_path: Path
 ) -> None:
     hits = write_csv("hits.csv", HITS_HEADER, UNLABELLED[:3])
-    settings = _settings(tmp_path, tmp_path / "moods.csv", hits)  # the first one is missing
+    settings = catalog_settings(tmp_path, tmp_path / "moods.csv", hits)  # the first one is missing
 
     with pytest.raises(CatalogError, match=r"moods\.csv: no such file"):
         await ensure_catalog(settings, store)
@@ -88,7 +85,7 @@ async def test_run_after_a_half_failed_start_imports_the_rest(
 ) -> None:
     moods = write_csv("moods.csv", MOODS_HEADER, LABELLED)
     hits = tmp_path / "hits.csv"
-    settings = _settings(tmp_path, moods, hits)
+    settings = catalog_settings(tmp_path, moods, hits)
 
     with caplog.at_level(logging.WARNING, logger="bot.runtime"):
         await _start_once(settings)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -134,7 +133,7 @@ class MoodLifter:
         self._waiting = 0
         self._limiter = RateLimiter(limit=limits.photos_per_minute, window=60.0)
         self._actions = RateLimiter(limit=limits.actions_per_minute, window=60.0)
-        self._told_to_slow_down: dict[tuple[str, str], float] = {}
+        self._told_to_slow_down = RateLimiter(limit=1, window=60.0)  # once a minute
         self._default_mode = moods.parse_mode(settings.recommender.default_mode)
 
     @classmethod
@@ -182,15 +181,8 @@ class MoodLifter:
         key = (user.platform, user.user_id)
         if self._actions.allow(key):
             return Throttle(allowed=True)
-        now = time.monotonic()
-        told = self._told_to_slow_down.get(key)
-        if told is not None and now - told < self._actions.window:
+        if not self._told_to_slow_down.allow(key):
             return Throttle(allowed=False)
-        self._told_to_slow_down[key] = now
-        if len(self._told_to_slow_down) > 10_000:
-            self._told_to_slow_down = {
-                k: t for k, t in self._told_to_slow_down.items() if now - t < self._actions.window
-            }
         seconds = max(1, round(self._actions.retry_after(key)))
         return Throttle(
             allowed=False, notice=Notice(NoticeKind.SLOW_DOWN, TOO_MANY.format(seconds=seconds))

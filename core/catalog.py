@@ -176,7 +176,7 @@ async def ensure_catalog(
     A source counts as imported once it has an import record (:func:`imported_sources`),
     written in the transaction that stored its tracks, so a start after a failed one imports
     just the sources still missing, and an imported one is never read again, whatever became
-    of its tracks' ``source``. One that cannot be fetched does not stop the others: the tracks
+    of its tracks' ``source``, until its ``#sha256=`` pin changes. One that cannot be fetched does not stop the others: the tracks
     imported are classified, then a :class:`CatalogError` names what failed. A missing or
     broken model is logged, not fatal: labelled tracks can still be served.
     """
@@ -184,8 +184,8 @@ async def ensure_catalog(
     failures: list[str] = []
     if settings.catalog.import_if_empty:
         sources = settings.catalog.sources
-        present = await imported_sources(store, [spec.name for spec in sources])
-        missing = [spec for spec in sources if spec.name not in present]
+        recorded = await imported_sources(store, [spec.name for spec in sources])
+        missing = [spec for spec in sources if not _is_current(spec, recorded)]
         if missing:
             log.info(
                 "importing %d of %d catalog source(s): %s",
@@ -217,9 +217,23 @@ async def ensure_catalog(
     return reports
 
 
-async def imported_sources(store: Store, names: Iterable[str]) -> set[str]:
-    """Which of ``names`` (:attr:`SourceSpec.name`) were imported in full: those with a row in
-    ``catalog_imports``, by the start-up import or ``moodlift catalog import``.
+def _is_current(spec: SourceSpec, recorded: dict[str, str | None]) -> bool:
+    """Imported, and with the pinned content if the source is pinned: a new ``#sha256=`` pin
+    means a new version of the file, to be imported again (idempotently). A record without a
+    hash (made by migration 0003) is taken as current: its content is not known."""
+    if spec.name not in recorded:
+        return False
+    digest = recorded[spec.name]
+    if spec.sha256 and digest and digest != spec.sha256:
+        log.info("%s: its pin changed since it was imported; importing it again", spec.name)
+        return False
+    return True
+
+
+async def imported_sources(store: Store, names: Iterable[str]) -> dict[str, str | None]:
+    """Which of ``names`` (:attr:`SourceSpec.name`) were imported in full, each with the SHA-256
+    of the content imported (None if not known): those with a row in ``catalog_imports``, by the
+    start-up import or ``moodlift catalog import``.
 
     Not the tracks' ``source``: a track keeps the source it was first imported from, or last
     labelled by, so a source all of whose tracks are in another file too may name none. (A
@@ -227,12 +241,14 @@ async def imported_sources(store: Store, names: Iterable[str]) -> set[str]:
     """
     wanted = set(names)
     if not wanted:
-        return set()
+        return {}
     async with store.sessions() as session:
-        found = await session.scalars(
-            select(CatalogImport.source).where(CatalogImport.source.in_(wanted))
+        found = await session.execute(
+            select(CatalogImport.source, CatalogImport.sha256).where(
+                CatalogImport.source.in_(wanted)
+            )
         )
-        return set(found)
+        return {source: digest for source, digest in found}
 
 
 async def load_music_model(path: Path) -> MusicMoodModel:

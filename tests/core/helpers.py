@@ -35,8 +35,9 @@ def hits_line(n: int, *, prefix: str = "H") -> str:
     )
 
 
-def catalog_settings(tmp_path: Path, *sources: Path) -> Settings:
-    """Settings whose catalog is ``sources`` (local files), with data and cache in ``tmp_path``."""
+def catalog_settings(tmp_path: Path, *sources: Path | str) -> Settings:
+    """Settings whose catalog is ``sources`` (local files; ``PATH#sha256=HEX`` pins one), with data
+    and cache in ``tmp_path``."""
     return load_settings(
         env={
             "MOODLIFT_CATALOG_SOURCES": ",".join(str(p) for p in sources),

@@ -57,7 +57,7 @@ async def test_a_labelled_file_inside_a_later_one_is_not_imported_again(
     assert {source for _, _, source in after_first.values()} == {"b.csv"}  # A names no track
     assert after_first[track_id(1)][:2] == ("sad", "label")
 
-    assert await imported_sources(store, ["a.csv", "b.csv"]) == {"a.csv", "b.csv"}
+    assert set(await imported_sources(store, ["a.csv", "b.csv"])) == {"a.csv", "b.csv"}
     assert await ensure_catalog(settings, store) == []
     assert await _moods(store) == after_first  # B's labels stay
 
@@ -141,7 +141,7 @@ async def test_a_failed_import_leaves_no_record(store: Store, write_csv, tmp_pat
     path = write_csv("notes.csv", "title,notes", ["a,b"])  # not a catalog file
     with pytest.raises(CatalogError, match="not a known catalog format"):
         await ensure_catalog(catalog_settings(tmp_path, path), store)
-    assert await imported_sources(store, ["notes.csv"]) == set()
+    assert set(await imported_sources(store, ["notes.csv"])) == set()
 
 
 async def test_a_database_from_before_the_table_keeps_what_its_tracks_say(
@@ -162,7 +162,7 @@ async def test_a_database_from_before_the_table_keeps_what_its_tracks_say(
 
     store = await Store.open(db_url)
     try:
-        assert await imported_sources(store, ["moods.csv", "hits.csv"]) == {"moods.csv"}
+        assert set(await imported_sources(store, ["moods.csv", "hits.csv"])) == {"moods.csv"}
         carried = await _record(store, "moods.csv")
         assert carried is not None
         assert (carried.sha256, carried.rows_read) == (None, None)  # not known
@@ -171,9 +171,40 @@ async def test_a_database_from_before_the_table_keeps_what_its_tracks_say(
         labelled.unlink()  # not read again
         reports = await ensure_catalog(catalog_settings(tmp_path, labelled, hits), store)
         assert [(r.source, r.inserted) for r in reports] == [("hits.csv", 1)]
-        assert await imported_sources(store, ["moods.csv", "hits.csv"]) == {
+        assert set(await imported_sources(store, ["moods.csv", "hits.csv"])) == {
             "moods.csv",
             "hits.csv",
         }
     finally:
         await store.close()
+
+
+async def test_a_new_pin_imports_the_new_version_of_its_file(
+    store: Store, write_csv, tmp_path: Path
+) -> None:
+    """A pinned source is read once per pin: the same pin never again (the file may change
+    or go), a new pin (a new release of the file) at the next start, idempotently."""
+    path = write_csv("moods.csv", MOODS_HEADER, [moods_line(1, "Calm")])
+
+    def pinned() -> str:
+        return f"{path}#sha256={hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+    first = pinned()
+    reports = await ensure_catalog(catalog_settings(tmp_path, first), store)
+    assert [(r.source, r.inserted) for r in reports] == [("moods.csv", 1)]
+
+    write_csv("moods.csv", MOODS_HEADER, [moods_line(1, "Sad"), moods_line(2, "Happy")])
+    assert await ensure_catalog(catalog_settings(tmp_path, first), store) == []  # not re-read
+    assert (await _moods(store))[track_id(1)][:2] == ("calm", "label")
+
+    second = pinned()
+    reports = await ensure_catalog(catalog_settings(tmp_path, second), store)
+    assert [(r.source, r.inserted, r.updated) for r in reports] == [("moods.csv", 1, 1)]
+    moods = await _moods(store)
+    assert (moods[track_id(1)][:2], moods[track_id(2)][:2]) == (
+        ("sad", "label"),
+        ("happy", "label"),
+    )
+    record = await _record(store, "moods.csv")
+    assert record is not None and f"#sha256={record.sha256}" in second
+    assert await ensure_catalog(catalog_settings(tmp_path, second), store) == []

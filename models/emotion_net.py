@@ -93,15 +93,22 @@ def build_emotion_net(config: NetConfig = NetConfig()) -> keras.Model:
     return keras.Model(inputs, outputs, name="emotion_xception")
 
 
-def build_augmenter(seed: int) -> keras.Sequential:
-    """Training-time augmentation: flip, rotation, shift, shear and zoom of the face."""
+def build_augmenter(seed: int, strength: float = 1.0) -> keras.Sequential:
+    """Training-time augmentation: flip, rotation, shift, shear and zoom of the face.
+
+    ``strength`` scales every geometric range (flips stay): below 1 for fine-tuning on faces
+    closer to the centred, upright ones we read at serving time.
+    """
+    s = strength
     return keras.Sequential(
         [
             layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
-            layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 2),
-            layers.RandomShear(x_factor=0.1, y_factor=0.1, fill_mode="reflect", seed=seed + 3),
-            layers.RandomZoom((-0.1, 0.15), fill_mode="reflect", seed=seed + 4),
+            layers.RandomRotation(0.05 * s, fill_mode="reflect", seed=seed + 1),
+            layers.RandomTranslation(0.1 * s, 0.1 * s, fill_mode="reflect", seed=seed + 2),
+            layers.RandomShear(
+                x_factor=0.1 * s, y_factor=0.1 * s, fill_mode="reflect", seed=seed + 3
+            ),
+            layers.RandomZoom((-0.1 * s, 0.15 * s), fill_mode="reflect", seed=seed + 4),
         ],
         name="augment",
     )

@@ -47,6 +47,7 @@ class TrainSettings:
     early_stop_patience: int = 16
     average_decay: float = 0.7  # weight of the running average against each new epoch
     calibration_faces: int = 4096  # un-augmented Training faces for re-estimating batch norm
+    augment_strength: float = 1.0  # scales the geometric augmentation (below 1: fine-tuning)
     seed: int = 1337
     limit: int = 0  # use only this many training faces (0 = all); for quick checks
     resume_from: str = ""  # a committed checkpoint folder to continue from (seeds an empty run)
@@ -205,7 +206,7 @@ def _datasets(settings: TrainSettings, cache_dir: Path):
         y = keras.utils.to_categorical(split.labels, NUM_CLASSES).astype("float32")
         return x, y
 
-    augment = build_augmenter(settings.seed)
+    augment = build_augmenter(settings.seed, settings.augment_strength)
     x_train, y_train = prepare(train)
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
@@ -332,6 +333,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--augment-strength",
+        type=float,
+        default=defaults.augment_strength,
+        help="scale of rotation, shift, shear and zoom (flips stay); e.g. 0.5 to fine-tune",
+    )
     parser.add_argument("--limit", type=int, default=0, help="train on this many faces only")
     parser.add_argument(
         "--resume-from",
@@ -355,6 +362,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        augment_strength=args.augment_strength,
         seed=args.seed,
         limit=args.limit,
         resume_from=args.resume_from,

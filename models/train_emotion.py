@@ -47,6 +47,7 @@ class TrainSettings:
     early_stop_patience: int = 16
     average_decay: float = 0.7  # weight of the running average against each new epoch
     calibration_faces: int = 4096  # un-augmented Training faces for re-estimating batch norm
+    restart_learning_rate: float = 0.0  # on resuming, set the rate to this (0: the checkpoint's)
     augment_strength: float = 1.0  # scales the geometric augmentation (below 1: fine-tuning)
     seed: int = 1337
     limit: int = 0  # use only this many training faces (0 = all); for quick checks
@@ -244,6 +245,9 @@ def train(settings: TrainSettings) -> dict:
     initial_epoch = int(state.get("epoch", 0))
     if initial_epoch and (run_dir / "last.keras").exists():
         model = keras.models.load_model(run_dir / "last.keras")
+        if settings.restart_learning_rate:
+            # A fork of a run (a warm restart): the schedule starts again from this rate.
+            model.optimizer.learning_rate.assign(settings.restart_learning_rate)
         log.info(
             "resuming at epoch %d (best so far %.4f)", initial_epoch, state["best_val_accuracy"]
         )
@@ -334,6 +338,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
+        "--restart-learning-rate",
+        type=float,
+        default=0.0,
+        help="on resuming, set the learning rate to this (a warm restart; 0: keep the checkpoint's)",
+    )
+    parser.add_argument(
         "--augment-strength",
         type=float,
         default=defaults.augment_strength,
@@ -362,6 +372,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        restart_learning_rate=args.restart_learning_rate,
         augment_strength=args.augment_strength,
         seed=args.seed,
         limit=args.limit,

@@ -88,13 +88,24 @@ def test_trains_reports_and_resumes(tmp_path: Path, tiny_csv: Path) -> None:
     fresh = tmp_path / "fresh"
     argv = ["--data", str(tiny_csv), "--run-dir", str(fresh), "--epochs", "3"]
     argv += ["--batch-size", "16", "--net", json.dumps(TINY_NET), "--resume-from", str(checkpoint)]
+    argv += ["--restart-learning-rate", "0.0005", "--augment-strength", "0.5"]  # a warm restart
     assert main(argv) == 0
+    saved_settings = json.loads((fresh / "settings.json").read_text())
+    assert (saved_settings["restart_learning_rate"], saved_settings["augment_strength"]) == (
+        0.0005,
+        0.5,
+    )
     assert json.loads((fresh / "state.json").read_text())["epoch"] == 3
     with open(fresh / "history.csv", newline="") as handle:
         rows = list(csv.reader(handle))
     assert len(rows) == 4 and {len(row) for row in rows} == {len(rows[0])}
     assert rows[0][-2:] == ["val_averaged_accuracy", "val_loss"] and rows[1][-2] == ""
     assert float(rows[3][-2]) >= 0.0  # the new epoch's averaged score, in its column
+    import keras
+
+    for folder, rate in ((checkpoint, 0.001), (fresh, 0.0005)):
+        optimizer = keras.models.load_model(folder / "last.keras").optimizer
+        assert float(optimizer.learning_rate) == pytest.approx(rate)
 
 
 def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path: Path, tiny_csv: Path) -> None:

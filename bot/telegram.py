@@ -170,20 +170,32 @@ class _AddressedToBot(filters.MessageFilter):
         )
 
 
+def _command_addressee(message: Message) -> str | None:
+    """Whom ``/cmd@name`` names (casefolded), "" for a bare ``/cmd``; None if ``@name`` is us."""
+    command = (message.text or "").split(maxsplit=1)[0]
+    _, _, addressee = command.partition("@")
+    ours = (message.get_bot().username or "").casefold()
+    return None if addressee.casefold() == ours else addressee.casefold()
+
+
 class _CommandForUs(filters.MessageFilter):
     """Any command in private; in groups only ``/cmd@ThisBot`` (a bare one may be another's)."""
 
     def filter(self, message: Message) -> bool:
-        if message.chat.type == ChatType.PRIVATE:
-            return True
-        command = (message.text or "").split(maxsplit=1)[0]
-        _, _, addressee = command.partition("@")
-        return addressee.casefold() == (message.get_bot().username or "").casefold()
+        return message.chat.type == ChatType.PRIVATE or _command_addressee(message) is None
+
+
+class _CommandNotForAnother(filters.MessageFilter):
+    """A command the command handlers may answer: bare or ``/cmd@ThisBot``, not another bot's."""
+
+    def filter(self, message: Message) -> bool:
+        return _command_addressee(message) in (None, "")
 
 
 NEW_MESSAGE = filters.UpdateType.MESSAGE
 ADDRESSED = _AddressedToBot()
 COMMAND_FOR_US = filters.COMMAND & _CommandForUs()
+COMMAND_NOT_FOR_ANOTHER = filters.COMMAND & _CommandNotForAnother()
 PHOTO_INPUT = (filters.PHOTO | filters.Document.IMAGE) & ~filters.ANIMATION
 NOT_A_PHOTO = (
     filters.Sticker.ALL
@@ -342,9 +354,9 @@ async def gate(update: Update, context: MoodContext) -> None:
 
 
 def _for_us(update: Update) -> bool:
-    """A message some handler would answer: anything in private, a command, or in a group a
-    reply to the bot or a mention of it."""
-    return bool(ADDRESSED.check_update(update) or filters.COMMAND.check_update(update))
+    """A message some handler would answer: anything in private, a command not addressed to
+    another bot, or in a group a reply to the bot or a mention of it."""
+    return bool(ADDRESSED.check_update(update) or COMMAND_NOT_FOR_ANOTHER.check_update(update))
 
 
 async def start(update: Update, context: MoodContext) -> None:

@@ -141,8 +141,11 @@ async def start_webhook(application: MoodApplication, settings: TelegramSettings
 
 
 async def stop_webhook(application: MoodApplication, server: WebhookServer) -> None:
-    """Stop taking requests, let the queued updates finish, and close the HTTP clients."""
-    await server.stop()
+    """Stop taking updates, let the queued ones finish, then close the server and the HTTP
+    clients. While the queue drains the server is still up, answering 503 to new updates
+    (Telegram sends them again, to an instance that is up) and to health checks (so the load
+    balancer takes this instance out)."""
     if application.running:
         await application.stop()
+    await server.stop()
     await application.shutdown()

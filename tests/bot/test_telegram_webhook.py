@@ -5,6 +5,7 @@ The real Application and core, as in test_telegram.py; only the way updates arri
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -123,8 +124,15 @@ async def test_health_endpoint_for_the_load_balancer(
                 "mode": "webhook",
                 "queued_updates": 0,
             }
-        # Shutting down: the balancer takes it out, and Telegram resends what it refuses.
-        await webhook.application.stop()
+        # Shutting down with an update still being answered: the balancer takes the instance
+        # out, Telegram resends what it refuses, and the update in hand is answered.
+        early = user(2005, "Early")
+        fake.stall_next("sendMessage", 1.5)
+        fake.send_command(early, "/help")
+        await fake.wait_until_delivered(within=WAIT)  # POSTed and queued: the answer is stalled
+        stopping = asyncio.create_task(stop(webhook.application, webhook))
+        await asyncio.sleep(0.2)
+        assert not stopping.done()
         async with client.get(base + HEALTH_PATH) as response:
             assert response.status == 503
             assert (await response.json())["status"] == "stopping"
@@ -133,6 +141,11 @@ async def test_health_endpoint_for_the_load_balancer(
             base + "/telegram", json=update, headers={SECRET_HEADER: SECRET}
         ) as refused:
             assert refused.status == 503
+        await asyncio.wait_for(stopping, WAIT)
+        assert "/more" in fake.replies(early["id"])[0].text
+        with pytest.raises(OSError):  # then the port closes
+            async with client.get(base + HEALTH_PATH):
+                pass
 
 
 async def test_the_secret_is_never_logged(

@@ -7,7 +7,7 @@
 # Debian/Ubuntu, as root (CI, or a developer's machine or container). Installs `postgresql`
 # with apt-get when it is missing, creates a cluster of its own ("moodlift_test": fsync off,
 # 127.0.0.1 only, a free port) and a user who may create databases: the tests make a fresh
-# database per test and drop it afterwards. Safe to run again: an existing cluster is reused.
+# role and schema per test and drop them afterwards. Safe to run again: an existing cluster is reused.
 # PostgreSQL refuses to run as root; pg_ctlcluster runs the server as the `postgres` user.
 # Everything but the export line goes to stderr; any failure exits non-zero.
 set -euo pipefail

@@ -282,7 +282,9 @@ async def _recommend(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  album:  {card.album}")
     print(f"  mood:   {card.mood} ({card.reason})")
     print(f"  listen: {card.spotify_url}")
-    for note in card.notes:
+    from bot.wording import card_notes
+
+    for note in card_notes(card):
         print(f"  note:   {note}")
     return 0
 

@@ -77,6 +77,5 @@ def card(
         emotion=emotion,
         confidence=confidence,
         reason=reason(emotion, mood) if emotion else f"another {mood} one for you",
-        new_round=pick.new_round,
-        notes=(f"you have heard every {mood} song here — starting over",) if pick.new_round else (),
+        new_round=pick.new_round,  # the adapters word it (one note, not two)
     )

@@ -137,31 +137,45 @@ class MoodLiftBot(discord.Client):
         log.info("discord bot ready as %s (%s)", self.user, getattr(self.user, "id", "?"))
 
     async def on_message(self, message: discord.Message) -> None:
-        """A photo sent in a DM gets the same answer as ``/selfie``; other DMs get a hint."""
-        if message.guild is not None or message.author.bot:
+        """Photos sent in a DM, also forwarded ones, get the same answer as ``/selfie``, each
+        its own; a sticker or another file gets a hint, text the help. System messages (pins,
+        calls) get nothing."""
+        if message.guild is not None or message.author.bot or message.type not in _ORDINARY:
             return
         verdict = self.service.throttle(user_ref(message.author))
         if not verdict.allowed:
             if verdict.notice is not None:
                 await message.channel.send(verdict.notice.text)
             return
-        photo = next((a for a in message.attachments if _looks_like_image(a)), None)
-        if photo is None:
-            text = wording.NOT_A_PHOTO if message.attachments else wording.NO_PHOTO
-            await message.channel.send(text)
+        snapshots = message.message_snapshots
+        files = [*message.attachments, *(a for shot in snapshots for a in shot.attachments)]
+        photos = [a for a in files if _looks_like_image(a)]
+        if not photos:
+            if files or message.stickers or any(shot.stickers for shot in snapshots):
+                await message.channel.send(wording.NOT_A_PHOTO)
+            else:
+                help_ = self.service.help(wording.DISCORD_HOW_TO_SEND)
+                await message.channel.send(help_.text)
             return
+        for photo in photos:
+            if not await self._answer_photo(message, photo):
+                return
+
+    async def _answer_photo(self, message: discord.Message, photo: discord.Attachment) -> bool:
+        """Answer one photo of a DM; False when the user may send no more photos for now."""
         problem = attachment_problem(photo, self.options.max_image_bytes)
         if problem is not None:
             await message.channel.send(problem)
-            return
+            return True
         refusal = self.service.admit(user_ref(message.author))  # before the download
         if refusal is not None:
             await message.channel.send(refusal.text)
-            return
+            return False
         async with message.channel.typing():
             image = await photo.read()
             reply = await self.service.read_photo(user_ref(message.author), image)
             await message.channel.send(**await render(self.service, reply))
+        return True
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         """Errors outside app commands and views (the DM handler): log, then apologise."""
@@ -204,11 +218,19 @@ class _CommandTree(app_commands.CommandTree):
 
 async def _let_in(interaction: discord.Interaction) -> bool:
     """The flood gate for commands and buttons: beyond what a person does by hand, the user is
-    told once (only them) and the rest is dropped."""
+    told once (only them) and the rest is dropped; a dropped button press is acknowledged
+    without a word, so its spinner stops instead of ending in "This interaction failed"."""
     verdict = _bot(interaction).service.throttle(user_ref(interaction.user))
-    if not verdict.allowed and verdict.notice is not None:
-        await interaction.response.send_message(verdict.notice.text, ephemeral=True)
-    return verdict.allowed
+    if verdict.allowed:
+        return True
+    try:
+        if verdict.notice is not None:
+            await interaction.response.send_message(verdict.notice.text, ephemeral=True)
+        elif interaction.type is discord.InteractionType.component:
+            await interaction.response.defer()
+    except discord.HTTPException:
+        log.warning("could not answer a throttled interaction", exc_info=True)
+    return False
 
 
 class ShardedMoodLiftBot(MoodLiftBot, discord.AutoShardedClient):
@@ -323,7 +345,7 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
     @tree.command(name="help", description="How this bot works.")
     async def help_(interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
-        await send_response(interaction, bot.service.help())
+        await send_response(interaction, bot.service.help(wording.DISCORD_HOW_TO_SEND))
 
 
 async def _another_song(interaction: discord.Interaction) -> None:
@@ -495,6 +517,9 @@ def attachment_problem(attachment: discord.Attachment, max_bytes: int) -> str | 
     return None
 
 
+_ORDINARY = (discord.MessageType.default, discord.MessageType.reply)  # what people write
+
+
 def _looks_like_image(attachment: discord.Attachment) -> bool:
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
     if content_type:
@@ -508,18 +533,22 @@ def notice_text(reply: Reply) -> str:
 
 
 def card_embed(card: TrackCard) -> discord.Embed:
-    """A track as an embed: title linked to Spotify, artist and album, why, small print."""
+    """A track as an embed: title linked to Spotify, artist and album, why, small print.
+    Names are shown as written: ``*``, ``_`` or ``~`` in them is not Markdown."""
+    escape = discord.utils.escape_markdown
     description = "\n".join(
-        line for line in (wording.artist_line(card), wording.album_line(card)) if line
+        escape(line) for line in (wording.artist_line(card), wording.album_line(card)) if line
     )
     embed = discord.Embed(
-        title=_clip(card.title, 256),
+        title=_clip(escape(card.title), 256),
         url=card.spotify_url or None,
         description=description,
         colour=discord.Colour.from_rgb(*MOOD_COLOURS.get(card.mood, (90, 110, 200))),
     )
     for label, value in wording.card_facts(card):
-        embed.add_field(name=label, value=_clip(value, 1024), inline=label != wording.LABEL_WHY)
+        embed.add_field(
+            name=label, value=_clip(escape(value), 1024), inline=label != wording.LABEL_WHY
+        )
     notes = wording.card_notes(card)
     if notes:
         embed.set_footer(text=_clip("\n".join(notes), 2048))

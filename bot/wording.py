@@ -31,7 +31,10 @@ WRITE_IN_PRIVATE = (
     "Send me your selfie in a private chat instead."
 )
 NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
-NO_PHOTO = "Please attach a selfie (a JPEG or PNG photo) and I'll pick a song for your mood."
+DISCORD_HOW_TO_SEND = (
+    "Send me a selfie with /selfie photo:, or as a photo in a DM with me, "
+    "and I'll answer with a song for your mood."
+)
 FORGET_KEPT = "Okay, I kept everything as it was."
 FORGET_NOT_YOURS = "Only the person who asked can answer this."
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."

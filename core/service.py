@@ -53,8 +53,8 @@ WELCOME = (
     "Hi! Send me a selfie and I'll read the mood on your face and pick a song for it.\n"
     "Your photo is only looked at in memory and never stored."
 )
-HELP = (
-    "Send me a selfie (a JPEG or PNG photo) and I'll answer with a song for your mood.\n\n"
+HELP_SEND = "Send me a selfie (a JPEG or PNG photo) and I'll answer with a song for your mood."
+HELP_BODY = (
     "/more — another song for your last mood\n"
     "/mood — what I read in your last selfie\n"
     "/mode lift|match — lift your mood (default) or match it\n"
@@ -65,6 +65,7 @@ HELP = (
     "Photos are processed in memory and never written to disk or the database; "
     "I only keep the songs I sent you, your ratings and your last reading."
 )
+HELP = f"{HELP_SEND}\n\n{HELP_BODY}"
 NO_FACE = (
     "I couldn't find a face in that photo. Try a selfie in good light, "
     "facing the camera, with your face not too small in the picture."
@@ -156,8 +157,9 @@ class MoodLifter:
     def welcome(self) -> Notice:
         return Notice(NoticeKind.WELCOME, WELCOME)
 
-    def help(self) -> Notice:
-        return Notice(NoticeKind.HELP, HELP)
+    def help(self, how_to_send: str = HELP_SEND) -> Notice:
+        """The commands and the privacy promise; ``how_to_send`` a photo differs by platform."""
+        return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{HELP_BODY}")
 
     def admit(self, user: UserRef) -> Notice | None:
         """Whether a photo from ``user`` will be read now: None, or the notice that says why not.

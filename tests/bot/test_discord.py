@@ -61,9 +61,15 @@ def astronaut_jpeg() -> bytes:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, music_dir: Path) -> Settings:
+def limits() -> LimitsSettings:
+    """Generous for photos; a test about floods parametrizes its own."""
+    return LimitsSettings(photos_per_minute=100)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, music_dir: Path, limits: LimitsSettings) -> Settings:
     """Real settings: a SQLite file in tmp_path, the labelled catalog from the shared data."""
-    return service_settings(tmp_path, music_dir, LimitsSettings(photos_per_minute=100))
+    return service_settings(tmp_path, music_dir, limits)
 
 
 @pytest.fixture
@@ -188,7 +194,10 @@ async def test_help_explains_the_commands(
     alice: simcord.MemberActor, channel: simcord.ChannelHandle, service: MoodLifter
 ) -> None:
     result = await alice.slash(channel, "help")
-    assert answer(result).content == service.help().text
+    shown = answer(result).content
+    assert shown == service.help(wording.DISCORD_HOW_TO_SEND).text
+    assert shown.startswith(wording.DISCORD_HOW_TO_SEND) and "/selfie photo:" in shown
+    assert "/more" in shown and "/forget" in shown
 
 
 # --------------------------------------------------------------------------- /selfie
@@ -576,11 +585,44 @@ async def test_a_photo_sent_in_a_dm_gets_a_card(
     assert counts(db_path, carol_id)["deliveries"] == 1
 
     await carol.send_dm("hello?")
-    assert dm.last_message.content == wording.NO_PHOTO
+    assert dm.last_message.content.startswith(wording.DISCORD_HOW_TO_SEND)  # the help
 
     notes = simcord_env.backend.store_attachments(dm.id, [("notes.txt", b"words")])
     await carol.send_dm("", attachments=notes)
     assert dm.last_message.content == wording.NOT_A_PHOTO
+
+
+async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
+    simcord_env: simcord.Env,
+    guild: simcord.GuildHandle,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    """A sticker gets the photo hint; each photo of a DM gets its own card, also the photos
+    of a forwarded message (its files are in the snapshot, not in the message itself)."""
+    dm = alice.user.dm_channel
+    sticker = simcord_env.backend.create_sticker(guild.id, "wave", alice.id)
+    await alice.send_dm("", stickers=[sticker])
+    assert dm.last_message.content == wording.NOT_A_PHOTO
+
+    before = len(dm.history())
+    two = simcord_env.backend.store_attachments(
+        dm.id, [("a.jpg", astronaut_jpeg), ("b.jpg", astronaut_jpeg)]
+    )
+    await alice.send_dm("", attachments=two)
+    answers = dm.history()[before + 1 :]
+    assert [len(m.embeds) for m in answers] == [1, 1]
+
+    posted = await alice.send(channel, "me today", attachments=[("me.jpg", astronaut_jpeg)])
+    before = len(dm.history())
+    forwarded = await alice.forward(posted, dm)
+    assert not forwarded.attachments and forwarded.message_snapshots
+    (card,) = [m for m in dm.history()[before:] if m.author.id == simcord_env.bot.user.id]
+    assert card.embeds[0].url.startswith("https://open.spotify.com/track/")
+    user_id = internal_id(db_path, alice.id)
+    assert user_id is not None and counts(db_path, user_id)["deliveries"] == 3
 
 
 @pytest.mark.parametrize("options", [DiscordOptions(ephemeral=True)])
@@ -690,6 +732,12 @@ def test_a_card_embed_carries_the_facts_and_the_small_print() -> None:
     )
 
 
+def test_names_in_a_card_embed_are_not_markdown() -> None:
+    embed = card_embed(_card(title="*NSYNC_ Live", artist="~Tilde~ & __Co__", album="**Bold**"))
+    assert embed.title == "\\*NSYNC\\_ Live"
+    assert embed.description == "by \\~Tilde\\~ & \\_\\_Co\\_\\_\nfrom the album \\*\\*Bold\\*\\*"
+
+
 def test_a_card_picture_is_attached_under_its_own_format() -> None:
     png = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 30, 30)).save(png, format="PNG")
@@ -712,3 +760,22 @@ async def test_remote_album_art_is_linked_not_downloaded() -> None:
         wording.LIKE,
         wording.DISLIKE,
     ]
+
+
+@pytest.mark.parametrize("limits", [LimitsSettings(photos_per_minute=100, actions_per_minute=3)])
+async def test_a_flood_of_presses_is_told_once_then_quietly_acknowledged(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+) -> None:
+    card = await selfie(alice, channel, astronaut_jpeg)  # action 1 of 3
+    served = [await alice.click(card.message, custom_id=ANOTHER_SONG_ID) for _ in range(2)]
+    assert all(card_of(answer(result)).title for result in served)
+
+    told = await alice.click(card.message, custom_id=ANOTHER_SONG_ID)
+    assert told.ephemeral and answer(told).content.startswith("Whoa, that's a lot of messages!")
+    dropped = await alice.click(card.message, custom_id=ANOTHER_SONG_ID)
+    # Acknowledged without a word (a deferred update: the spinner stops), not left to fail.
+    assert dropped.acknowledged and not dropped.followups
+    assert interaction_calls(simcord_env)[-1] == ("callback", 6)

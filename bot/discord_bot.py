@@ -275,6 +275,8 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
     @app_commands.describe(photo="A photo of your face (JPEG or PNG)")
     async def selfie(interaction: discord.Interaction, photo: discord.Attachment) -> None:
         bot = _bot(interaction)
+        if await _cannot_show_cards(interaction):
+            return
         problem = attachment_problem(photo, bot.options.max_image_bytes)
         if problem is not None:
             await interaction.response.send_message(problem, ephemeral=True)
@@ -295,6 +297,8 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
     @tree.command(name="mood", description="What I read in your last selfie.")
     async def mood(interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
+        if await _cannot_show_cards(interaction):
+            return
         await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
         reply = await bot.service.mood(user_ref(interaction.user))
         await send_followup(interaction, reply)
@@ -325,6 +329,8 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         count: app_commands.Range[int, 1, HISTORY_MAX] | None = None,
     ) -> None:
         bot = _bot(interaction)
+        if await _cannot_show_cards(interaction):
+            return
         await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
         reply = await bot.service.history(user_ref(interaction.user), count)
         await send_followup(interaction, reply)
@@ -351,9 +357,21 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
 async def _another_song(interaction: discord.Interaction) -> None:
     """``/more`` and the "Another song" button: the next unseen track for the last mood."""
     bot = _bot(interaction)
+    if await _cannot_show_cards(interaction):
+        return
     await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
     reply = await bot.service.more(user_ref(interaction.user))
     await send_followup(interaction, reply)
+
+
+async def _cannot_show_cards(interaction: discord.Interaction) -> bool:
+    """In a server channel where the bot may not embed links, Discord refuses its cards (an
+    app's answers there are held to its own permissions): say so before any work is done,
+    so no song is spent on an answer that cannot arrive."""
+    if interaction.guild_id is None or interaction.app_permissions.embed_links:
+        return False
+    await interaction.response.send_message(wording.NEEDS_EMBED_LINKS, ephemeral=True)
+    return True
 
 
 # --------------------------------------------------------------------------- views
@@ -615,15 +633,27 @@ async def send_followup(interaction: discord.Interaction, reply: Reply) -> None:
         for embed in history_embeds(reply):
             await interaction.followup.send(embed=embed, ephemeral=ephemeral)
         return
-    kwargs = await render(bot.service, reply)
+    kwargs = _allowed_here(interaction, await render(bot.service, reply))
     await interaction.followup.send(**kwargs, ephemeral=ephemeral)
 
 
 async def send_response(interaction: discord.Interaction, reply: Reply) -> None:
     """Answer a not-yet-acknowledged interaction with ``reply`` (quick replies only)."""
     bot = _bot(interaction)
-    kwargs = await render(bot.service, reply)
+    kwargs = _allowed_here(interaction, await render(bot.service, reply))
     await interaction.response.send_message(**kwargs, ephemeral=bot.ephemeral_for(interaction))
+
+
+def _allowed_here(interaction: discord.Interaction, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` without its file where the bot may not attach files in this server channel:
+    the card or /mood comes without its drawn picture or chart rather than not at all."""
+    if interaction.guild_id is None or interaction.app_permissions.attach_files:
+        return kwargs
+    if kwargs.pop("file", None) is not None:
+        embed = kwargs.get("embed")
+        if embed is not None and (embed.image.url or "").startswith("attachment://"):
+            embed.set_image(url=None)
+    return kwargs
 
 
 def card_message(card: TrackCard, picture: Picture | None) -> dict[str, Any]:

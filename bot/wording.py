@@ -31,6 +31,10 @@ WRITE_IN_PRIVATE = (
     "Send me your selfie in a private chat instead."
 )
 NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
+NEEDS_EMBED_LINKS = (
+    "I can't show songs in this channel: I'm not allowed to embed links here. "
+    "Ask a server admin to give me Embed Links, or send me your selfie in a DM."
+)
 DISCORD_HOW_TO_SEND = (
     "Send me a selfie with /selfie photo:, or as a photo in a DM with me, "
     "and I'll answer with a song for your mood."

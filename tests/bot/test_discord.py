@@ -779,3 +779,37 @@ async def test_a_flood_of_presses_is_told_once_then_quietly_acknowledged(
     # Acknowledged without a word (a deferred update: the spinner stops), not left to fail.
     assert dropped.acknowledged and not dropped.followups
     assert interaction_calls(simcord_env)[-1] == ("callback", 6)
+
+
+async def test_a_channel_without_embed_links_is_told_before_any_song_is_spent(
+    guild: simcord.GuildHandle, alice: simcord.MemberActor, astronaut_jpeg: bytes, db_path: Path
+) -> None:
+    bare = guild.create_text_channel(
+        "no-embeds", overwrites={guild.me: discord.PermissionOverwrite(embed_links=False)}
+    )
+    for result in (
+        await alice.slash(bare, "selfie", photo=("selfie.jpg", astronaut_jpeg)),
+        await alice.slash(bare, "more"),
+        await alice.slash(bare, "mood"),
+    ):
+        told = answer(result)
+        assert result.ephemeral and told.content == wording.NEEDS_EMBED_LINKS
+    assert internal_id(db_path, alice.id) is None  # nothing read, nothing stored
+    assert "/more" in answer(await alice.slash(bare, "help")).content  # text still works
+
+
+async def test_a_channel_without_attach_files_gets_the_card_without_its_picture(
+    simcord_env: simcord.Env,
+    guild: simcord.GuildHandle,
+    alice: simcord.MemberActor,
+    astronaut_jpeg: bytes,
+) -> None:
+    bare = guild.create_text_channel(
+        "no-files", overwrites={guild.me: discord.PermissionOverwrite(attach_files=False)}
+    )
+    card = await selfie(alice, bare, astronaut_jpeg)  # offline: a drawn card, normally a file
+    embed = card_of(card)
+    assert embed.url and embed.url.startswith("https://open.spotify.com/track/")
+    assert not embed.image.url and not card.attachments
+    summary = answer(await alice.slash(bare, "mood"))
+    assert card_of(summary).title and not summary.attachments  # no chart either

@@ -46,11 +46,18 @@ class Recommender:
         *,
         mode: Mode | str | None = None,
         confidence: float | None = None,
+        again: bool = False,
     ) -> TrackCard:
-        """A song answering ``emotion`` under the user's lift/match preference (or ``mode``)."""
+        """A song answering ``emotion`` under the user's lift/match preference (or ``mode``).
+
+        ``again``: one more song for a reading already answered (/more): recorded with its
+        emotion, but the card continues the mood instead of presenting the reading as new.
+        """
         emotion = check_emotion(emotion)
         mood = mood_for(emotion, effective_mode(user, self.default_mode, mode))
         pick = await self.pick(user.id, mood, emotion)
+        if again:
+            return card(pick, mood)
         return card(pick, mood, emotion=emotion, confidence=confidence)
 
     async def for_mood(self, user: UserRecord, mood: str) -> TrackCard:

@@ -225,8 +225,7 @@ class MoodLifter:
         account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
         if account is None or detection is None:
             return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
-        confidence = detection.probabilities.get(detection.emotion)
-        return await self._card(account, detection.emotion, confidence)
+        return await self._card(account, detection.emotion, None, again=True)
 
     async def mood(self, user: UserRef) -> Reply:
         """The last reading: emotion, all seven probabilities, a chart, and when."""
@@ -330,9 +329,13 @@ class MoodLifter:
         emotion: str,
         confidence: float | None,
         faces: tuple[FaceReading, ...] | list[FaceReading] = (),
+        *,
+        again: bool = False,
     ) -> Reply:
         try:
-            card = await self.recommender.for_emotion(account, emotion, confidence=confidence)
+            card = await self.recommender.for_emotion(
+                account, emotion, confidence=confidence, again=again
+            )
         except CatalogEmpty:
             return Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY)
         except UnknownUser:  # /forget ran while this answer was being made: start afresh

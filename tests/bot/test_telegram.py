@@ -243,6 +243,8 @@ async def test_more_twice_and_the_button_never_repeat(
     assert replies[3].reply_to == fake.sent_message(card)["message_id"]
     # A plain /more says which mood it continues and carries no new emotion reading.
     assert "Mood:" in shown(replies[1])
+    assert "Emotion" not in shown(replies[1]) and "another" in shown(replies[1])
+    assert "you look" not in shown(replies[3])  # the button's card too
 
 
 async def test_mood_shows_all_seven_probabilities(

@@ -55,7 +55,7 @@ from bot import wording
 from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
 from core.config import TelegramSettings
 from core.errors import ConfigError
-from core.replies import Reply, TrackCard
+from core.replies import Notice, Reply, TrackCard
 from core.service import MoodLifter, UserRef
 
 log = logging.getLogger(__name__)
@@ -441,8 +441,12 @@ async def button(update: Update, context: MoodContext) -> None:
         reply = await context.service.rate(_user(update), context.match["track"], value)
         await query.answer(reply.text)
     elif owner is None:  # "Another song": for whoever pressed it
+        reply = await context.service.more(_user(update))
+        if isinstance(reply, Notice):  # e.g. a bystander with no selfie: only they see it
+            await query.answer(reply.text, show_alert=True)
+            return
         await query.answer()
-        await _answer(update, context, await context.service.more(_user(update)))
+        await _answer(update, context, reply)
     elif int(owner) != query.from_user.id:
         await query.answer(wording.FORGET_NOT_YOURS, show_alert=True)
     else:

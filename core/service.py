@@ -71,17 +71,18 @@ NO_FACE = (
     "facing the camera, with your face not too small in the picture."
 )
 NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has songs for it."
+NO_READING = "I haven't read a selfie of yours yet — send me one and I'll tell you what I see."
 SLOW_DOWN = "Whoa, that's a lot of photos! Give me {seconds} seconds and try again."
 TOO_MANY = (
-    "Whoa, that's a lot of messages! I'll ignore you for {seconds} seconds — then I'm all ears."
+    "Whoa, that's a lot of messages! Give me {seconds} seconds to catch up — then I'm all ears."
 )
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
 CONFIRM_FORGET = (
-    "This deletes everything I know about you: the songs I sent, your last reading and your "
-    "settings. Are you sure?"
+    "This deletes everything I know about you: the songs I sent, your ratings, your last reading "
+    "and your settings. Are you sure?"
 )
 FORGOTTEN = "Done — I've forgotten everything about you. Send a selfie any time to start again."
-NOTHING_TO_FORGET = "I had nothing stored about you — nothing to forget."
+NOTHING_TO_FORGET = "Nothing about you is stored — there's nothing (left) to forget."
 MODE_SET = {
     moods.Mode.LIFT: "Okay: I'll pick songs to lift your mood.",
     moods.Mode.MATCH: "Okay: I'll pick songs that match your mood.",
@@ -231,7 +232,7 @@ class MoodLifter:
         """The last reading: emotion, all seven probabilities, a chart, and when."""
         account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
         if account is None or detection is None:
-            return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
+            return Notice(NoticeKind.NEED_SELFIE, NO_READING)
         mood = moods.mood_for(detection.emotion, effective_mode(account, self._default_mode))
         chart = await asyncio.to_thread(
             emotion_chart, detection.probabilities, detection.emotion, mood

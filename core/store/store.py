@@ -769,6 +769,14 @@ class Store:
         )
         return list(rows.all())
 
+    @staticmethod
+    async def _disliked(session: AsyncSession, user_id: int) -> set[str]:
+        """The tracks the user rated 👎."""
+        found = await session.scalars(
+            select(Rating.track_id).where(Rating.user_id == user_id, Rating.value < 0)
+        )
+        return set(found)
+
     async def _candidates(
         self, session: AsyncSession, user_id: int, mood: str, round_: int | None = None
     ) -> Sequence[Row[Any]]:
@@ -788,11 +796,13 @@ class Store:
         self, session: AsyncSession, user_id: int, rows: Sequence[Row[Any]]
     ) -> TrackRecord:
         """Of the candidates ``rows``: a never-given one (at random, or by the user's taste once
-        they rated songs, see :mod:`core.taste`), else the one given longest ago."""
+        they rated songs, see :mod:`core.taste`), else the one given longest ago, songs the
+        user gave a 👎 last (a new round replays them only after the rest)."""
         never = [row for row in rows if row.last is None]
         rated = await self._recent_ratings(session, user_id) if never and rows[0].rated else []
         if not never:
-            chosen = min(rows, key=lambda r: (r.last, r.id))
+            disliked = await self._disliked(session, user_id) if rows[0].rated else set()
+            chosen = min(rows, key=lambda r: (r.id in disliked, r.last, r.id))
         elif rated:
             # Scoring is numpy over (candidates x ratings): a worker thread, not the event loop.
             first = len(_CARD_COLUMNS) + 3  # the taste features follow last, round and rated

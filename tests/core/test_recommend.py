@@ -45,6 +45,18 @@ async def test_no_repeat_then_a_new_round_oldest_first(store: Store, write_csv, 
     assert (await store.pick_and_deliver(bob.id, "calm")).round == 1
 
 
+async def test_a_new_round_replays_disliked_songs_last(store: Store, write_csv, tmp_path) -> None:
+    await load(store, write_csv, tmp_path, {"Calm": 4})
+    user = await store.get_or_create_user("cli", "ann")
+    first = [(await store.pick_and_deliver(user.id, "calm")).track.id for _ in range(4)]
+    await store.rate(user.id, first[0], -1)
+    await store.rate(user.id, first[2], -1)
+    await store.rate(user.id, first[1], 1)
+
+    second = [(await store.pick_and_deliver(user.id, "calm")).track.id for _ in range(4)]
+    assert second == [first[1], first[3], first[0], first[2]]  # oldest first, 👎 after the rest
+
+
 async def test_concurrent_picks_for_one_user_are_all_distinct(
     store: Store, write_csv, tmp_path
 ) -> None:

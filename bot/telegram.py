@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
+import operator
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -196,7 +198,12 @@ NEW_MESSAGE = filters.UpdateType.MESSAGE
 ADDRESSED = _AddressedToBot()
 COMMAND_FOR_US = filters.COMMAND & _CommandForUs()
 COMMAND_NOT_FOR_ANOTHER = filters.COMMAND & _CommandNotForAnother()
-PHOTO_INPUT = (filters.PHOTO | filters.Document.IMAGE) & ~filters.ANIMATION
+# Some clients send an image file as application/octet-stream: then its name says what it is.
+UNTYPED_IMAGE = filters.Document.MimeType("application/octet-stream") & functools.reduce(
+    operator.or_,
+    (filters.Document.FileExtension(suffix) for suffix in ("jpg", "jpeg", "png", "webp", "bmp")),
+)
+PHOTO_INPUT = (filters.PHOTO | filters.Document.IMAGE | UNTYPED_IMAGE) & ~filters.ANIMATION
 NOT_A_PHOTO = (
     filters.Sticker.ALL
     | filters.ANIMATION

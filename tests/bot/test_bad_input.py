@@ -298,6 +298,8 @@ CASES = [
     Case("RGBA with a transparent face", png_doc(transparent_face_png), service.NO_FACE),
     # Unusual but usable pictures: a card.
     Case("WebP", document(lambda: encode(astronaut(), "WEBP"), "me.webp", "image/webp"), CARD),
+    Case("JPEG file sent untyped", document(lambda: encode(astronaut(), "JPEG"), "IMG_2.JPG", "application/octet-stream"), CARD),
+    Case("text file sent untyped", document(lambda: b"hello", "notes.txt", "application/octet-stream"), wording.NOT_A_PHOTO),
     Case("animated GIF file", document(animated_gif, "me.gif", "image/gif"), CARD),
     Case("CMYK JPEG", jpeg_doc(cmyk_jpeg), CARD),
     Case("16-bit PNG", png_doc(png_16_bit), CARD),

@@ -153,14 +153,24 @@ class UploadedPhotos:
 
 
 class _AddressedToBot(filters.MessageFilter):
-    """Private chats; in groups, a reply to the bot or a text/caption that mentions it."""
+    """Private chats; in groups, a text/caption that mentions the bot, or (``replies``) a reply
+    to one of its messages."""
+
+    def __init__(self, *, replies: bool) -> None:
+        super().__init__()
+        self.replies = replies
 
     def filter(self, message: Message) -> bool:
         if message.chat.type == ChatType.PRIVATE:
             return True
         bot = message.get_bot()
         replied = message.reply_to_message
-        if replied is not None and replied.from_user is not None and replied.from_user.id == bot.id:
+        if (
+            self.replies
+            and replied is not None
+            and replied.from_user is not None
+            and replied.from_user.id == bot.id
+        ):
             return True
         wanted = f"@{bot.username}".casefold()
         kinds = [MessageEntityType.MENTION, MessageEntityType.TEXT_MENTION]
@@ -195,7 +205,8 @@ class _CommandNotForAnother(filters.MessageFilter):
 
 
 NEW_MESSAGE = filters.UpdateType.MESSAGE
-ADDRESSED = _AddressedToBot()
+ADDRESSED = _AddressedToBot(replies=True)  # a photo replying to a card is a selfie for us
+MENTIONED = _AddressedToBot(replies=False)  # "haha" or a sticker under a card is chatter
 COMMAND_FOR_US = filters.COMMAND & _CommandForUs()
 COMMAND_NOT_FOR_ANOTHER = filters.COMMAND & _CommandNotForAnother()
 # Some clients send an image file as application/octet-stream: then its name says what it is.
@@ -273,11 +284,9 @@ def build_application(
         application.add_handler(CommandHandler(name, callback, filters=NEW_MESSAGE))
     application.add_handler(MessageHandler(COMMAND_FOR_US & NEW_MESSAGE, unknown_command))
     application.add_handler(MessageHandler(PHOTO_INPUT & NEW_MESSAGE & ADDRESSED, photo))
-    application.add_handler(MessageHandler(NOT_A_PHOTO & NEW_MESSAGE & ADDRESSED, not_a_photo))
+    application.add_handler(MessageHandler(NOT_A_PHOTO & NEW_MESSAGE & MENTIONED, not_a_photo))
     application.add_handler(
-        MessageHandler(
-            filters.TEXT & ~filters.COMMAND & NEW_MESSAGE & filters.ChatType.PRIVATE, chat_text
-        )
+        MessageHandler(filters.TEXT & ~filters.COMMAND & NEW_MESSAGE & MENTIONED, chat_text)
     )
     application.add_handler(CallbackQueryHandler(button, pattern=tr.CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(stale_button))
@@ -362,8 +371,12 @@ async def gate(update: Update, context: MoodContext) -> None:
 
 def _for_us(update: Update) -> bool:
     """A message some handler would answer: anything in private, a command not addressed to
-    another bot, or in a group a reply to the bot or a mention of it."""
-    return bool(ADDRESSED.check_update(update) or COMMAND_NOT_FOR_ANOTHER.check_update(update))
+    another bot, or in a group a mention of the bot or a photo replying to it."""
+    return bool(
+        MENTIONED.check_update(update)
+        or COMMAND_NOT_FOR_ANOTHER.check_update(update)
+        or (PHOTO_INPUT & ADDRESSED).check_update(update)
+    )
 
 
 async def start(update: Update, context: MoodContext) -> None:
@@ -377,7 +390,7 @@ async def help_command(update: Update, context: MoodContext) -> None:
 
 
 async def chat_text(update: Update, context: MoodContext) -> None:
-    """Plain words in a private chat: show what the bot understands."""
+    """Plain words in a private chat, or mentioning the bot in a group: what it understands."""
     await _answer(update, context, context.service.help())
 
 

@@ -602,6 +602,16 @@ async def test_group_chat_answers_only_what_is_addressed_to_the_bot(
     assert len(fake.replies(group["id"])) == 4  # nothing for the unaddressed messages
     assert fake.calls_to("getFile") and len(fake.calls_to("getFile")) == 2
 
+    # Chatter under a card (words, a sticker) is for the group; a mention gets the help.
+    under_card = fake.sent_message(card)
+    fake.send_text(bob, "haha great song", group, reply_to=under_card)
+    fake.send_sticker(bob, group, reply_to=under_card)
+    asked = fake.send_text(bob, "@MoodLifterBot what do you do?", group)
+    replies = await fake.wait_for_replies(group["id"], 5, within=WAIT)
+    assert replies[4].reply_to == asked["message_id"] and "/more" in shown(replies[4])
+    await fake.wait_until_delivered(within=WAIT)
+    assert len(fake.replies(group["id"])) == 5
+
 
 async def test_messages_sent_as_a_chat_are_asked_to_go_private(
     app: MoodApplication,

@@ -448,6 +448,8 @@ class FakeTelegramAPI:
             content["entities"] = [
                 {"type": BOT_COMMAND_ENTITY, "offset": 0, "length": len(command)}
             ]
+        elif mentions := self._mention_entities(text):
+            content["entities"] = mentions
         return self.send_message(self.new_message(from_user, chat, **content, **extra))
 
     def send_command(
@@ -510,8 +512,10 @@ class FakeTelegramAPI:
                 content["caption_entities"] = entities
         return self.send_message(self.new_message(from_user, chat, reply_to=reply_to, **content))
 
-    def send_sticker(self, from_user: JSON, chat: JSON | None = None) -> JSON:
-        """A user sends a static WebP sticker."""
+    def send_sticker(
+        self, from_user: JSON, chat: JSON | None = None, *, reply_to: JSON | None = None
+    ) -> JSON:
+        """A user sends a static WebP sticker (perhaps replying to ``reply_to``)."""
         stored = self.register_file(
             b"RIFF\x00\x00\x00\x00WEBP", folder="stickers", suffix="webp", declared_size=12
         )
@@ -527,7 +531,9 @@ class FakeTelegramAPI:
             "set_name": "FakeStickers",
             "file_size": 12,
         }
-        return self.send_message(self.new_message(from_user, chat, sticker=sticker))
+        return self.send_message(
+            self.new_message(from_user, chat, sticker=sticker, reply_to=reply_to)
+        )
 
     def send_voice(self, from_user: JSON, chat: JSON | None = None) -> JSON:
         """A user sends a voice note."""

@@ -171,7 +171,7 @@ class MoodLiftBot(discord.Client):
         if refusal is not None:
             await message.channel.send(refusal.text)
             return False
-        async with message.channel.typing():
+        async with self.service.reading(user_ref(message.author)), message.channel.typing():
             image = await photo.read()
             reply = await self.service.read_photo(user_ref(message.author), image)
             await message.channel.send(**await render(self.service, reply))
@@ -286,9 +286,10 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
             await interaction.response.send_message(refusal.text, ephemeral=True)
             return
         await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
-        image = await photo.read()
-        reply = await bot.service.read_photo(user_ref(interaction.user), image)
-        await send_followup(interaction, reply)
+        async with bot.service.reading(user_ref(interaction.user)):
+            image = await photo.read()
+            reply = await bot.service.read_photo(user_ref(interaction.user), image)
+            await send_followup(interaction, reply)
 
     @tree.command(name="more", description="Another song for the mood of your last selfie.")
     async def more(interaction: discord.Interaction) -> None:

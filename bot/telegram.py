@@ -437,7 +437,10 @@ async def photo(update: Update, context: MoodContext) -> None:
     if refusal is not None:
         await _answer(update, context, refusal)
         return
-    async with _showing(context, message.chat_id, ChatAction.UPLOAD_PHOTO):
+    async with (
+        context.service.reading(_user(update)),
+        _showing(context, message.chat_id, ChatAction.UPLOAD_PHOTO),
+    ):
         image = await _download(context, file_id)
         if image is None:
             await _answer(update, context, wording.too_big(context.max_image_bytes))

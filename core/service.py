@@ -9,8 +9,10 @@ queue, so the event loop keeps serving everyone else; a per-user rate limit stop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -76,6 +78,7 @@ SLOW_DOWN = "Whoa, that's a lot of photos! Give me {seconds} seconds and try aga
 TOO_MANY = (
     "Whoa, that's a lot of messages! Give me {seconds} seconds to catch up — then I'm all ears."
 )
+READING_WAIT = 10.0  # seconds a /more or /mood waits for the user's photo on its way
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
 CONFIRM_FORGET = (
     "This deletes everything I know about you: the songs I sent, your ratings, your last reading "
@@ -137,6 +140,7 @@ class MoodLifter:
         self._actions = RateLimiter(limit=limits.actions_per_minute, window=60.0)
         self._told_to_slow_down = RateLimiter(limit=1, window=60.0)  # once a minute
         self._default_mode = moods.parse_mode(settings.recommender.default_mode)
+        self._readings: dict[tuple[str, str], set[asyncio.Event]] = {}  # see reading()
 
     @classmethod
     async def create(cls, settings: Settings) -> MoodLifter:
@@ -191,10 +195,39 @@ class MoodLifter:
             allowed=False, notice=Notice(NoticeKind.SLOW_DOWN, TOO_MANY.format(seconds=seconds))
         )
 
+    @contextlib.asynccontextmanager
+    async def reading(self, user: UserRef) -> AsyncIterator[None]:
+        """Mark a photo of ``user`` as on its way (download, reading, answer): their /more and
+        /mood meanwhile wait for it (at most :data:`READING_WAIT`), so a /more sent right after
+        a selfie answers for that selfie instead of asking for one, and comes after its card.
+        Adapters hold it from an admitted photo's download to its answer."""
+        key = (user.platform, user.user_id)
+        done = asyncio.Event()
+        self._readings.setdefault(key, set()).add(done)
+        try:
+            yield
+        finally:
+            done.set()
+            pending = self._readings.get(key, set())
+            pending.discard(done)
+            if not pending:
+                self._readings.pop(key, None)
+
+    async def _after_readings(self, user: UserRef) -> None:
+        """Wait (bounded) until the photos of ``user`` on their way are answered."""
+        pending = tuple(self._readings.get((user.platform, user.user_id), ()))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(READING_WAIT):
+                for done in pending:
+                    await done.wait()
+
     async def photo(self, user: UserRef, image: bytes) -> Reply:
         """Read the faces in ``image`` and answer with a song for their mood."""
         refusal = self.admit(user)
-        return refusal if refusal is not None else await self.read_photo(user, image)
+        if refusal is not None:
+            return refusal
+        async with self.reading(user):
+            return await self.read_photo(user, image)
 
     async def read_photo(self, user: UserRef, image: bytes) -> Reply:
         """:meth:`photo` for a photo already :meth:`admit`-ted (downloaded since)."""
@@ -223,6 +256,7 @@ class MoodLifter:
 
     async def more(self, user: UserRef) -> Reply:
         """Another song this user has not had, for the mood of their last selfie."""
+        await self._after_readings(user)
         account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
         if account is None or detection is None:
             return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
@@ -230,6 +264,7 @@ class MoodLifter:
 
     async def mood(self, user: UserRef) -> Reply:
         """The last reading: emotion, all seven probabilities, a chart, and when."""
+        await self._after_readings(user)
         account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
         if account is None or detection is None:
             return Notice(NoticeKind.NEED_SELFIE, NO_READING)

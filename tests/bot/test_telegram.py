@@ -223,6 +223,22 @@ async def test_image_sent_as_a_file_is_read_too(
     assert_card(card, replying_to=message["message_id"])
 
 
+async def test_more_and_mood_sent_right_after_a_selfie_answer_for_it(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """Sent before the selfie's card came back, /more and /mood wait for that selfie instead
+    of asking for one, and their answers come after its card."""
+    photo = fake.send_photo(alice, selfie)
+    more = fake.send_command(alice, "/more")
+    mood = fake.send_command(alice, "/mood")
+    replies = await fake.wait_for_replies(alice["id"], 3, within=WAIT)
+    assert_card(replies[0], replying_to=photo["message_id"])
+    by_reply = {call.reply_to: call for call in replies[1:]}
+    assert_card(by_reply[more["message_id"]], replying_to=more["message_id"])
+    assert "Send me a selfie" not in shown(by_reply[mood["message_id"]])
+    assert "%" in shown(by_reply[mood["message_id"]])
+
+
 async def test_more_twice_and_the_button_never_repeat(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
 ) -> None:

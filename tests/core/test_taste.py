@@ -107,9 +107,11 @@ async def test_liked_kind_rises_and_no_track_repeats_within_a_round(
         assert kinds == ["bright"] * bright_left + ["dark"] * (len(after) - bright_left)
         assert len(set(served + after)) == 40
         assert all(p.round == 1 for p in picks)
-        # The next round starts over, least recently given first, as without ratings.
+        # The next round starts over, least recently given first, the songs she disliked last.
+        disliked = {t for t in served if _kind(t) == "dark"}
         again = await store.pick_and_deliver(ann.id, "happy")
-        assert again.new_round and again.track.id == served[0]
+        oldest_not_disliked = next(t for t in served + after if t not in disliked)
+        assert again.new_round and again.track.id == oldest_not_disliked
 
 
 async def test_a_user_without_ratings_is_served_as_before(

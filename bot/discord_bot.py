@@ -356,12 +356,21 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
 
 
 async def _another_song(interaction: discord.Interaction) -> None:
-    """``/more`` and the "Another song" button: the next unseen track for the last mood."""
+    """``/more`` and the "Another song" button: the next unseen track for the last mood.
+
+    The button may be pressed under someone else's card: it defers without a "thinking"
+    message, so a notice (no selfie yet) reaches only the presser, a card as usual."""
     bot = _bot(interaction)
     if await _cannot_show_cards(interaction):
         return
-    await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+    if interaction.type is discord.InteractionType.component:
+        await interaction.response.defer()
+    else:
+        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
     reply = await bot.service.more(user_ref(interaction.user))
+    if isinstance(reply, Notice) and interaction.type is discord.InteractionType.component:
+        await interaction.followup.send(reply.text, ephemeral=True)
+        return
     await send_followup(interaction, reply)
 
 

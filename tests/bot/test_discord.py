@@ -345,9 +345,12 @@ async def test_the_button_acts_for_whoever_clicks_it(
 
     result = await bob.click(card.message, custom_id=ANOTHER_SONG_ID)
 
-    # Bob never sent a selfie: he is asked for one, not given a song for Alice's mood.
-    assert not answer(result).embeds
-    assert "selfie" in answer(result).content.lower()
+    # Bob never sent a selfie: he is asked for one (and only he sees it, though answers in
+    # this server are public), not given a song for Alice's mood.
+    asked = answer(result)
+    assert not asked.embeds and "selfie" in asked.content.lower()
+    assert asked.ephemeral
+    assert not [m for m in channel.history(viewer=alice) if "selfie first" in m.content]
 
 
 async def test_more_needs_a_selfie_first_then_gives_a_new_song(

@@ -505,7 +505,7 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FORG
                 reply = await bot.service.forget(user_ref(interaction.user), confirmed=True)
                 text = notice_text(reply)
             else:
-                text = wording.FORGET_KEPT
+                text = (await bot.service.keep(user_ref(interaction.user))).text
             await interaction.edit_original_response(content=text, view=None)
         except Exception as error:  # the same one handler as every other command and button
             await bot.on_app_command_error(interaction, _wrap(error))

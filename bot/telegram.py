@@ -475,7 +475,7 @@ async def button(update: Update, context: MoodContext) -> None:
     else:
         keep = context.match["answer"] == "no"
         reply = (
-            wording.FORGET_KEPT
+            await context.service.keep(_user(update))
             if keep
             else await context.service.forget(_user(update), confirmed=True)
         )

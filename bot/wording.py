@@ -39,7 +39,6 @@ DISCORD_HOW_TO_SEND = (
     "Send me a selfie with /selfie photo:, or as a photo in a DM with me, "
     "and I'll answer with a song for your mood."
 )
-FORGET_KEPT = "Okay, I kept everything as it was."
 FORGET_NOT_YOURS = "Only the person who asked can answer this."
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."
 

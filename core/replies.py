@@ -25,6 +25,7 @@ class NoticeKind(enum.StrEnum):
     BUSY = "busy"
     CONFIRM_FORGET = "confirm_forget"
     FORGOTTEN = "forgotten"
+    KEPT = "kept"
     MODE_SET = "mode_set"
     RATED = "rated"
     NOT_RATABLE = "not_ratable"

@@ -85,6 +85,7 @@ CONFIRM_FORGET = (
     "and your settings. Are you sure?"
 )
 FORGOTTEN = "Done — I've forgotten everything about you. Send a selfie any time to start again."
+KEPT = "Okay, I kept everything as it was."
 NOTHING_TO_FORGET = "Nothing about you is stored — there's nothing (left) to forget."
 MODE_SET = {
     moods.Mode.LIFT: "Okay: I'll pick songs to lift your mood.",
@@ -344,6 +345,16 @@ class MoodLifter:
             return Notice(NoticeKind.CONFIRM_FORGET, CONFIRM_FORGET)
         removed = await self.store.forget(user.platform, user.user_id)
         return Notice(NoticeKind.FORGOTTEN, FORGOTTEN if removed else NOTHING_TO_FORGET)
+
+    async def keep(self, user: UserRef) -> Notice:
+        """The answer to "keep my data": kept, or (after a /forget answered meanwhile, e.g. in
+        another copy of the question) that nothing is stored any more."""
+        account = await self.store.find_user(user.platform, user.user_id)
+        return (
+            Notice(NoticeKind.KEPT, KEPT)
+            if account
+            else Notice(NoticeKind.FORGOTTEN, NOTHING_TO_FORGET)
+        )
 
     async def card_image(self, card: TrackCard) -> Picture:
         """The picture to upload for a card: album art if it comes within ~2 s, else drawn."""

@@ -37,7 +37,7 @@ from core.config import (
     Settings,
 )
 from core.replies import FaceReading, Picture, TrackCard
-from core.service import MoodLifter
+from core.service import KEPT, MoodLifter
 from tests.bot.conftest import service_settings
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -555,7 +555,7 @@ async def test_forget_can_be_called_off(
 
     kept = answer(await alice.click(question.message, label=wording.FORGET_NO))
 
-    assert kept.content == wording.FORGET_KEPT
+    assert kept.content == KEPT
     user_id = internal_id(db_path, alice.id)
     assert user_id is not None
     assert counts(db_path, user_id)["deliveries"] == 1

@@ -37,7 +37,7 @@ from core.config import (
     Settings,
     TelegramSettings,
 )
-from core.service import MoodLifter
+from core.service import KEPT, NOTHING_TO_FORGET, MoodLifter
 from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, shown, user
 
@@ -360,8 +360,21 @@ async def test_forget_can_be_called_off(
     confirm = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
     fake.press_button(alice, confirm, confirm.buttons[1]["callback_data"])
     (edit,) = await fake.wait_for("editMessageText", within=WAIT)
-    assert shown(edit) == wording.FORGET_KEPT
+    assert shown(edit) == KEPT
     assert counts(db_path, store_id(db_path, alice["id"]))["deliveries"] == 1
+
+    # Two copies of the question: "Yes" on one, then "keep" on the other keeps nothing.
+    fake.send_command(alice, "/forget")
+    fake.send_command(alice, "/forget")
+    first, second = (await fake.wait_for_replies(alice["id"], 4, within=WAIT))[-2:]
+    fake.press_button(alice, first, first.buttons[0]["callback_data"])
+    await fake.wait_for("editMessageText", count=2, within=WAIT)  # "Done — I've forgotten…"
+    fake.press_button(alice, second, second.buttons[1]["callback_data"])
+    edits = await fake.wait_for(
+        lambda c: c.method == "editMessageText" and "stored" in shown(c), within=WAIT
+    )
+    assert shown(edits[-1]) == NOTHING_TO_FORGET
+    assert store_id(db_path, alice["id"]) is None
 
 
 async def test_forget_answered_on_a_question_telegram_no_longer_shows(
@@ -385,7 +398,7 @@ async def test_forget_answered_on_a_question_telegram_no_longer_shows(
     )
     fake.press_button(alice, confirm, keep)
     kept = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
-    assert (kept.method, shown(kept)) == ("sendMessage", wording.FORGET_KEPT)
+    assert (kept.method, shown(kept)) == ("sendMessage", KEPT)
     assert store_id(db_path, alice["id"]) is not None
 
     question = fake.sent_message(confirm)

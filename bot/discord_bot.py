@@ -24,6 +24,7 @@ import discord
 from discord import app_commands
 
 from bot import wording
+from bot.log_redaction import Redactor
 from core.errors import ConfigError
 from core.palette import MOOD_COLOURS
 from core.replies import (
@@ -99,6 +100,17 @@ class DiscordOptions:
         )
 
 
+class RedactInteractionTokens(Redactor):
+    """Interaction tokens (a bearer credential for answering an interaction, valid 15 minutes)
+    travel in REST paths, which discord.py logs at DEBUG: replace them with ``<token>``."""
+
+    LOGGERS = ("discord.http", "discord.webhook.async_")
+    _IN_PATH = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._-]{20,}")
+
+    def scrub(self, text: str) -> str:
+        return self._IN_PATH.sub(r"\1<token>", text)
+
+
 class MoodLiftBot(discord.Client):
     """A ``discord.Client`` with an app-command tree, holding the core service it serves."""
 
@@ -107,6 +119,7 @@ class MoodLiftBot(discord.Client):
         intents.guilds = True  # channel and guild cache for interactions
         intents.dm_messages = True  # photos sent to the bot in a DM
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **client)
+        RedactInteractionTokens().install()
         self.service = service
         self.options = options
         self.tree = _CommandTree(self)

@@ -25,6 +25,8 @@ from telegram.ext import BaseRateLimiter
 from telegram.request import HTTPXRequest, RequestData
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.log_redaction import Redactor
+
 log = logging.getLogger(__name__)
 
 # Calls that change nothing the user sees twice when repeated.
@@ -135,7 +137,7 @@ def _seconds(error: RetryAfter) -> float:
     return wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
 
 
-class RedactToken(logging.Filter):
+class RedactToken(Redactor):
     """Replace the bot token in a record's message and traceback with ``<token>``."""
 
     LOGGERS = (
@@ -156,30 +158,10 @@ class RedactToken(logging.Filter):
             form for form in dict.fromkeys((token, quote(token, safe=""), quote(token))) if form
         )
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Always keep the record, scrubbed."""
-        if not self._forms:
-            return True
-        # Freeze the message now: python-telegram-bot logs dicts it later rewrites to hold
-        # the file URL (with the token), so formatting them later could still leak it.
-        record.msg = self._scrub(record.getMessage())
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self._scrub(record.exc_text)
-        return True
-
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         for form in self._forms:
             text = text.replace(form, "<token>")
         return text
 
-    def install(self) -> None:
-        """Attach to the loggers that see Bot API URLs (idempotent)."""
-        for name in self.LOGGERS:
-            logger = logging.getLogger(name)
-            if not any(
-                isinstance(f, RedactToken) and f._token == self._token for f in logger.filters
-            ):
-                logger.addFilter(self)
+    def key(self) -> object:
+        return (type(self), self._token)

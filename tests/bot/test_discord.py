@@ -816,3 +816,29 @@ async def test_a_channel_without_attach_files_gets_the_card_without_its_picture(
     assert not embed.image.url and not card.attachments
     summary = answer(await alice.slash(bare, "mood"))
     assert card_of(summary).title and not summary.attachments  # no chart either
+
+
+def test_interaction_tokens_are_scrubbed_from_discord_py_debug_logs(
+    simcord_bot: MoodLiftBot,
+) -> None:
+    """discord.py logs each REST call's URL at DEBUG; answering an interaction puts its token
+    in the path. (SimCord answers below discord.py's HTTP logging, so records are made here in
+    discord.py's own formats.)"""
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5OjEyMzQ1Njc4OTAxMjM0NTY3ODk-abc_DEF.x"
+    api = "https://discord.com/api/v10"
+    records = [
+        logging.LogRecord(
+            "discord.webhook.async_", logging.DEBUG, __file__, 1,
+            "Webhook ID %s with %s %s has returned status code %s",
+            (123, "POST", f"{api}/webhooks/123/{token}", 200), None,
+        ),
+        logging.LogRecord(
+            "discord.http", logging.DEBUG, __file__, 1, "%s %s with %s has returned %s",
+            ("POST", f"{api}/interactions/987/{token}/callback", '{"type":5}', 204), None,
+        ),
+    ]  # fmt: skip
+    for record in records:
+        for redactor in logging.getLogger(record.name).filters:  # installed with the client
+            redactor.filter(record)
+        shown = logging.Formatter().format(record)
+        assert token not in shown and "/<token>" in shown, shown

@@ -376,12 +376,13 @@ async def _another_song(interaction: discord.Interaction) -> None:
     bot = _bot(interaction)
     if await _cannot_show_cards(interaction):
         return
-    if interaction.type is discord.InteractionType.component:
+    pressed = interaction.type is discord.InteractionType.component
+    if pressed:
         await interaction.response.defer()
     else:
         await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
     reply = await bot.service.more(user_ref(interaction.user))
-    if isinstance(reply, Notice) and interaction.type is discord.InteractionType.component:
+    if pressed and isinstance(reply, Notice):
         await interaction.followup.send(reply.text, ephemeral=True)
         return
     await send_followup(interaction, reply)

@@ -176,9 +176,10 @@ async def ensure_catalog(
     A source counts as imported once it has an import record (:func:`imported_sources`),
     written in the transaction that stored its tracks, so a start after a failed one imports
     just the sources still missing, and an imported one is never read again, whatever became
-    of its tracks' ``source``, until its ``#sha256=`` pin changes. One that cannot be fetched does not stop the others: the tracks
-    imported are classified, then a :class:`CatalogError` names what failed. A missing or
-    broken model is logged, not fatal: labelled tracks can still be served.
+    of its tracks' ``source``, until its ``#sha256=`` pin changes. One that cannot be fetched
+    does not stop the others: the tracks imported are classified, then a :class:`CatalogError`
+    names what failed. A missing or broken model is logged, not fatal: labelled tracks can
+    still be served.
     """
     reports: list[ImportReport] = []
     failures: list[str] = []

@@ -57,7 +57,19 @@ buttons keep working after a restart (a dynamic item, like 👍 / 👎)."""
 EMBED_TEXT_LIMIT = 4096  # an embed description
 
 CHART_FILENAME = "mood.png"
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+_IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".avif",
+)
 _DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
@@ -564,8 +576,9 @@ _ORDINARY = (discord.MessageType.default, discord.MessageType.reply)  # what peo
 
 def _looks_like_image(attachment: discord.Attachment) -> bool:
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-    if content_type:
+    if content_type and content_type != "application/octet-stream":
         return content_type.startswith("image/")
+    # No type, or the generic one some clients give any file: the name says what it is.
     return attachment.filename.lower().endswith(_IMAGE_SUFFIXES)
 
 

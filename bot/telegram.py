@@ -210,9 +210,10 @@ MENTIONED = _AddressedToBot(replies=False)  # "haha" or a sticker under a card i
 COMMAND_FOR_US = filters.COMMAND & _CommandForUs()
 COMMAND_NOT_FOR_ANOTHER = filters.COMMAND & _CommandNotForAnother()
 # Some clients send an image file as application/octet-stream: then its name says what it is.
+_IMAGE_FILE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "heic", "heif", "avif")
 UNTYPED_IMAGE = filters.Document.MimeType("application/octet-stream") & functools.reduce(
     operator.or_,
-    (filters.Document.FileExtension(suffix) for suffix in ("jpg", "jpeg", "png", "webp", "bmp")),
+    (filters.Document.FileExtension(suffix) for suffix in _IMAGE_FILE_SUFFIXES),
 )
 PHOTO_INPUT = (filters.PHOTO | filters.Document.IMAGE | UNTYPED_IMAGE) & ~filters.ANIMATION
 NOT_A_PHOTO = (

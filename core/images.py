@@ -16,14 +16,22 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, UnidentifiedImageError, features
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
-"""Pillow format names we accept (MPO is what many phone cameras' JPEGs open as)."""
+# iPhones save photos as HEIC; sent as a file (not as a Telegram photo) they arrive as such.
+# libheif applies the photo's own rotation; an embedded thumbnail is never read in its place.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
-_OPENERS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # Pillow's JPEG opener also yields MPO
+# Pillow's JPEG opener also yields MPO; AVIF is Pillow's own where it was built with libavif.
+_OPENERS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF") + (
+    ("AVIF",) if features.check("avif") else ()
+)
+
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"MPO", *_OPENERS})
+"""Pillow format names we accept (MPO is what many phone cameras' JPEGs open as)."""
 _PLEASE = "Please send it as a JPEG or PNG photo."
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSE_FOR_ORIENTATION: dict[int, tuple[Image.Transpose, ...]] = {
@@ -175,10 +183,12 @@ def decode_image(data: bytes | bytearray | memoryview, limits: ImageLimits) -> D
 def _unidentified(head: bytes) -> ImageError:
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        if brand in _HEIF_BRANDS:
-            return UnsupportedFormat("HEIC/HEIF photo")
-        if brand in _AVIF_BRANDS:
-            return UnsupportedFormat("AVIF photo")
+        for brands, name, fmt in ((_HEIF_BRANDS, "HEIC", "HEIF"), (_AVIF_BRANDS, "AVIF", "AVIF")):
+            if brand in brands:
+                # We read these, so one that no reader could open is a broken one.
+                if fmt in SUPPORTED_FORMATS:
+                    return CorruptImage(f"unreadable {name} photo")
+                return UnsupportedFormat(f"{name} photo")
         return UnsupportedFormat(f"ISO-BMFF file, brand {brand!r} (a video?)")
     for magic, name in _OTHER_PICTURES:
         if head.startswith(magic):

@@ -88,8 +88,13 @@ def bad_crc_png() -> bytes:
 
 
 def heic() -> bytes:
+    """An iPhone's kind of photo (HEIC), as it arrives when sent as a file."""
+    return encode(astronaut(), "HEIF", quality=80)
+
+
+def broken_heic() -> bytes:
     """The start of an iPhone photo: an ISO-BMFF ``ftyp`` box of brand ``heic``, then a ``meta``
-    box header (Pillow has no HEIF decoder here, so only the brand matters)."""
+    box header, and nothing a decoder can use."""
     ftyp = struct.pack(">I", 24) + b"ftyp" + b"heic" + b"\0\0\0\0" + b"mif1heic"
     meta = struct.pack(">I", 40) + b"meta" + b"\0" * 32
     return ftyp + meta + b"\0" * 200
@@ -284,7 +289,7 @@ CASES = [
     Case("JPEG header only", jpeg_doc(lambda: selfie()[:600]), images.CorruptImage.user_message),
     Case("PNG with a bad CRC", png_doc(bad_crc_png), images.CorruptImage.user_message),
     Case("decompression bomb", png_doc(decompression_bomb), images.ImageTooLarge.user_message),
-    Case("HEIC from an iPhone", document(heic, "IMG_0001.HEIC", "image/heic"), images.UnsupportedFormat.user_message),
+    Case("broken HEIC", document(broken_heic, "IMG_0001.HEIC", "image/heic"), images.CorruptImage.user_message),
     Case("SVG drawing", document(lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>', "me.svg", "image/svg+xml"), images.UnsupportedFormat.user_message),
     Case("PDF file", document(lambda: b"%PDF-1.4\n%\xe2\xe3", "cv.pdf", "application/pdf"), wording.NOT_A_PHOTO),
     # Pictures of the wrong shape.
@@ -298,6 +303,8 @@ CASES = [
     Case("RGBA with a transparent face", png_doc(transparent_face_png), service.NO_FACE),
     # Unusual but usable pictures: a card.
     Case("WebP", document(lambda: encode(astronaut(), "WEBP"), "me.webp", "image/webp"), CARD),
+    Case("HEIC from an iPhone", document(heic, "IMG_0001.HEIC", "image/heic"), CARD),
+    Case("HEIC file sent untyped", document(heic, "IMG_0002.heic", "application/octet-stream"), CARD),
     Case("JPEG file sent untyped", document(lambda: encode(astronaut(), "JPEG"), "IMG_2.JPG", "application/octet-stream"), CARD),
     Case("text file sent untyped", document(lambda: b"hello", "notes.txt", "application/octet-stream"), wording.NOT_A_PHOTO),
     Case("animated GIF file", document(animated_gif, "me.gif", "image/gif"), CARD),

@@ -45,7 +45,7 @@ def gray_mean(decoded: DecodedImage) -> float:
     return float(decoded.gray().mean())
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF", "AVIF"])
 def test_each_supported_format_decodes_to_rgb(astronaut: Image.Image, fmt: str) -> None:
     decoded = decode_image(encode(astronaut, fmt), LIMITS)
     assert decoded.rgb.shape == (512, 512, 3) and decoded.rgb.dtype == np.uint8
@@ -317,24 +317,32 @@ def test_text_renamed_jpg() -> None:
         decode_image("Hello! This is not a selfie. Привет".encode() * 10, LIMITS)
 
 
-@pytest.mark.parametrize(
-    ("brand", "what"), [(b"heic", "HEIC"), (b"mif1", "HEIF"), (b"avif", "AVIF")]
-)
-def test_heif_family_asks_for_jpeg_or_png(brand: bytes, what: str) -> None:
+def test_heic_is_read_upright_as_the_phone_saved_it(astronaut: Image.Image) -> None:
+    """iPhones store a portrait photo sideways with a rotation property; libheif applies it."""
+    upright = astronaut.crop((0, 0, 512, 300))
+    orientation = Image.Exif()
+    orientation[0x0112] = 6  # pillow-heif writes this as the HEIF rotation property
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    decoded = decode_image(encode(stored, "HEIF", exif=orientation.tobytes(), quality=90), LIMITS)
+    assert decoded.format == "HEIF" and decoded.original_size == (512, 300)
+    difference = np.abs(decoded.rgb.astype(int) - np.asarray(upright, dtype=int))
+    assert difference.mean() < 4
+
+
+@pytest.mark.parametrize("brand", [b"heic", b"mif1", b"avif"])
+def test_a_heif_family_file_no_reader_can_open_is_damaged(brand: bytes) -> None:
     box = struct.pack(">I", 24) + b"ftyp" + brand + b"\0\0\0\0" + brand + b"mif1"
-    with pytest.raises(UnsupportedFormat) as caught:
+    with pytest.raises(CorruptImage) as caught:
         decode_image(box + b"\0" * 200, LIMITS)
-    assert "JPEG or PNG" in caught.value.user_message
-    assert what in str(caught.value)
+    assert "damaged" in caught.value.user_message
 
 
-def test_real_avif_is_refused_even_though_pillow_reads_it(astronaut: Image.Image) -> None:
-    try:
-        payload = encode(astronaut, "AVIF")
-    except (KeyError, OSError):
-        pytest.skip("this Pillow cannot write AVIF")
-    with pytest.raises(UnsupportedFormat):
-        decode_image(payload, LIMITS)
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_truncated_phone_photo_is_damaged(astronaut: Image.Image, fmt: str) -> None:
+    payload = encode(astronaut, fmt)
+    for cut in (len(payload) // 2, 64):
+        with pytest.raises(CorruptImage):
+            decode_image(payload[:cut], LIMITS)
 
 
 def test_video_container_is_refused() -> None:

@@ -37,7 +37,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, MessageEntityType, ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, TelegramError, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -493,7 +493,11 @@ async def stale_button(update: Update, context: MoodContext) -> None:
 
 
 async def on_error(update: object, context: MoodContext) -> None:
-    """Log what a handler let escape, and tell the user something went wrong."""
+    """Log what a handler let escape, and tell the user something went wrong.
+
+    A Bot API call that timed out is not repeated when it may have reached the user (a send),
+    so then the answer may be there after all: the user hears that, not an error.
+    """
     update_id = update.update_id if isinstance(update, Update) else None
     log.error("Telegram update %s failed", update_id, exc_info=context.error)
     if not isinstance(update, Update):
@@ -501,9 +505,12 @@ async def on_error(update: object, context: MoodContext) -> None:
     with contextlib.suppress(TelegramError):
         if update.callback_query is not None:
             await update.callback_query.answer()
+    slow = isinstance(context.error, TimedOut)
     with contextlib.suppress(TelegramError):
         if update.effective_chat is not None:
-            await _answer(update, context, wording.SOMETHING_WENT_WRONG)
+            await _answer(
+                update, context, wording.PLATFORM_SLOW if slow else wording.SOMETHING_WENT_WRONG
+            )
 
 
 # --- helpers ---------------------------------------------------------------------------------

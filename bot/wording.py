@@ -41,6 +41,11 @@ DISCORD_HOW_TO_SEND = (
 )
 FORGET_NOT_YOURS = "Only the person who asked can answer this."
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."
+# A send that timed out may still have arrived: no promise either way.
+PLATFORM_SLOW = (
+    "The chat service was slow to answer me just now. If my answer didn't arrive, "
+    "please try again in a moment."
+)
 
 _BAR_WIDTH = 10
 _RATING_MARKS = {1: LIKE, -1: DISLIKE}

@@ -18,12 +18,13 @@ import simcord
 from telegram.error import TimedOut
 from telegram.ext import ExtBot
 
+from bot import telegram as telegram_adapter
 from bot import wording
 from bot.discord_bot import DiscordOptions, MoodLiftBot, build_client
 from bot.telegram import MoodApplication
 from bot.telegram_http import RetryAfterLimiter, RetryingRequest
 from core import service as core_service
-from core.config import LimitsSettings, Settings
+from core.config import LimitsSettings, Secret, Settings, TelegramSettings
 from core.service import MoodLifter
 from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, shown, user
@@ -101,6 +102,32 @@ async def test_when_every_retry_fails_the_failure_is_logged_and_the_bot_goes_on(
     # The bot is still there: the next selfie gets its card.
     card = await reply_to(fake, fake.send_photo(alice, selfie))
     assert card.method == "sendPhoto"
+
+
+async def test_a_card_whose_send_timed_out_is_not_called_a_failure(
+    service: MoodLifter,
+    fake: FakeTelegramAPI,
+    selfie: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The card may have arrived (it does here, late): the user is told it was slow, not broken."""
+    monkeypatch.setattr(telegram_adapter, "SEND_READ_TIMEOUT", 0.5)
+    telegram = TelegramSettings(
+        token=Secret(fake.token), api_url=fake.base_url, file_url=fake.base_file_url
+    )
+    application = telegram_adapter.build_application(service, telegram)
+    alice = user(2005, "Alice")
+    fake.stall_next("sendPhoto", 2.0)
+    async with telegram_adapter.polling(application, poll_timeout=1):
+        sent = fake.send_photo(alice, selfie)
+        (note,) = await fake.wait_for(
+            lambda c: c.method == "sendMessage" and c.reply_to == sent["message_id"], within=WAIT
+        )
+        await fake.wait_for(
+            lambda c: c.method == "sendPhoto" and c.reply_to == sent["message_id"], within=WAIT
+        )
+    assert shown(note) == wording.PLATFORM_SLOW
+    assert len(fake.calls_to("sendPhoto")) == 1  # the card arrived late, and was not repeated
 
 
 async def test_polling_rides_out_errors_and_loses_no_update(

@@ -123,6 +123,37 @@ class RedactInteractionTokens(Redactor):
         return self._IN_PATH.sub(r"\1<token>", text)
 
 
+@dataclass(frozen=True)
+class _Channel:
+    """Where a message to the bot came from, and how to answer it there."""
+
+    message: discord.Message
+    permissions: discord.Permissions | None  # the bot's in a server channel; None in a DM
+
+    @classmethod
+    def of(cls, message: discord.Message, me: discord.ClientUser | None) -> _Channel | None:
+        """The channel of a DM, or of a server message that mentions the bot where it may
+        answer; None for anything else (server chatter, or a channel where it may not speak)."""
+        if message.guild is None:
+            return cls(message, None)
+        if me is None or not any(user.id == me.id for user in message.mentions):
+            return None
+        permissions = message.channel.permissions_for(message.guild.me)
+        can_speak = (
+            permissions.send_messages_in_threads
+            if isinstance(message.channel, discord.Thread)
+            else permissions.send_messages
+        )
+        return cls(message, permissions) if can_speak else None
+
+    async def send(self, **kwargs: Any) -> discord.Message:
+        """Answer in the channel; in a server as a reply to the message (without a ping), so
+        it is clear whose photo a card is for."""
+        if self.permissions is not None and self.permissions.read_message_history:
+            return await self.message.reply(**kwargs, mention_author=False)
+        return await self.message.channel.send(**kwargs)
+
+
 class MoodLiftBot(discord.Client):
     """A ``discord.Client`` with an app-command tree, holding the core service it serves."""
 
@@ -130,6 +161,9 @@ class MoodLiftBot(discord.Client):
         intents = discord.Intents.none()
         intents.guilds = True  # channel and guild cache for interactions
         intents.dm_messages = True  # photos sent to the bot in a DM
+        # Photos in server channels that mention the bot (Discord shows a bot the content of
+        # those without the privileged message-content intent; all other messages come blank).
+        intents.guild_messages = True
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **client)
         RedactInteractionTokens().install()
         self.service = service
@@ -162,44 +196,57 @@ class MoodLiftBot(discord.Client):
         log.info("discord bot ready as %s (%s)", self.user, getattr(self.user, "id", "?"))
 
     async def on_message(self, message: discord.Message) -> None:
-        """Photos sent in a DM, also forwarded ones, get the same answer as ``/selfie``, each
-        its own; a sticker or another file gets a hint, text the help. System messages (pins,
-        calls) get nothing."""
-        if message.guild is not None or message.author.bot or message.type not in _ORDINARY:
+        """Photos sent to the bot get the same answer as ``/selfie``, each its own: in a DM (also
+        a forwarded message's), or in a server channel in a message that mentions the bot. A
+        sticker or another file gets a hint, text the help; system messages (pins, calls) and
+        server messages for others get nothing and do not count toward the flood limit."""
+        if message.author.bot or message.type not in _ORDINARY:
+            return
+        where = _Channel.of(message, self.user)
+        if where is None:
             return
         verdict = self.service.throttle(user_ref(message.author))
         if not verdict.allowed:
             if verdict.notice is not None:
-                await message.channel.send(verdict.notice.text)
+                await where.send(content=verdict.notice.text)
             return
         snapshots = message.message_snapshots
         files = [*message.attachments, *(a for shot in snapshots for a in shot.attachments)]
         photos = [a for a in files if _looks_like_image(a)]
         if not photos:
             if files or message.stickers or any(shot.stickers for shot in snapshots):
-                await message.channel.send(wording.NOT_A_PHOTO)
+                await where.send(content=wording.NOT_A_PHOTO)
             else:
                 help_ = self.service.help(wording.DISCORD_HOW_TO_SEND)
-                await message.channel.send(help_.text)
+                await where.send(content=help_.text)
             return
+        if where.permissions is not None:
+            if self.options.ephemeral:  # answers here are meant to be private: not in the open
+                await where.send(content=wording.PRIVATE_ANSWERS_HERE)
+                return
+            if not where.permissions.embed_links:
+                await where.send(content=wording.NEEDS_EMBED_LINKS)
+                return
         for photo in photos:
-            if not await self._answer_photo(message, photo):
+            if not await self._answer_photo(message, where, photo):
                 return
 
-    async def _answer_photo(self, message: discord.Message, photo: discord.Attachment) -> bool:
-        """Answer one photo of a DM; False when the user may send no more photos for now."""
+    async def _answer_photo(
+        self, message: discord.Message, where: _Channel, photo: discord.Attachment
+    ) -> bool:
+        """Answer one photo of a message; False when the user may send no more for now."""
         problem = attachment_problem(photo, self.options.max_image_bytes)
         if problem is not None:
-            await message.channel.send(problem)
+            await where.send(content=problem)
             return True
         refusal = self.service.admit(user_ref(message.author))  # before the download
         if refusal is not None:
-            await message.channel.send(refusal.text)
+            await where.send(content=refusal.text)
             return False
         async with self.service.reading(user_ref(message.author)), message.channel.typing():
             image = await photo.read()
             reply = await self.service.read_photo(user_ref(message.author), image)
-            await message.channel.send(**await render(self.service, reply))
+            await where.send(**_allowed(where.permissions, await render(self.service, reply)))
         return True
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
@@ -682,9 +729,16 @@ async def send_response(interaction: discord.Interaction, reply: Reply) -> None:
 
 
 def _allowed_here(interaction: discord.Interaction, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` without its file where the bot may not attach files in this server channel:
-    the card or /mood comes without its drawn picture or chart rather than not at all."""
-    if interaction.guild_id is None or interaction.app_permissions.attach_files:
+    """:func:`_allowed` for an interaction's channel."""
+    permissions = None if interaction.guild_id is None else interaction.app_permissions
+    return _allowed(permissions, kwargs)
+
+
+def _allowed(permissions: discord.Permissions | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` without its file where the bot may not attach files in this server channel
+    (``permissions``: the bot's there; None in a DM): the card or /mood comes without its
+    drawn picture or chart rather than not at all."""
+    if permissions is None or permissions.attach_files:
         return kwargs
     if kwargs.pop("file", None) is not None:
         embed = kwargs.get("embed")

@@ -36,8 +36,12 @@ NEEDS_EMBED_LINKS = (
     "Ask a server admin to give me Embed Links, or send me your selfie in a DM."
 )
 DISCORD_HOW_TO_SEND = (
-    "Send me a selfie with /selfie photo:, or as a photo in a DM with me, "
-    "and I'll answer with a song for your mood."
+    "Send me a selfie with /selfie photo:, as a photo in a DM with me, or in a server channel "
+    "in a message that mentions me, and I'll answer with a song for your mood."
+)
+PRIVATE_ANSWERS_HERE = (
+    "In this server my answers are private: send your selfie with /selfie photo: "
+    "(only you will see the song), or in a DM with me."
 )
 FORGET_NOT_YOURS = "Only the person who asked can answer this."
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again in a moment."

@@ -628,6 +628,66 @@ async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     assert user_id is not None and counts(db_path, user_id)["deliveries"] == 3
 
 
+async def test_a_photo_that_mentions_the_bot_in_a_server_channel_gets_a_card_in_reply(
+    simcord_env: simcord.Env,
+    guild: simcord.GuildHandle,
+    alice: simcord.MemberActor,
+    bob: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    """Discord shows a bot without the message-content intent only the messages that mention
+    it: those are answered like a DM, as replies; the rest of the channel is left alone."""
+    me = simcord_env.bot.user.mention
+    await bob.send(channel, "look at this", attachments=[("cat.jpg", astronaut_jpeg)])
+    await bob.send(channel, "hello everyone")
+    assert [m.author.id for m in channel.history()] == [bob.id, bob.id]  # not ours: silence
+    assert internal_id(db_path, bob.id) is None
+
+    posted = await alice.send(
+        channel, f"{me} how do I look?", attachments=[("me.jpg", astronaut_jpeg)]
+    )
+    card = channel.last_message
+    assert card.author.id == simcord_env.bot.user.id
+    assert card.reference is not None and card.reference.message_id == posted.id
+    assert card.embeds[0].url.startswith("https://open.spotify.com/track/")
+    assert not card.mentions  # the reply does not ping
+    alice_id = internal_id(db_path, alice.id)
+    assert alice_id is not None and counts(db_path, alice_id)["deliveries"] == 1
+
+    await alice.send(channel, f"{me} hi!")
+    assert channel.last_message.content.startswith(wording.DISCORD_HOW_TO_SEND)
+    await alice.send(channel, f"{me}", attachments=[("notes.txt", b"words")])
+    assert channel.last_message.content == wording.NOT_A_PHOTO
+
+    bare = guild.create_text_channel(
+        "no-embeds", overwrites={guild.me: discord.PermissionOverwrite(embed_links=False)}
+    )
+    await alice.send(bare, f"{me}", attachments=[("me.jpg", astronaut_jpeg)])
+    assert bare.last_message.content == wording.NEEDS_EMBED_LINKS
+    assert counts(db_path, alice_id)["deliveries"] == 1  # no song spent there
+    mute = guild.create_text_channel(
+        "read-only", overwrites={guild.me: discord.PermissionOverwrite(send_messages=False)}
+    )
+    await alice.send(mute, f"{me}", attachments=[("me.jpg", astronaut_jpeg)])
+    assert [m.author.id for m in mute.history()] == [alice.id]  # nothing it may say there
+
+
+@pytest.mark.parametrize("options", [DiscordOptions(ephemeral=True)])
+async def test_with_private_answers_a_photo_mentioning_the_bot_is_pointed_to_selfie(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    me = simcord_env.bot.user.mention
+    await alice.send(channel, f"{me}", attachments=[("me.jpg", astronaut_jpeg)])
+    assert channel.last_message.content == wording.PRIVATE_ANSWERS_HERE
+    assert internal_id(db_path, alice.id) is None
+
+
 @pytest.mark.parametrize("options", [DiscordOptions(ephemeral=True)])
 async def test_ephemeral_setting_keeps_answers_private_in_servers(
     simcord_env: simcord.Env,

@@ -187,9 +187,10 @@ class MoodLiftBot(discord.Client):
             synced = await self.tree.sync()
             log.info("synced %d global commands", len(synced))
 
-    def ephemeral_for(self, interaction: discord.Interaction) -> bool:
-        """Private answers in servers when configured; in DMs they are private anyway."""
-        return self.options.ephemeral and interaction.guild_id is not None
+    def ephemeral_for(self, interaction: discord.Interaction, *, personal: bool = False) -> bool:
+        """Private answers in servers when configured, and always for what is only the user's
+        business (their readings, history, settings, /forget); in DMs all are private anyway."""
+        return interaction.guild_id is not None and (self.options.ephemeral or personal)
 
     async def on_ready(self) -> None:
         """Log who we are once connected."""
@@ -372,9 +373,10 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         bot = _bot(interaction)
         if await _cannot_show_cards(interaction):
             return
-        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+        private = bot.ephemeral_for(interaction, personal=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         reply = await bot.service.mood(user_ref(interaction.user))
-        await send_followup(interaction, reply)
+        await send_followup(interaction, reply, personal=True)
 
     @tree.command(name="mode", description="Lift your mood, or match it.")
     @app_commands.describe(mode="lift: cheer me up · match: fit how I feel (empty: show current)")
@@ -388,10 +390,11 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         interaction: discord.Interaction, mode: app_commands.Choice[str] | None = None
     ) -> None:
         bot = _bot(interaction)
-        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+        private = bot.ephemeral_for(interaction, personal=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         value = mode.value if mode is not None else None
         reply = await bot.service.set_mode(user_ref(interaction.user), value)
-        await send_followup(interaction, reply)
+        await send_followup(interaction, reply, personal=True)
 
     @tree.command(name="history", description="The songs I sent you, with your ratings.")
     @app_commands.describe(
@@ -404,9 +407,10 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         bot = _bot(interaction)
         if await _cannot_show_cards(interaction):
             return
-        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+        private = bot.ephemeral_for(interaction, personal=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         reply = await bot.service.history(user_ref(interaction.user), count)
-        await send_followup(interaction, reply)
+        await send_followup(interaction, reply, personal=True)
 
     @tree.command(name="forget", description="Delete everything I know about you.")
     async def forget(interaction: discord.Interaction) -> None:
@@ -416,15 +420,16 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
             await interaction.response.send_message(
                 reply.text,
                 view=forget_view(interaction.user.id),
-                ephemeral=bot.ephemeral_for(interaction),
+                ephemeral=bot.ephemeral_for(interaction, personal=True),
             )
             return
-        await send_response(interaction, reply)
+        await send_response(interaction, reply, personal=True)
 
     @tree.command(name="help", description="How this bot works.")
     async def help_(interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
-        await send_response(interaction, bot.service.help(wording.DISCORD_HOW_TO_SEND))
+        reply = bot.service.help(wording.DISCORD_HOW_TO_SEND)
+        await send_response(interaction, reply, personal=True)
 
 
 async def _another_song(interaction: discord.Interaction) -> None:
@@ -709,10 +714,12 @@ async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:
     return {"content": notice_text(reply)}
 
 
-async def send_followup(interaction: discord.Interaction, reply: Reply) -> None:
+async def send_followup(
+    interaction: discord.Interaction, reply: Reply, *, personal: bool = False
+) -> None:
     """Answer a deferred interaction with ``reply`` (a long /history: one message per page)."""
     bot = _bot(interaction)
-    ephemeral = bot.ephemeral_for(interaction)
+    ephemeral = bot.ephemeral_for(interaction, personal=personal)
     if isinstance(reply, History):
         for embed in history_embeds(reply):
             await interaction.followup.send(embed=embed, ephemeral=ephemeral)
@@ -721,11 +728,14 @@ async def send_followup(interaction: discord.Interaction, reply: Reply) -> None:
     await interaction.followup.send(**kwargs, ephemeral=ephemeral)
 
 
-async def send_response(interaction: discord.Interaction, reply: Reply) -> None:
+async def send_response(
+    interaction: discord.Interaction, reply: Reply, *, personal: bool = False
+) -> None:
     """Answer a not-yet-acknowledged interaction with ``reply`` (quick replies only)."""
     bot = _bot(interaction)
     kwargs = _allowed_here(interaction, await render(bot.service, reply))
-    await interaction.response.send_message(**kwargs, ephemeral=bot.ephemeral_for(interaction))
+    ephemeral = bot.ephemeral_for(interaction, personal=personal)
+    await interaction.response.send_message(**kwargs, ephemeral=ephemeral)
 
 
 def _allowed_here(interaction: discord.Interaction, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -523,9 +523,9 @@ async def test_forget_asks_first_then_removes_every_row(
     assert labels == [wording.FORGET_YES, wording.FORGET_NO]
     assert counts(db_path, alice_id) == everything  # nothing happens before the answer
 
-    refused = await bob.click(question.message, label=wording.FORGET_YES)
-    assert answer(refused).content == wording.FORGET_NOT_YOURS
-    assert answer(refused).ephemeral
+    assert question.ephemeral  # in a server only Alice sees it (and only she can press it)
+    with pytest.raises(simcord.SetupError, match="not visible"):
+        await bob.click(question.message, label=wording.FORGET_YES)
     assert counts(db_path, alice_id) == everything
 
     done = await alice.click(question.message, label=wording.FORGET_YES)
@@ -686,6 +686,26 @@ async def test_with_private_answers_a_photo_mentioning_the_bot_is_pointed_to_sel
     await alice.send(channel, f"{me}", attachments=[("me.jpg", astronaut_jpeg)])
     assert channel.last_message.content == wording.PRIVATE_ANSWERS_HERE
     assert internal_id(db_path, alice.id) is None
+
+
+async def test_in_a_server_a_card_is_public_but_readings_history_and_settings_are_private(
+    alice: simcord.MemberActor, channel: simcord.ChannelHandle, astronaut_jpeg: bytes
+) -> None:
+    """Songs are for sharing; what the bot read on a face, the list of songs with their
+    readings, /mode, /forget and /help are nobody else's business (default settings)."""
+    card = await alice.slash(channel, "selfie", photo=("selfie.jpg", astronaut_jpeg))
+    assert not card.ephemeral and card_of(answer(card)).url
+    for command, options in (
+        ("mood", {}),
+        ("history", {}),
+        ("mode", {"mode": "match"}),
+        ("forget", {}),
+        ("help", {}),
+    ):
+        result = await alice.slash(channel, command, **options)
+        assert answer(result).ephemeral, command
+    in_dm = await alice.user.slash("mood")
+    assert not answer(in_dm).ephemeral  # a DM is private already
 
 
 @pytest.mark.parametrize("options", [DiscordOptions(ephemeral=True)])

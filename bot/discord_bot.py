@@ -192,6 +192,24 @@ class MoodLiftBot(discord.Client):
         business (their readings, history, settings, /forget); in DMs all are private anyway."""
         return interaction.guild_id is not None and (self.options.ephemeral or personal)
 
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A button press that none of the bot's buttons claims (a card from an older version,
+        a forged id) gets the same words as on Telegram instead of "This interaction failed"."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        if (
+            custom_id == ANOTHER_SONG_ID
+            or RATE_ID.fullmatch(custom_id)
+            or FORGET_ID.fullmatch(custom_id)
+        ):
+            return  # the card's and /forget's buttons answer for themselves
+        log.info("answered an unknown button of %d characters", len(custom_id))
+        try:
+            await interaction.response.send_message(wording.BUTTON_EXPIRED, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not answer an unknown button", exc_info=True)
+
     async def on_ready(self) -> None:
         """Log who we are once connected."""
         log.info("discord bot ready as %s (%s)", self.user, getattr(self.user, "id", "?"))
@@ -292,7 +310,8 @@ class _CommandTree(app_commands.CommandTree):
 async def _let_in(interaction: discord.Interaction) -> bool:
     """The flood gate for commands and buttons: beyond what a person does by hand, the user is
     told once (only them) and the rest is dropped; a dropped button press is acknowledged
-    without a word, so its spinner stops instead of ending in "This interaction failed"."""
+    without a word, so its spinner stops instead of ending in "This interaction failed", and a
+    dropped command gets one short line (only them), since Discord insists on an answer."""
     verdict = _bot(interaction).service.throttle(user_ref(interaction.user))
     if verdict.allowed:
         return True
@@ -301,6 +320,8 @@ async def _let_in(interaction: discord.Interaction) -> bool:
             await interaction.response.send_message(verdict.notice.text, ephemeral=True)
         elif interaction.type is discord.InteractionType.component:
             await interaction.response.defer()
+        else:  # a command must be answered, or Discord says "The application did not respond"
+            await interaction.response.send_message(wording.STILL_CATCHING_UP, ephemeral=True)
     except discord.HTTPException:
         log.warning("could not answer a throttled interaction", exc_info=True)
     return False

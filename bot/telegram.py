@@ -68,7 +68,6 @@ DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024  # what the cloud Bot API lets a bot 
 # a user starts to wait (a quicker answer needs no indicator, and it saves a Bot API call).
 CHAT_ACTION_AFTER = 1.0  # seconds
 CHAT_ACTION_EVERY = 4.5  # seconds; Telegram shows an action for about five
-BUTTON_EXPIRED = "This button no longer works. Send a selfie to start again."
 # Telegram answers an upload only once it has processed the picture; PTB's default 5 s read
 # timeout then reports a card that is on its way as failed.
 SEND_READ_TIMEOUT = 20.0  # seconds
@@ -489,7 +488,7 @@ async def stale_button(update: Update, context: MoodContext) -> None:
     query = update.callback_query
     assert query is not None
     log.info("ignored unknown callback data of %d bytes", len(query.data or ""))
-    await query.answer(BUTTON_EXPIRED, show_alert=True)
+    await query.answer(wording.BUTTON_EXPIRED, show_alert=True)
 
 
 async def on_error(update: object, context: MoodContext) -> None:

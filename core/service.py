@@ -75,9 +75,7 @@ NO_FACE = (
 NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has songs for it."
 NO_READING = "I haven't read a selfie of yours yet — send me one and I'll tell you what I see."
 SLOW_DOWN = "Whoa, that's a lot of photos! Give me {seconds} seconds and try again."
-TOO_MANY = (
-    "Whoa, that's a lot of messages! Give me {seconds} seconds to catch up — then I'm all ears."
-)
+TOO_MANY = "Whoa, that's a lot at once! Give me {seconds} seconds to catch up — then I'm all ears."
 READING_WAIT = 10.0  # seconds a /more or /mood waits for the user's photo on its way
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
 CONFIRM_FORGET = (

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from skimage import data as skdata
 
 from bot import wording
-from bot.telegram import BUTTON_EXPIRED, MoodApplication, build_application, polling
+from bot.telegram import MoodApplication, build_application, polling
 from core import images, service
 from core.catalog import ensure_catalog
 from core.config import LimitsSettings, Secret, TelegramSettings
@@ -335,11 +335,11 @@ CASES = [
     Case("/history with a huge count", command("/history 99999999999999999999"), service.NO_HISTORY),
     Case("RTL chatter", command("مرحبا، ماذا تفعل؟ \u202e"), service.HELP),
     # Buttons.
-    Case("forged callback data", press(lambda who: "delete_everything"), BUTTON_EXPIRED),
+    Case("forged callback data", press(lambda who: "delete_everything"), wording.BUTTON_EXPIRED),
     Case("callback, forget for another user", press(lambda who: f"forget:yes:{who['id'] + 1}"), wording.FORGET_NOT_YOURS),
-    Case("callback, overlong forged owner", press(lambda who: "forget:yes:" + "9" * 40), BUTTON_EXPIRED),
+    Case("callback, overlong forged owner", press(lambda who: "forget:yes:" + "9" * 40), wording.BUTTON_EXPIRED),
     Case("forged 👍 for a song never sent", press(lambda who: "rate:up:4uLU6hMCjMI75M1A2tKUQC"), service.NOT_RATABLE),
-    Case("👎 with a junk track id", press(lambda who: "rate:down:../../../etc/passwd"), BUTTON_EXPIRED),
+    Case("👎 with a junk track id", press(lambda who: "rate:down:../../../etc/passwd"), wording.BUTTON_EXPIRED),
     Case("a user never seen presses Another song", press(lambda who: "more"), service.NEED_SELFIE),
 ]  # fmt: skip
 assert len(CASES) >= 30

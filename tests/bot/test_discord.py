@@ -857,11 +857,31 @@ async def test_a_flood_of_presses_is_told_once_then_quietly_acknowledged(
     assert all(card_of(answer(result)).title for result in served)
 
     told = await alice.click(card.message, custom_id=ANOTHER_SONG_ID)
-    assert told.ephemeral and answer(told).content.startswith("Whoa, that's a lot of messages!")
+    assert told.ephemeral and answer(told).content.startswith("Whoa, that's a lot at once!")
     dropped = await alice.click(card.message, custom_id=ANOTHER_SONG_ID)
     # Acknowledged without a word (a deferred update: the spinner stops), not left to fail.
     assert dropped.acknowledged and not dropped.followups
     assert interaction_calls(simcord_env)[-1] == ("callback", 6)
+    # A command must get an answer (or Discord shows "The application did not respond").
+    command = await alice.slash(channel, "mood")
+    assert command.ephemeral and answer(command).content == wording.STILL_CATCHING_UP
+
+
+async def test_a_button_no_version_of_the_bot_knows_is_answered_not_left_to_fail(
+    simcord_env: simcord.Env, alice: simcord.MemberActor, channel: simcord.ChannelHandle
+) -> None:
+    ids = ("moodlift:more", "moodlift:rate:up:local-123", "moodlift:forget:yes", "junk")
+    buttons_ = [{"type": 2, "style": 1, "label": str(n), "custom_id": i} for n, i in enumerate(ids)]
+    stored = simcord_env.backend.create_message(
+        channel.id,
+        simcord_env.bot.user.id,
+        "a card of another version",
+        components=[{"type": 1, "components": buttons_}],
+    )
+    old = simcord.results.to_discord_message(simcord_env, stored)
+    for custom_id in ids:
+        pressed = await alice.click(old, custom_id=custom_id)
+        assert pressed.ephemeral and answer(pressed).content == wording.BUTTON_EXPIRED
 
 
 async def test_a_channel_without_embed_links_is_told_before_any_song_is_spent(

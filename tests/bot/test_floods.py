@@ -93,7 +93,7 @@ async def test_a_flood_of_anything_is_answered_once_then_ignored(
     await fake.wait_until_delivered(within=WAIT)
 
     texts = [shown(r) for r in fake.replies(alice["id"])]
-    told = [t for t in texts if t.startswith("Whoa, that's a lot of messages!")]
+    told = [t for t in texts if t.startswith("Whoa, that's a lot at once!")]
     assert len(told) == 1  # told once, the rest of the flood dropped
     assert len(texts) == ACTIONS_PER_MINUTE + 1 == len(replies)
     assert "/more" in shown(bobs)  # Bob is served as ever

@@ -23,7 +23,6 @@ from skimage import data as skdata
 from bot import telegram_render as tr
 from bot import wording
 from bot.telegram import (
-    BUTTON_EXPIRED,
     COMMANDS,
     MoodApplication,
     UploadedPhotos,
@@ -590,7 +589,7 @@ async def test_forged_or_stale_callback_data_does_nothing(
     ]
     await fake.wait_for("answerCallbackQuery", count=3, within=WAIT)
     answers = [fake.answered_callbacks[q]["text"] for q in queries]
-    assert answers == [wording.FORGET_NOT_YOURS, BUTTON_EXPIRED, BUTTON_EXPIRED]
+    assert answers == [wording.FORGET_NOT_YOURS, wording.BUTTON_EXPIRED, wording.BUTTON_EXPIRED]
     assert counts(db_path, alice_id) == {
         "users": 1,
         "deliveries": 1,

@@ -338,8 +338,11 @@ class MoodLifter:
         return History(items, asked=asked, limit=HISTORY_MAX)
 
     async def forget(self, user: UserRef, confirmed: bool) -> Reply:
-        """Delete every row about the user, after they confirmed."""
+        """Delete every row about the user, after they confirmed (no question when there is
+        nothing to delete: asking "are you sure?" would suggest there is)."""
         if not confirmed:
+            if await self.store.find_user(user.platform, user.user_id) is None:
+                return Notice(NoticeKind.FORGOTTEN, NOTHING_TO_FORGET)
             return Notice(NoticeKind.CONFIRM_FORGET, CONFIRM_FORGET)
         removed = await self.store.forget(user.platform, user.user_id)
         return Notice(NoticeKind.FORGOTTEN, FORGOTTEN if removed else NOTHING_TO_FORGET)

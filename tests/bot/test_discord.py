@@ -37,7 +37,7 @@ from core.config import (
     Settings,
 )
 from core.replies import FaceReading, Picture, TrackCard
-from core.service import KEPT, MoodLifter
+from core.service import KEPT, NOTHING_TO_FORGET, MoodLifter
 from tests.bot.conftest import service_settings
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -542,6 +542,9 @@ async def test_forget_asks_first_then_removes_every_row(
     }
     assert internal_id(db_path, alice.id) is None
     assert counts(db_path, bob_id) == everything
+
+    again = answer(await alice.slash(channel, "forget"))  # nothing stored: no question
+    assert again.content == NOTHING_TO_FORGET and not again.components
 
 
 async def test_forget_can_be_called_off(

@@ -345,6 +345,11 @@ async def test_forget_after_confirmation_removes_every_row(
     after = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
     assert "selfie" in shown(after).lower()
 
+    # Nothing stored now: no "are you sure?", which would suggest there is something.
+    fake.send_command(alice, "/forget")
+    again = (await fake.wait_for_replies(alice["id"], 4, within=WAIT))[-1]
+    assert shown(again) == NOTHING_TO_FORGET and not again.buttons
+
 
 async def test_forget_can_be_called_off(
     app: MoodApplication,

@@ -468,7 +468,7 @@ async def _another_song(interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
     reply = await bot.service.more(user_ref(interaction.user))
     if pressed and isinstance(reply, Notice):
-        await interaction.followup.send(reply.text, ephemeral=True)
+        await interaction.followup.send(notice_text(reply), ephemeral=True)
         return
     await send_followup(interaction, reply)
 
@@ -655,9 +655,17 @@ def _looks_like_image(attachment: discord.Attachment) -> bool:
     return attachment.filename.lower().endswith(_IMAGE_SUFFIXES)
 
 
+_ASKS_FOR_A_SELFIE = {NoticeKind.NEED_SELFIE, NoticeKind.NO_HISTORY}
+
+
 def notice_text(reply: Reply) -> str:
-    """The text of a notice (anything else here would be a core bug; say something sane)."""
-    return reply.text if isinstance(reply, Notice) else wording.SOMETHING_WENT_WRONG
+    """The text of a notice (anything else here would be a core bug; say something sane); one
+    that asks for a selfie says how to send one here, which on Discord is not obvious."""
+    if not isinstance(reply, Notice):
+        return wording.SOMETHING_WENT_WRONG
+    if reply.kind in _ASKS_FOR_A_SELFIE:
+        return f"{reply.text}\n{wording.DISCORD_SELFIE_HOW}"
+    return reply.text
 
 
 def card_embed(card: TrackCard) -> discord.Embed:

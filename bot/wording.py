@@ -39,6 +39,7 @@ DISCORD_HOW_TO_SEND = (
     "Send me a selfie with /selfie photo:, as a photo in a DM with me, or in a server channel "
     "in a message that mentions me, and I'll answer with a song for your mood."
 )
+DISCORD_SELFIE_HOW = "(Here: /selfie photo:, or a photo in a DM with me, or one that mentions me.)"
 PRIVATE_ANSWERS_HERE = (
     "In this server my answers are private: send your selfie with /selfie photo: "
     "(only you will see the song), or in a DM with me."

@@ -37,7 +37,7 @@ from core.config import (
     Settings,
 )
 from core.replies import FaceReading, Picture, TrackCard
-from core.service import KEPT, NOTHING_TO_FORGET, MoodLifter
+from core.service import KEPT, NEED_SELFIE, NOTHING_TO_FORGET, MoodLifter
 from tests.bot.conftest import service_settings
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -361,7 +361,7 @@ async def test_more_needs_a_selfie_first_then_gives_a_new_song(
 ) -> None:
     before = answer(await alice.slash(channel, "more"))
     assert not before.embeds
-    assert "selfie" in before.content.lower()
+    assert before.content == f"{NEED_SELFIE}\n{wording.DISCORD_SELFIE_HOW}"  # and how, here
 
     first = card_of(await selfie(alice, channel, astronaut_jpeg))
     result = await alice.slash(channel, "more")

@@ -95,7 +95,10 @@ RATED = {
     1: "Noted 👍 — I'll pick more songs like this one.",
     -1: "Noted 👎 — I'll pick fewer songs like this one.",
 }
-NOT_RATABLE = "You can only rate songs I sent you."
+NOT_RATABLE = (
+    "That song isn't in your list (it was someone else's, or you asked me to forget yours), "
+    "so I can't rate it for you. Send me a selfie for songs of your own."
+)
 NO_HISTORY = "I haven't sent you any songs yet — send me a selfie to get one."
 HISTORY_DEFAULT = 10  # songs /history lists without a number
 HISTORY_MAX = 100  # the most one /history lists

@@ -37,7 +37,7 @@ from core.config import (
     Settings,
 )
 from core.replies import FaceReading, Picture, TrackCard
-from core.service import KEPT, NEED_SELFIE, NOTHING_TO_FORGET, MoodLifter
+from core.service import KEPT, NEED_SELFIE, NOT_RATABLE, NOTHING_TO_FORGET, MoodLifter
 from tests.bot.conftest import service_settings
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -413,7 +413,7 @@ async def test_rate_see_it_in_history_change_it_and_forget_it(
 
     # Bob sees Alice's public card; his click rates nothing for anyone.
     refused = answer(await bob.click(first.message, custom_id=like))
-    assert refused.ephemeral and "only rate songs I sent you" in refused.content
+    assert refused.ephemeral and refused.content == NOT_RATABLE
     alice_id = internal_id(db_path, alice.id)
     assert rows(db_path, "SELECT user_id, value FROM ratings") == [(alice_id, -1)]
 

@@ -36,7 +36,7 @@ from core.config import (
     Settings,
     TelegramSettings,
 )
-from core.service import KEPT, NOTHING_TO_FORGET, MoodLifter
+from core.service import KEPT, NOT_RATABLE, NOTHING_TO_FORGET, MoodLifter
 from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, shown, user
 
@@ -463,7 +463,7 @@ async def test_rate_see_it_in_history_change_it_and_forget_it(
     # Bob sees Alice's card (a group, or forged data): his press rates nothing for anyone.
     bobs = fake.press_button(bob, card, like)
     await fake.wait_for(lambda c: c.params.get("callback_query_id") == bobs, within=WAIT)
-    assert "only rate songs I sent you" in fake.answered_callbacks[bobs]["text"]
+    assert fake.answered_callbacks[bobs]["text"] == NOT_RATABLE
     assert rows(db_path, "SELECT user_id, value FROM ratings") == [(alice_id, -1)]
 
     fake.send_command(alice, "/forget")

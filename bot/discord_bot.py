@@ -236,8 +236,8 @@ class MoodLiftBot(discord.Client):
             if files or message.stickers or any(shot.stickers for shot in snapshots):
                 await where.send(content=wording.NOT_A_PHOTO)
             else:
-                help_ = self.service.help(wording.DISCORD_HOW_TO_SEND)
-                await where.send(content=help_.text)
+                answer = self.service.chat(message.content, wording.DISCORD_HOW_TO_SEND)
+                await where.send(content=answer.text)
             return
         if where.permissions is not None:
             if self.options.ephemeral:  # answers here are meant to be private: not in the open

@@ -391,7 +391,9 @@ async def help_command(update: Update, context: MoodContext) -> None:
 
 async def chat_text(update: Update, context: MoodContext) -> None:
     """Plain words in a private chat, or mentioning the bot in a group: what it understands."""
-    await _answer(update, context, context.service.help())
+    message = update.effective_message
+    text = message.text if message is not None and message.text else ""
+    await _answer(update, context, context.service.chat(text))
 
 
 async def unknown_command(update: Update, context: MoodContext) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ HELP_BODY = (
     "I only keep the songs I sent you, your ratings and your last reading."
 )
 HELP = f"{HELP_SEND}\n\n{HELP_BODY}"
+LINK_NOT_PHOTO = "I can't open links. Please send me the photo itself, not a link to it."
 NO_FACE = (
     "I couldn't find a face in that photo. Try a selfie in good light, "
     "facing the camera, with your face not too small in the picture."
@@ -100,6 +102,7 @@ NOT_RATABLE = (
     "so I can't rate it for you. Send me a selfie for songs of your own."
 )
 NO_HISTORY = "I haven't sent you any songs yet — send me a selfie to get one."
+_LINK = re.compile(r"\b(?:https?://|www\.)\S", re.IGNORECASE)
 HISTORY_DEFAULT = 10  # songs /history lists without a number
 HISTORY_MAX = 100  # the most one /history lists
 BAD_HISTORY_COUNT = (
@@ -167,6 +170,13 @@ class MoodLifter:
     def help(self, how_to_send: str = HELP_SEND) -> Notice:
         """The commands and the privacy promise; ``how_to_send`` a photo differs by platform."""
         return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{HELP_BODY}")
+
+    def chat(self, text: str, how_to_send: str = HELP_SEND) -> Notice:
+        """The answer to words: a link (a GIF from a picker, a photo online) gets asked for the
+        picture itself; anything else, the help."""
+        if _LINK.search(text):
+            return Notice(NoticeKind.BAD_IMAGE, LINK_NOT_PHOTO)
+        return self.help(how_to_send)
 
     def admit(self, user: UserRef) -> Notice | None:
         """Whether a photo from ``user`` will be read now: None, or the notice that says why not.

@@ -334,6 +334,8 @@ CASES = [
     Case("/history with junk", command("/history ∞; DROP TABLE ratings"), service.BAD_HISTORY_COUNT),
     Case("/history with a huge count", command("/history 99999999999999999999"), service.NO_HISTORY),
     Case("RTL chatter", command("مرحبا، ماذا تفعل؟ \u202e"), service.HELP),
+    Case("a link to a GIF", command("https://tenor.com/view/happy-dance-gif-25341"), service.LINK_NOT_PHOTO),
+    Case("a link to a photo", command("me: www.example.com/selfie.jpg"), service.LINK_NOT_PHOTO),
     # Buttons.
     Case("forged callback data", press(lambda who: "delete_everything"), wording.BUTTON_EXPIRED),
     Case("callback, forget for another user", press(lambda who: f"forget:yes:{who['id'] + 1}"), wording.FORGET_NOT_YOURS),

@@ -37,7 +37,14 @@ from core.config import (
     Settings,
 )
 from core.replies import FaceReading, Picture, TrackCard
-from core.service import KEPT, NEED_SELFIE, NOT_RATABLE, NOTHING_TO_FORGET, MoodLifter
+from core.service import (
+    KEPT,
+    LINK_NOT_PHOTO,
+    NEED_SELFIE,
+    NOT_RATABLE,
+    NOTHING_TO_FORGET,
+    MoodLifter,
+)
 from tests.bot.conftest import service_settings
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -592,6 +599,8 @@ async def test_a_photo_sent_in_a_dm_gets_a_card(
 
     await carol.send_dm("hello?")
     assert dm.last_message.content.startswith(wording.DISCORD_HOW_TO_SEND)  # the help
+    await carol.send_dm("https://tenor.com/view/happy-dance-gif-25341")  # the GIF picker's
+    assert dm.last_message.content == LINK_NOT_PHOTO
 
     notes = simcord_env.backend.store_attachments(dm.id, [("notes.txt", b"words")])
     await carol.send_dm("", attachments=notes)

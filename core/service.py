@@ -92,7 +92,9 @@ MODE_SET = {
     moods.Mode.MATCH: "Okay: I'll pick songs that match your mood.",
 }
 MODE_NOW = "You're in {mode} mode. Use /mode lift or /mode match to change it."
-CATALOG_EMPTY = "I have no songs for that mood yet — the song catalog is still being set up."
+CATALOG_EMPTY = (
+    "I have no {mood} songs yet — my song catalog is still being set up. Please try again later."
+)
 RATED = {
     1: "Noted 👍 — I'll pick more songs like this one.",
     -1: "Noted 👎 — I'll pick fewer songs like this one.",
@@ -397,8 +399,8 @@ class MoodLifter:
             card = await self.recommender.for_emotion(
                 account, emotion, confidence=confidence, again=again
             )
-        except CatalogEmpty:
-            return Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY)
+        except CatalogEmpty as empty:
+            return Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY.format(mood=empty.mood))
         except UnknownUser:  # /forget ran while this answer was being made: start afresh
             return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
         return dataclasses.replace(card, faces=tuple(faces)) if faces else card

@@ -11,7 +11,7 @@ import pytest
 from core.catalog import import_sources
 from core.config import LimitsSettings, Settings
 from core.replies import Notice, NoticeKind
-from core.service import NEED_SELFIE, MoodLifter, UserRef
+from core.service import CATALOG_EMPTY, NEED_SELFIE, MoodLifter, UserRef
 from core.store import Store
 from data.catalog_sources import SourceSpec
 from tests.core.helpers import MOODS_HEADER, moods_line
@@ -50,7 +50,7 @@ def test_a_flood_is_told_once_then_dropped(service: MoodLifter) -> None:
     assert [v.allowed for v in verdicts] == [True, True, True, False, False, False]
     told = [v.notice for v in verdicts if v.notice is not None]
     assert len(told) == 1 and told[0].kind is NoticeKind.SLOW_DOWN
-    assert "messages" in told[0].text
+    assert "a lot at once" in told[0].text
     assert service.throttle(BOB).allowed
 
 
@@ -62,3 +62,11 @@ async def test_a_user_forgotten_while_their_song_is_picked_is_asked_to_start_aga
     reply = await service._card(account, "sad", 0.9)
     assert reply == Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
     assert await service.store.find_user(ANN.platform, ANN.user_id) is None
+
+
+async def test_a_mood_with_no_songs_yet_is_named(service: MoodLifter) -> None:
+    """The catalog here has only sad songs; a happy face (lifted: happy songs) gets none."""
+    account = await service.store.get_or_create_user(ANN.platform, ANN.user_id)
+    reply = await service._card(account, "happy", 0.9)
+    assert reply == Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY.format(mood="happy"))
+    assert "no happy songs yet" in reply.text

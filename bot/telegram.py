@@ -37,7 +37,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, MessageEntityType, ParseMode
-from telegram.error import BadRequest, TelegramError, TimedOut
+from telegram.error import BadRequest, Forbidden, TelegramError, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -407,8 +407,8 @@ async def more(update: Update, context: MoodContext) -> None:
 
 
 async def mood(update: Update, context: MoodContext) -> None:
-    """What the bot read in the user's last selfie."""
-    await _answer(update, context, await context.service.mood(_user(update)))
+    """What the bot read in the user's last selfie (in a group: told in private)."""
+    await _answer_in_private(update, context, await context.service.mood(_user(update)))
 
 
 async def mode(update: Update, context: MoodContext) -> None:
@@ -420,7 +420,8 @@ async def mode(update: Update, context: MoodContext) -> None:
 async def history(update: Update, context: MoodContext) -> None:
     """``/history [N]``: the last songs sent to the user, with links, emotion and rating."""
     count = " ".join(context.args or ()) or None
-    await _answer(update, context, await context.service.history(_user(update), count))
+    reply = await context.service.history(_user(update), count)
+    await _answer_in_private(update, context, reply)
 
 
 async def forget(update: Update, context: MoodContext) -> None:
@@ -638,6 +639,26 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
             uploaded=context.uploaded,
         )
     return sent
+
+
+async def _answer_in_private(update: Update, context: MoodContext, reply: Reply) -> None:
+    """A personal answer (what the bot read on a face, the songs it sent with those readings):
+    in a group it goes to the user's private chat with the bot, and the group only hears that
+    it went there — or, when Telegram does not let the bot write first, how to open that chat."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type == ChatType.PRIVATE:
+        await _answer(update, context, reply)
+        return
+    art = await context.service.card_image(reply) if isinstance(reply, TrackCard) else None
+    try:
+        for outgoing in tr.render(reply, user_id=user.id, art=art):
+            await send(context.bot, user.id, outgoing, uploaded=context.uploaded)
+    except (Forbidden, BadRequest) as refused:  # never started the bot, blocked it, ...
+        log.info("could not answer in private: %s", refused.__class__.__name__)
+        link = f"https://t.me/{context.bot.username}"
+        await _answer(update, context, wording.OPEN_PRIVATE_CHAT.format(link=link))
+        return
+    await _answer(update, context, wording.SENT_IN_PRIVATE)
 
 
 async def send(

@@ -30,6 +30,11 @@ WRITE_IN_PRIVATE = (
     "I can't tell who you are when you write as a channel or an anonymous admin. "
     "Send me your selfie in a private chat instead."
 )
+SENT_IN_PRIVATE = "That's between you and me — I've sent it to you in our private chat."
+OPEN_PRIVATE_CHAT = (
+    "That's between you and me, so I only show it in a private chat: open {link}, "
+    "press Start, then ask me again there."
+)
 NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
 NEEDS_EMBED_LINKS = (
     "I can't show songs in this channel: I'm not allowed to embed links here. "

@@ -679,6 +679,43 @@ async def test_messages_sent_as_a_chat_are_asked_to_go_private(
     assert rows(db_path, "SELECT platform_user_id FROM users") == [(str(alice["id"]),)]
 
 
+async def test_in_a_group_readings_and_the_song_list_are_answered_in_private(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    bob: dict[str, Any],
+    selfie: bytes,
+) -> None:
+    """What the bot read on a face is not for the whole group: /mood and /history go to the
+    asker's private chat, and the group hears only that (or how to open that chat)."""
+    group = group_chat(-1010, "Crew")
+    fake.send_photo(alice, selfie, group, caption="@MoodLifterBot")
+    await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    for command in ("/mood@MoodLifterBot", "/history@MoodLifterBot"):
+        asked = fake.send_command(alice, command, group)
+        told = (
+            await fake.wait_for_replies(
+                group["id"], 1 + len(fake.replies(group["id"])), within=WAIT
+            )
+        )[-1]
+        assert told.reply_to == asked["message_id"] and shown(told) == wording.SENT_IN_PRIVATE
+    private = await fake.wait_for_replies(alice["id"], 2, within=WAIT)
+    assert "happy" in shown(private[0]).lower()  # the reading, with its chart
+    assert "open.spotify.com/track/" in str(private[1].params)  # the song list
+
+    # Bob never opened a chat with the bot: Telegram refuses its first private message.
+    fake.fail_next(
+        "sendMessage",
+        status=403,
+        description="Forbidden: bot can't initiate conversation with a user",
+    )
+    asked = fake.send_command(bob, "/history@MoodLifterBot", group)
+    told = (await fake.wait_for_replies(group["id"], 4, within=WAIT))[-1]
+    assert told.reply_to == asked["message_id"]
+    assert shown(told) == wording.OPEN_PRIVATE_CHAT.format(link="https://t.me/MoodLifterBot")
+    assert [c.params.get("_failed_with") for c in fake.replies(bob["id"])] == [403]
+
+
 async def test_group_photo_after_private_chat_goes_to_the_group(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
 ) -> None:

@@ -465,7 +465,8 @@ async def button(update: Update, context: MoodContext) -> None:
     if rating is not None:  # 👍 / 👎: for whoever pressed it, acknowledged with a toast
         value = tr.RATINGS[rating]
         reply = await context.service.rate(_user(update), context.match["track"], value)
-        await query.answer(reply.text)
+        # A refusal explains itself in more words than a toast holds: an alert, read to the end.
+        await query.answer(reply.text, show_alert=reply.kind is NoticeKind.NOT_RATABLE)
     elif owner is None:  # "Another song": for whoever pressed it
         reply = await context.service.more(_user(update))
         if isinstance(reply, Notice):  # e.g. a bystander with no selfie: only they see it

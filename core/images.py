@@ -17,18 +17,20 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pillow_heif
-from PIL import Image, UnidentifiedImageError, features
+from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
 # iPhones save photos as HEIC; sent as a file (not as a Telegram photo) they arrive as such.
-# libheif applies the photo's own rotation; an embedded thumbnail is never read in its place.
-pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
-
-# Pillow's JPEG opener also yields MPO; AVIF is Pillow's own where it was built with libavif.
-_OPENERS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF") + (
-    ("AVIF",) if features.check("avif") else ()
+# libheif applies the photo's own rotation and refuses a picture bigger than its header says;
+# an embedded thumbnail is never read in its place; one thread, like the rest of a worker.
+pillow_heif.register_heif_opener(
+    thumbnails=False, depth_images=False, aux_images=False, decode_threads=1
 )
+
+# Pillow's JPEG opener also yields MPO. Not AVIF: Pillow's reader decodes the AV1 stream at the
+# size the stream declares, whatever the container's header (checked here) claims.
+_OPENERS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF")
 
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"MPO", *_OPENERS})
 """Pillow format names we accept (MPO is what many phone cameras' JPEGs open as)."""
@@ -167,6 +169,8 @@ def decode_image(data: bytes | bytearray | memoryview, limits: ImageLimits) -> D
     if size > limits.max_bytes:
         raise ImageTooLarge(f"{size} bytes > {limits.max_bytes}")
     head = bytes(data[:32])
+    if _is_avif(data):  # also one of brand "mif1" that the HEIF reader would take
+        raise UnsupportedFormat("AVIF photo")
     try:
         # Only our formats' parsers see the bytes (Pillow knows ~40, e.g. EPS runs Ghostscript).
         image = Image.open(io.BytesIO(data), formats=_OPENERS)
@@ -180,15 +184,21 @@ def decode_image(data: bytes | bytearray | memoryview, limits: ImageLimits) -> D
         return _decode_opened(image, limits)
 
 
+def _is_avif(data: bytes | bytearray | memoryview) -> bool:
+    """An ISO-BMFF file whose ``ftyp`` box names an AVIF brand, major or compatible."""
+    if bytes(data[4:8]) != b"ftyp":
+        return False
+    size = min(int.from_bytes(bytes(data[:4]), "big"), 256, len(data))
+    box = bytes(data[8:size])
+    brands = [box[:4]] + [box[i : i + 4] for i in range(8, len(box) - 3, 4)]
+    return any(brand in _AVIF_BRANDS for brand in brands)
+
+
 def _unidentified(head: bytes) -> ImageError:
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        for brands, name, fmt in ((_HEIF_BRANDS, "HEIC", "HEIF"), (_AVIF_BRANDS, "AVIF", "AVIF")):
-            if brand in brands:
-                # We read these, so one that no reader could open is a broken one.
-                if fmt in SUPPORTED_FORMATS:
-                    return CorruptImage(f"unreadable {name} photo")
-                return UnsupportedFormat(f"{name} photo")
+        if brand in _HEIF_BRANDS:  # we read these: one no reader could open is a broken one
+            return CorruptImage("unreadable HEIC photo")
         return UnsupportedFormat(f"ISO-BMFF file, brand {brand!r} (a video?)")
     for magic, name in _OTHER_PICTURES:
         if head.startswith(magic):

@@ -1,4 +1,4 @@
-"""The Discord adapter: slash commands, photos in DMs and buttons over one :class:`MoodLifter`.
+"""The Discord adapter: slash commands, photos sent to it, buttons, over one :class:`MoodLifter`.
 
 Every handler is thin: it reads the interaction (or DM), calls one method of the core service
 and renders the :class:`~core.replies.Reply` it gets back in Discord's idiom — an embed with a
@@ -7,7 +7,8 @@ for ``/mood``, a short message for a notice. The words come from :mod:`bot.wordi
 the Telegram adapter.
 
 No privileged intent is needed: a slash command's attachment option carries the photo, and
-attachments of messages sent to the bot in a DM arrive without the message-content intent.
+Discord shows a bot without the message-content intent the attachments of messages in a DM
+with it and of server messages that mention it (all other server messages come blank).
 Named ``discord_bot`` so that it cannot shadow the ``discord`` package inside ``bot/``.
 """
 
@@ -54,6 +55,16 @@ RATINGS = {"up": 1, "down": -1}
 FORGET_ID = re.compile(r"moodlift:forget:(?P<answer>yes|no):(?P<owner>[0-9]{1,20})")
 """The ``custom_id`` of the /forget answers: only the user who asked may answer, and the
 buttons keep working after a restart (a dynamic item, like 👍 / 👎)."""
+
+
+def _has_a_button(custom_id: str) -> bool:
+    """Whether a button registered in ``setup_hook`` takes this ``custom_id`` (the card view's
+    "Another song", the dynamic 👍 / 👎 and /forget answers); keep in step with it."""
+    return custom_id == ANOTHER_SONG_ID or any(
+        pattern.fullmatch(custom_id) for pattern in (RATE_ID, FORGET_ID)
+    )
+
+
 EMBED_TEXT_LIMIT = 4096  # an embed description
 
 CHART_FILENAME = "mood.png"
@@ -78,7 +89,7 @@ class DiscordOptions:
     """What the adapter needs from the settings (``[discord]`` and ``[limits]``)."""
 
     test_guild_id: int | None = None  # sync commands to this guild only (instant); else globally
-    ephemeral: bool = False  # answer slash commands in servers with messages only the user sees
+    ephemeral: bool = False  # in servers, song cards too only for the user (personal answers are)
     max_image_bytes: int = _DEFAULT_MAX_BYTES
     sync_commands: bool = True
     # Sharding: None runs one gateway connection; 0 lets Discord recommend how many shards;
@@ -129,28 +140,34 @@ class _Channel:
 
     message: discord.Message
     permissions: discord.Permissions | None  # the bot's in a server channel; None in a DM
+    named: bool  # the message names the bot (a DM, or "@bot" in its text), not just a reply
 
     @classmethod
     def of(cls, message: discord.Message, me: discord.ClientUser | None) -> _Channel | None:
-        """The channel of a DM, or of a server message that mentions the bot where it may
-        answer; None for anything else (server chatter, or a channel where it may not speak)."""
+        """The channel of a DM, or of a server message addressed to the bot — "@bot" in it, or
+        a reply to it (with its ping) — where it may answer; None for anything else (server
+        chatter, a channel where it may not speak)."""
+        channel = message.channel
         if message.guild is None:
-            return cls(message, None)
+            # A channel of a server not in the cache comes as a partial one with a guild id.
+            return cls(message, None, True) if getattr(channel, "guild_id", None) is None else None
         if me is None or not any(user.id == me.id for user in message.mentions):
             return None
-        permissions = message.channel.permissions_for(message.guild.me)
-        can_speak = (
-            permissions.send_messages_in_threads
-            if isinstance(message.channel, discord.Thread)
-            else permissions.send_messages
-        )
-        return cls(message, permissions) if can_speak else None
+        try:
+            permissions = channel.permissions_for(message.guild.me)
+        except discord.ClientException:  # a thread whose parent channel is not cached
+            return None
+        thread = isinstance(channel, discord.Thread)
+        if not (permissions.send_messages_in_threads if thread else permissions.send_messages):
+            return None
+        return cls(message, permissions, me.id in message.raw_mentions)
 
     async def send(self, **kwargs: Any) -> discord.Message:
         """Answer in the channel; in a server as a reply to the message (without a ping), so
-        it is clear whose photo a card is for."""
+        it is clear whose photo a card is for — also when the message was deleted meanwhile."""
         if self.permissions is not None and self.permissions.read_message_history:
-            return await self.message.reply(**kwargs, mention_author=False)
+            reference = self.message.to_reference(fail_if_not_exists=False)
+            kwargs |= {"reference": reference, "mention_author": False}
         return await self.message.channel.send(**kwargs)
 
 
@@ -164,7 +181,12 @@ class MoodLiftBot(discord.Client):
         # Photos in server channels that mention the bot (Discord shows a bot the content of
         # those without the privileged message-content intent; all other messages come blank).
         intents.guild_messages = True
-        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **client)
+        super().__init__(
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=None,  # server messages pass by in numbers; none is looked up later
+            **client,
+        )
         RedactInteractionTokens().install()
         self.service = service
         self.options = options
@@ -198,12 +220,8 @@ class MoodLiftBot(discord.Client):
         if interaction.type is not discord.InteractionType.component:
             return
         custom_id = str((interaction.data or {}).get("custom_id", ""))
-        if (
-            custom_id == ANOTHER_SONG_ID
-            or RATE_ID.fullmatch(custom_id)
-            or FORGET_ID.fullmatch(custom_id)
-        ):
-            return  # the card's and /forget's buttons answer for themselves
+        if _has_a_button(custom_id):
+            return  # it answers for itself
         log.info("answered an unknown button of %d characters", len(custom_id))
         try:
             await interaction.response.send_message(wording.BUTTON_EXPIRED, ephemeral=True)
@@ -224,28 +242,30 @@ class MoodLiftBot(discord.Client):
         where = _Channel.of(message, self.user)
         if where is None:
             return
+        snapshots = message.message_snapshots
+        files = [*message.attachments, *(a for shot in snapshots for a in shot.attachments)]
+        photos = [a for a in files if _looks_like_image(a)]
+        if not (photos or where.named):
+            return  # words or a sticker replying to a card: chatter, as on Telegram
         verdict = self.service.throttle(user_ref(message.author))
         if not verdict.allowed:
             if verdict.notice is not None:
                 await where.send(content=verdict.notice.text)
             return
-        snapshots = message.message_snapshots
-        files = [*message.attachments, *(a for shot in snapshots for a in shot.attachments)]
-        photos = [a for a in files if _looks_like_image(a)]
+        if where.permissions is not None and self.options.ephemeral:
+            # Answers in this server are meant to be private: none of them in the open.
+            await where.send(content=wording.PRIVATE_ANSWERS_HERE)
+            return
         if not photos:
             if files or message.stickers or any(shot.stickers for shot in snapshots):
                 await where.send(content=wording.NOT_A_PHOTO)
             else:
-                answer = self.service.chat(message.content, wording.DISCORD_HOW_TO_SEND)
-                await where.send(content=answer.text)
+                how = wording.discord_how_to_send(self.options.ephemeral)
+                await where.send(content=self.service.chat(message.content, how).text)
             return
-        if where.permissions is not None:
-            if self.options.ephemeral:  # answers here are meant to be private: not in the open
-                await where.send(content=wording.PRIVATE_ANSWERS_HERE)
-                return
-            if not where.permissions.embed_links:
-                await where.send(content=wording.NEEDS_EMBED_LINKS)
-                return
+        if where.permissions is not None and not where.permissions.embed_links:
+            await where.send(content=wording.NEEDS_EMBED_LINKS)
+            return
         for photo in photos:
             if not await self._answer_photo(message, where, photo):
                 return
@@ -449,7 +469,7 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
     @tree.command(name="help", description="How this bot works.")
     async def help_(interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
-        reply = bot.service.help(wording.DISCORD_HOW_TO_SEND)
+        reply = bot.service.help(wording.discord_how_to_send(bot.options.ephemeral))
         await send_response(interaction, reply, personal=True)
 
 

@@ -57,7 +57,7 @@ from bot import wording
 from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
 from core.config import TelegramSettings
 from core.errors import ConfigError
-from core.replies import Notice, Reply, TrackCard
+from core.replies import Notice, NoticeKind, Reply, TrackCard
 from core.service import MoodLifter, UserRef
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,11 @@ DISCORD_HOW_TO_SEND = (
     "Send me a selfie with /selfie photo:, as a photo in a DM with me, or in a server channel "
     "in a message that mentions me, and I'll answer with a song for your mood."
 )
-DISCORD_SELFIE_HOW = "(Here: /selfie photo:, or a photo in a DM with me, or one that mentions me.)"
+DISCORD_HOW_TO_SEND_PRIVATELY = (  # where answers in servers are private (discord.ephemeral)
+    "Send me a selfie with /selfie photo:, or as a photo in a DM with me, "
+    "and I'll answer with a song for your mood."
+)
+DISCORD_SELFIE_HOW = "(Here: /selfie photo:, or a photo in a DM with me.)"
 PRIVATE_ANSWERS_HERE = (
     "In this server my answers are private: send your selfie with /selfie photo: "
     "(only you will see the song), or in a DM with me."
@@ -60,6 +64,14 @@ PLATFORM_SLOW = (
 )
 
 _BAR_WIDTH = 10
+
+
+def discord_how_to_send(private_in_servers: bool) -> str:
+    """How to send a selfie on Discord: a photo that mentions the bot in a server only where
+    its answers there may be public."""
+    return DISCORD_HOW_TO_SEND_PRIVATELY if private_in_servers else DISCORD_HOW_TO_SEND
+
+
 _RATING_MARKS = {1: LIKE, -1: DISLIKE}
 
 

@@ -667,6 +667,18 @@ async def test_a_photo_that_mentions_the_bot_in_a_server_channel_gets_a_card_in_
     assert not card.mentions  # the reply does not ping
     alice_id = internal_id(db_path, alice.id)
     assert alice_id is not None and counts(db_path, alice_id)["deliveries"] == 1
+    (sent,) = [
+        r.json for r in simcord_env.http_requests if r.method == "POST" and "message_reference" in (r.json or {})
+    ]  # fmt: skip
+    # A selfie deleted while it was read must not cost its card (the reply would be refused).
+    assert sent["message_reference"]["fail_if_not_exists"] is False
+
+    # Replying to a card (with its ping) is chatter for the channel, unless it is a photo.
+    await bob.send(channel, "haha nice song", reply_to=card)
+    assert channel.last_message.author.id == bob.id
+    mine = await bob.send(channel, "", reply_to=card, attachments=[("me.jpg", astronaut_jpeg)])
+    assert channel.last_message.reference.message_id == mine.id
+    assert channel.last_message.embeds[0].url.startswith("https://open.spotify.com/track/")
 
     await alice.send(channel, f"{me} hi!")
     assert channel.last_message.content.startswith(wording.DISCORD_HOW_TO_SEND)
@@ -697,7 +709,11 @@ async def test_with_private_answers_a_photo_mentioning_the_bot_is_pointed_to_sel
     me = simcord_env.bot.user.mention
     await alice.send(channel, f"{me}", attachments=[("me.jpg", astronaut_jpeg)])
     assert channel.last_message.content == wording.PRIVATE_ANSWERS_HERE
+    await alice.send(channel, f"{me} hi")  # no help in the open either
+    assert channel.last_message.content == wording.PRIVATE_ANSWERS_HERE
     assert internal_id(db_path, alice.id) is None
+    help_ = answer(await alice.slash(channel, "help"))  # says only the private ways
+    assert help_.ephemeral and help_.content.startswith(wording.DISCORD_HOW_TO_SEND_PRIVATELY)
 
 
 async def test_in_a_server_a_card_is_public_but_readings_history_and_settings_are_private(

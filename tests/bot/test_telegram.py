@@ -439,7 +439,7 @@ async def test_rate_see_it_in_history_change_it_and_forget_it(
     liked = fake.press_button(alice, card, like)
     await fake.wait_for(lambda c: c.params.get("callback_query_id") == liked, within=WAIT)
     toast = fake.answered_callbacks[liked]
-    assert "👍" in toast["text"] and not toast.get("show_alert")  # a quiet toast, no message
+    assert "👍" in toast["text"] and toast.get("show_alert") in (None, "false")  # a quiet toast
     alice_id = store_id(db_path, alice["id"])
     assert rows(db_path, "SELECT track_id, value FROM ratings") == [(track, 1)]
 
@@ -463,7 +463,8 @@ async def test_rate_see_it_in_history_change_it_and_forget_it(
     # Bob sees Alice's card (a group, or forged data): his press rates nothing for anyone.
     bobs = fake.press_button(bob, card, like)
     await fake.wait_for(lambda c: c.params.get("callback_query_id") == bobs, within=WAIT)
-    assert fake.answered_callbacks[bobs]["text"] == NOT_RATABLE
+    refused = fake.answered_callbacks[bobs]
+    assert refused["text"] == NOT_RATABLE and refused["show_alert"] == "true"  # read to the end
     assert rows(db_path, "SELECT user_id, value FROM ratings") == [(alice_id, -1)]
 
     fake.send_command(alice, "/forget")

@@ -442,7 +442,7 @@ async def photo(update: Update, context: MoodContext) -> None:
         return
     async with (
         context.service.reading(_user(update)),
-        _showing(context, message.chat_id, ChatAction.UPLOAD_PHOTO),
+        _showing(context, message.chat_id, ChatAction.UPLOAD_PHOTO, _topic(message)),
     ):
         image = await _download(context, file_id)
         if image is None:
@@ -502,6 +502,9 @@ async def on_error(update: object, context: MoodContext) -> None:
     so then the answer may be there after all: the user hears that, not an error.
     """
     update_id = update.update_id if isinstance(update, Update) else None
+    if isinstance(context.error, Forbidden):  # blocked by the user, removed from the group
+        log.info("Telegram update %s: the chat refuses the bot (%s)", update_id, context.error)
+        return  # an apology would be refused the same way
     log.error("Telegram update %s failed", update_id, exc_info=context.error)
     if not isinstance(update, Update):
         return
@@ -583,7 +586,9 @@ async def _download(context: MoodContext, file_id: str) -> bytes | None:
 
 
 @contextlib.asynccontextmanager
-async def _showing(context: MoodContext, chat_id: int, action: str) -> AsyncIterator[None]:
+async def _showing(
+    context: MoodContext, chat_id: int, action: str, topic: int | None = None
+) -> AsyncIterator[None]:
     """Show ``action`` ("sending a photo…") in the chat from ``chat_action_after`` seconds into
     the block until it ends; a block that ends sooner shows nothing."""
 
@@ -594,7 +599,7 @@ async def _showing(context: MoodContext, chat_id: int, action: str) -> AsyncIter
         await asyncio.sleep(context.chat_action_after)
         while True:
             sending = True
-            await _chat_action(context, chat_id, action)
+            await _chat_action(context, chat_id, action, topic)
             sending = False
             if stopped:
                 return
@@ -611,9 +616,11 @@ async def _showing(context: MoodContext, chat_id: int, action: str) -> AsyncIter
             await task
 
 
-async def _chat_action(context: MoodContext, chat_id: int, action: str) -> None:
+async def _chat_action(
+    context: MoodContext, chat_id: int, action: str, topic: int | None = None
+) -> None:
     try:
-        await context.bot.send_chat_action(chat_id, action)
+        await context.bot.send_chat_action(chat_id, action, message_thread_id=topic)
     except TelegramError as error:  # cosmetic: never let it cost the user the answer
         log.debug("chat action failed: %s", error)
 
@@ -637,9 +644,18 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
             chat.id,
             outgoing,
             reply_to=replied.message_id if replied else None,
+            topic=_topic(replied),
             uploaded=context.uploaded,
         )
     return sent
+
+
+def _topic(message: object) -> int | None:
+    """The forum topic a message is in, so answers (and "sending a photo…") go there too,
+    also when the message they reply to has been deleted meanwhile."""
+    if isinstance(message, Message) and message.is_topic_message:
+        return message.message_thread_id
+    return None
 
 
 async def _answer_in_private(update: Update, context: MoodContext, reply: Reply) -> None:
@@ -647,8 +663,8 @@ async def _answer_in_private(update: Update, context: MoodContext, reply: Reply)
     in a group it goes to the user's private chat with the bot, and the group only hears that
     it went there — or, when Telegram does not let the bot write first, how to open that chat."""
     chat, user = update.effective_chat, update.effective_user
-    if chat is None or user is None or chat.type == ChatType.PRIVATE:
-        await _answer(update, context, reply)
+    if chat is None or user is None or chat.type == ChatType.PRIVATE or isinstance(reply, Notice):
+        await _answer(update, context, reply)  # a notice ("no reading yet") tells nothing
         return
     art = await context.service.card_image(reply) if isinstance(reply, TrackCard) else None
     try:
@@ -668,9 +684,11 @@ async def send(
     outgoing: tr.Outgoing,
     *,
     reply_to: int | None = None,
+    topic: int | None = None,
     uploaded: UploadedPhotos | None = None,
 ) -> Message:
-    """Send one rendered message; a photo Telegram refuses falls back to the text alone.
+    """Send one rendered message (into forum ``topic``, if any); a photo Telegram refuses falls
+    back to the text alone.
 
     A picture uploaded before goes by its ``file_id`` (see :class:`UploadedPhotos`); if
     Telegram no longer knows the id, the bytes are uploaded once more.
@@ -680,40 +698,39 @@ async def send(
         if reply_to is not None
         else None
     )
+    where = {"chat_id": chat_id, "message_thread_id": topic, "reply_parameters": reply_parameters}
     if outgoing.photo is not None:
         try:
-            return await _send_photo(bot, chat_id, outgoing, reply_parameters, uploaded)
+            return await _send_photo(bot, where, outgoing, uploaded)
         except BadRequest as error:
             log.warning("Telegram refused the photo (%s); sending the text alone", error)
     return await bot.send_message(
-        chat_id,
-        outgoing.text,
+        text=outgoing.text,
         parse_mode=ParseMode.HTML,
         reply_markup=outgoing.keyboard,
-        reply_parameters=reply_parameters,
         link_preview_options=LinkPreviewOptions(is_disabled=True),
+        **where,
     )
 
 
 async def _send_photo(
     bot: ExtBot[None],
-    chat_id: int,
+    where: dict[str, Any],
     outgoing: tr.Outgoing,
-    reply_parameters: ReplyParameters | None,
     uploaded: UploadedPhotos | None,
 ) -> Message:
     """The photo by its ``file_id`` when uploaded before, else (or when Telegram no longer
-    knows that id) the bytes, whose new ``file_id`` is remembered."""
+    knows that id) the bytes, whose new ``file_id`` is remembered. ``where``: the chat, topic
+    and reply parameters of :func:`send`."""
     assert outgoing.photo is not None
 
     async def send_photo(photo: bytes | str) -> Message:
         return await bot.send_photo(
-            chat_id,
             photo=photo,
             caption=outgoing.text,
             parse_mode=ParseMode.HTML,
             reply_markup=outgoing.keyboard,
-            reply_parameters=reply_parameters,
+            **where,
         )
 
     data = outgoing.photo

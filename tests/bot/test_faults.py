@@ -104,6 +104,26 @@ async def test_when_every_retry_fails_the_failure_is_logged_and_the_bot_goes_on(
     assert card.method == "sendPhoto"
 
 
+async def test_a_chat_that_refuses_the_bot_is_not_sent_an_apology(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    selfie: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Blocked by the user, or removed from the group while reading: nothing is broken on our
+    side, and an apology would be refused the same way."""
+    alice = user(2006, "Alice")
+    caplog.set_level(logging.INFO)
+    fake.fail_next("sendPhoto", status=403, description="Forbidden: bot was blocked by the user")
+    fake.send_photo(alice, selfie)
+    (refused,) = await fake.wait_for("sendPhoto", within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    assert refused.params["_failed_with"] == 403
+    assert [c.method for c in fake.replies(alice["id"])] == ["sendPhoto"]  # and nothing after
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("refuses the bot" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_card_whose_send_timed_out_is_not_called_a_failure(
     service: MoodLifter,
     fake: FakeTelegramAPI,

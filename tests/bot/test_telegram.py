@@ -36,7 +36,7 @@ from core.config import (
     Settings,
     TelegramSettings,
 )
-from core.service import KEPT, NOT_RATABLE, NOTHING_TO_FORGET, MoodLifter
+from core.service import KEPT, NO_READING, NOT_RATABLE, NOTHING_TO_FORGET, MoodLifter
 from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, shown, user
 
@@ -208,6 +208,26 @@ async def test_a_slow_answer_shows_sending_a_photo_first(
     actions = fake.calls_to("sendChatAction", chat_id=alice["id"])
     assert actions and actions[0].params["action"] == "upload_photo"
     assert actions[0].at <= card.at
+
+
+@pytest.mark.parametrize("chat_action_after", [0.2])
+async def test_in_a_forum_topic_answers_go_to_that_topic(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """Also "sending a photo…", and also when the selfie is deleted before the card comes
+    (Telegram then places a reply by its topic id alone)."""
+    forum = {**group_chat(-1011, "Club"), "is_forum": True}
+    topic = {"is_topic_message": True, "message_thread_id": 77}
+    fake.stall_next("GET file", 1.0)
+    photo = fake.send_photo(alice, selfie, forum, caption="@MoodLifterBot", **topic)
+    (card,) = await fake.wait_for_replies(forum["id"], 1, within=WAIT)
+    assert card.params["message_thread_id"] == "77" and card.reply_to == photo["message_id"]
+    actions = fake.calls_to("sendChatAction", chat_id=forum["id"])
+    assert actions and all(a.params["message_thread_id"] == "77" for a in actions)
+
+    fake.send_command(alice, "/more@MoodLifterBot", forum, **topic)
+    second = (await fake.wait_for_replies(forum["id"], 2, within=WAIT))[-1]
+    assert second.params["message_thread_id"] == "77"
 
 
 async def test_image_sent_as_a_file_is_read_too(
@@ -704,14 +724,21 @@ async def test_in_a_group_readings_and_the_song_list_are_answered_in_private(
     assert "happy" in shown(private[0]).lower()  # the reading, with its chart
     assert "open.spotify.com/track/" in str(private[1].params)  # the song list
 
+    # Bob has no reading yet: nothing personal in that, so the group hears it.
+    asked = fake.send_command(bob, "/mood@MoodLifterBot", group)
+    told = (await fake.wait_for_replies(group["id"], 4, within=WAIT))[-1]
+    assert told.reply_to == asked["message_id"] and shown(told) == NO_READING
+
     # Bob never opened a chat with the bot: Telegram refuses its first private message.
+    fake.send_photo(bob, selfie, group, caption="@MoodLifterBot")
+    await fake.wait_for_replies(group["id"], 5, within=WAIT)
     fake.fail_next(
         "sendMessage",
         status=403,
         description="Forbidden: bot can't initiate conversation with a user",
     )
     asked = fake.send_command(bob, "/history@MoodLifterBot", group)
-    told = (await fake.wait_for_replies(group["id"], 4, within=WAIT))[-1]
+    told = (await fake.wait_for_replies(group["id"], 6, within=WAIT))[-1]
     assert told.reply_to == asked["message_id"]
     assert shown(told) == wording.OPEN_PRIVATE_CHAT.format(link="https://t.me/MoodLifterBot")
     assert [c.params.get("_failed_with") for c in fake.replies(bob["id"])] == [403]

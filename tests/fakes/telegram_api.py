@@ -469,15 +469,17 @@ class FakeTelegramAPI:
         caption: str | None = None,
         reply_to: JSON | None = None,
         sizes: list[JSON] | None = None,
+        **extra: Any,
     ) -> JSON:
-        """A user sends a compressed photo (several sizes); a caption may mention the bot."""
+        """A user sends a compressed photo (several sizes); a caption may mention the bot;
+        ``extra`` fields go into the message (e.g. a forum topic's ``message_thread_id``)."""
         content: JSON = {"photo": sizes if sizes is not None else self.photo_sizes(image)}
         if caption:
             content["caption"] = caption
             entities = self._mention_entities(caption)
             if entities:
                 content["caption_entities"] = entities
-        message = self.new_message(from_user, chat, reply_to=reply_to, **content)
+        message = self.new_message(from_user, chat, reply_to=reply_to, **content, **extra)
         return self.send_message(message)
 
     def send_document(

@@ -58,7 +58,7 @@ from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
 from core.config import TelegramSettings
 from core.errors import ConfigError
 from core.replies import Notice, NoticeKind, Reply, TrackCard
-from core.service import MoodLifter, UserRef
+from core.service import HELP_SEND, MoodLifter, UserRef
 
 log = logging.getLogger(__name__)
 
@@ -380,25 +380,39 @@ def _for_us(update: Update) -> bool:
 
 
 async def start(update: Update, context: MoodContext) -> None:
-    """Say hello and what the bot does."""
+    """Say hello and what the bot does; ``/start mood`` or ``/start history`` (the link a group
+    gives to someone the bot could not write to first) answers that command at once."""
+    deep_link = (context.args or [""])[0]
+    if deep_link in _START_LINKS:
+        context.args = []  # the payload is the command, not its argument
+        await _START_LINKS[deep_link](update, context)
+        return
     await _answer(update, context, context.service.welcome())
 
 
 async def help_command(update: Update, context: MoodContext) -> None:
     """List the commands and the privacy promise."""
-    await _answer(update, context, context.service.help())
+    await _answer(update, context, context.service.help(_how_to_send(update, context)))
 
 
 async def chat_text(update: Update, context: MoodContext) -> None:
     """Plain words in a private chat, or mentioning the bot in a group: what it understands."""
     message = update.effective_message
     text = message.text if message is not None and message.text else ""
-    await _answer(update, context, context.service.chat(text))
+    await _answer(update, context, context.service.chat(text, _how_to_send(update, context)))
 
 
 async def unknown_command(update: Update, context: MoodContext) -> None:
     """A command the bot does not have: point to /help."""
-    await _answer(update, context, context.service.help())
+    await _answer(update, context, context.service.help(_how_to_send(update, context)))
+
+
+def _how_to_send(update: Update, context: MoodContext) -> str:
+    """How to send a selfie here: in a group the bot sees only photos addressed to it."""
+    chat = update.effective_chat
+    if chat is None or chat.type == ChatType.PRIVATE:
+        return HELP_SEND
+    return wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot=context.bot.username)
 
 
 async def more(update: Update, context: MoodContext) -> None:
@@ -408,7 +422,7 @@ async def more(update: Update, context: MoodContext) -> None:
 
 async def mood(update: Update, context: MoodContext) -> None:
     """What the bot read in the user's last selfie (in a group: told in private)."""
-    await _answer_in_private(update, context, await context.service.mood(_user(update)))
+    await _answer_in_private(update, context, await context.service.mood(_user(update)), "mood")
 
 
 async def mode(update: Update, context: MoodContext) -> None:
@@ -421,7 +435,10 @@ async def history(update: Update, context: MoodContext) -> None:
     """``/history [N]``: the last songs sent to the user, with links, emotion and rating."""
     count = " ".join(context.args or ()) or None
     reply = await context.service.history(_user(update), count)
-    await _answer_in_private(update, context, reply)
+    await _answer_in_private(update, context, reply, "history")
+
+
+_START_LINKS = {"mood": mood, "history": history}  # /start payloads: the private answers
 
 
 async def forget(update: Update, context: MoodContext) -> None:
@@ -658,10 +675,13 @@ def _topic(message: object) -> int | None:
     return None
 
 
-async def _answer_in_private(update: Update, context: MoodContext, reply: Reply) -> None:
+async def _answer_in_private(
+    update: Update, context: MoodContext, reply: Reply, command: str
+) -> None:
     """A personal answer (what the bot read on a face, the songs it sent with those readings):
     in a group it goes to the user's private chat with the bot, and the group only hears that
-    it went there — or, when Telegram does not let the bot write first, how to open that chat."""
+    it went there — or, when Telegram does not let the bot write first, a link that opens that
+    chat and answers ``command`` there (``/start command``)."""
     chat, user = update.effective_chat, update.effective_user
     if chat is None or user is None or chat.type == ChatType.PRIVATE or isinstance(reply, Notice):
         await _answer(update, context, reply)  # a notice ("no reading yet") tells nothing
@@ -672,7 +692,7 @@ async def _answer_in_private(update: Update, context: MoodContext, reply: Reply)
             await send(context.bot, user.id, outgoing, uploaded=context.uploaded)
     except (Forbidden, BadRequest) as refused:  # never started the bot, blocked it, ...
         log.info("could not answer in private: %s", refused.__class__.__name__)
-        link = f"https://t.me/{context.bot.username}"
+        link = f"https://t.me/{context.bot.username}?start={command}"
         await _answer(update, context, wording.OPEN_PRIVATE_CHAT.format(link=link))
         return
     await _answer(update, context, wording.SENT_IN_PRIVATE)

@@ -32,8 +32,12 @@ WRITE_IN_PRIVATE = (
 )
 SENT_IN_PRIVATE = "That's between you and me — I've sent it to you in our private chat."
 OPEN_PRIVATE_CHAT = (
-    "That's between you and me, so I only show it in a private chat: open {link}, "
-    "press Start, then ask me again there."
+    "That's between you and me, so I only show it in a private chat: open {link} and press "
+    "Start (if you had blocked me, unblock me there first)."
+)
+TELEGRAM_GROUP_HOW_TO_SEND = (
+    "In a group, send me your selfie with @{bot} in its caption, or as a reply to one of my "
+    "messages, and I'll answer with a song for your mood."
 )
 NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
 NEEDS_EMBED_LINKS = (

@@ -740,8 +740,20 @@ async def test_in_a_group_readings_and_the_song_list_are_answered_in_private(
     asked = fake.send_command(bob, "/history@MoodLifterBot", group)
     told = (await fake.wait_for_replies(group["id"], 6, within=WAIT))[-1]
     assert told.reply_to == asked["message_id"]
-    assert shown(told) == wording.OPEN_PRIVATE_CHAT.format(link="https://t.me/MoodLifterBot")
-    assert [c.params.get("_failed_with") for c in fake.replies(bob["id"])] == [403]
+    link = "https://t.me/MoodLifterBot?start=history"
+    assert shown(told) == wording.OPEN_PRIVATE_CHAT.format(link=link)
+    # The link opens the private chat with "/start history": the list comes at once.
+    fake.send_command(bob, "/start history")
+    (listing,) = await fake.wait_for(
+        lambda c: c.params.get("chat_id") == str(bob["id"]) and "_failed_with" not in c.params,
+        within=WAIT,
+    )
+    assert "open.spotify.com/track/" in str(listing.params)
+
+    # In a group, the help says how to send a photo there.
+    fake.send_command(bob, "/help@MoodLifterBot", group)
+    helped = (await fake.wait_for_replies(group["id"], 7, within=WAIT))[-1]
+    assert shown(helped).startswith(wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot="MoodLifterBot"))
 
 
 async def test_group_photo_after_private_chat_goes_to_the_group(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -30,6 +31,7 @@ from typing import Any
 
 from telegram import (
     BotCommand,
+    CallbackQuery,
     LinkPreviewOptions,
     Message,
     PhotoSize,
@@ -107,6 +109,16 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
     def chat_action_after(self) -> float:
         """Seconds an answer may take before the chat shows "sending a photo…"."""
         return float(self.bot_data["chat_action_after"])
+
+    @property
+    def pressing(self) -> set[tuple[int, int, int]]:
+        """(chat, message, user) of the button presses being handled right now."""
+        return self.bot_data.setdefault("pressing", set())  # type: ignore[no-any-return]
+
+    @property
+    def refused_albums(self) -> OrderedDict[str, None]:
+        """Albums (media groups) whose photos were refused for the photo limit, recent last."""
+        return self.bot_data.setdefault("refused_albums", OrderedDict())  # type: ignore[no-any-return]
 
 
 MoodApplication = Application[Any, MoodContext, Any, Any, Any, Any]
@@ -407,6 +419,11 @@ async def unknown_command(update: Update, context: MoodContext) -> None:
     await _answer(update, context, context.service.help(_how_to_send(update, context)))
 
 
+def _in_group(update: Update) -> bool:
+    chat = update.effective_chat
+    return chat is not None and chat.type != ChatType.PRIVATE
+
+
 def _how_to_send(update: Update, context: MoodContext) -> str:
     """How to send a selfie here: in a group the bot sees only photos addressed to it."""
     chat = update.effective_chat
@@ -455,7 +472,8 @@ async def photo(update: Update, context: MoodContext) -> None:
         return
     refusal = context.service.admit(_user(update))  # before the download a flood would cost
     if refusal is not None:
-        await _answer(update, context, refusal)
+        if _first_refusal_of_album(context, message):
+            await _answer(update, context, refusal)
         return
     async with (
         context.service.reading(_user(update)),
@@ -468,15 +486,47 @@ async def photo(update: Update, context: MoodContext) -> None:
         await _answer(update, context, await context.service.read_photo(_user(update), image))
 
 
+def _first_refusal_of_album(context: MoodContext, message: Message) -> bool:
+    """Whether to say "too many photos" for this refused photo: once for an album (each of
+    its photos comes as its own message), every time for single photos."""
+    album = message.media_group_id
+    if album is None:
+        return True
+    refused = context.refused_albums
+    if album in refused:
+        return False
+    refused[album] = None
+    while len(refused) > 1024:
+        refused.popitem(last=False)
+    return True
+
+
 async def not_a_photo(update: Update, context: MoodContext) -> None:
     """A sticker, GIF, voice, video or non-image file: ask for a photo instead."""
     await _answer(update, context, wording.NOT_A_PHOTO)
 
 
 async def button(update: Update, context: MoodContext) -> None:
-    """A known inline button: "Another song", 👍 / 👎, or the answer to /forget."""
+    """A known inline button: "Another song", 👍 / 👎, or the answer to /forget. A second press
+    of a button of the same message by the same user while the first is handled (a double
+    tap) only stops its spinner: one song, and /forget's "Done" is not overwritten."""
     query = update.callback_query
     assert query is not None and context.match is not None
+    message = query.message
+    key = (message.chat.id, message.message_id, query.from_user.id) if message else None
+    if key is not None and key in context.pressing:
+        await query.answer()
+        return
+    if key is not None:
+        context.pressing.add(key)
+    try:
+        await _pressed(update, context, query)
+    finally:
+        context.pressing.discard(key)  # type: ignore[arg-type]
+
+
+async def _pressed(update: Update, context: MoodContext, query: CallbackQuery) -> None:
+    assert context.match is not None
     owner = context.match["owner"]
     rating = context.match["rating"]
     if rating is not None:  # 👍 / 👎: for whoever pressed it, acknowledged with a toast
@@ -490,6 +540,10 @@ async def button(update: Update, context: MoodContext) -> None:
             await query.answer(reply.text, show_alert=True)
             return
         await query.answer()
+        if isinstance(reply, TrackCard) and _in_group(update):
+            # It comes as a reply to someone's card: say whose song this one is.
+            for_whom = wording.FOR_WHOM.format(name=query.from_user.first_name)
+            reply = dataclasses.replace(reply, notes=(*reply.notes, for_whom))
         await _answer(update, context, reply)
     elif int(owner) != query.from_user.id:
         await query.answer(wording.FORGET_NOT_YOURS, show_alert=True)

@@ -67,6 +67,25 @@ async def test_a_flood_is_slowed_down_kindly_and_others_are_still_served(
     assert len(fake.calls_to("getFile")) <= PER_MINUTE + 2
 
 
+async def test_an_album_beyond_the_photo_limit_is_told_once(
+    app: MoodApplication, fake: FakeTelegramAPI, selfie: bytes
+) -> None:
+    """An album's photos come as one message each: the ones beyond the limit get one "slow
+    down" between them, not one each."""
+    carol = user(5003, "Carol")
+    sizes = fake.photo_sizes(selfie)
+    album = [
+        fake.send_photo(carol, b"", sizes=sizes, media_group_id="13579")
+        for _ in range(PER_MINUTE + 4)
+    ]
+    await fake.wait_for_replies(carol["id"], PER_MINUTE + 1, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    replies = fake.replies(carol["id"])
+    assert len([r for r in replies if SLOW_DOWN.match(shown(r))]) == 1
+    assert len(replies) == PER_MINUTE + 1  # a card (or "busy") each within the limit, one notice
+    assert {r.reply_to for r in replies} <= {m["message_id"] for m in album}
+
+
 async def test_a_full_queue_says_busy_instead_of_making_everyone_wait(
     app: MoodApplication, fake: FakeTelegramAPI, selfie: bytes
 ) -> None:

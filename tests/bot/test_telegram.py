@@ -756,6 +756,29 @@ async def test_in_a_group_readings_and_the_song_list_are_answered_in_private(
     assert shown(helped).startswith(wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot="MoodLifterBot"))
 
 
+async def test_in_a_group_a_card_a_button_brought_says_whose_and_a_double_tap_is_one_press(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    bob: dict[str, Any],
+    selfie: bytes,
+) -> None:
+    group = group_chat(-1012, "Gang")
+    hers = fake.send_photo(alice, selfie, group, caption="@MoodLifterBot")
+    fake.send_photo(bob, selfie, group, caption="@MoodLifterBot")
+    cards = await fake.wait_for_replies(group["id"], 2, within=WAIT)
+    (alices_card,) = [card for card in cards if card.reply_to == hers["message_id"]]
+    another = alices_card.buttons[1]["callback_data"]
+    taps = [fake.press_button(bob, alices_card, another) for _ in range(2)]  # a double tap
+    third = (await fake.wait_for_replies(group["id"], 3, within=WAIT))[-1]
+    assert third.reply_to == alices_card.params["_message_id"]
+    assert shown(third).endswith(wording.FOR_WHOM.format(name=bob["first_name"]))
+    await fake.wait_for(lambda c: c.params.get("callback_query_id") == taps[1], within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    assert len(fake.replies(group["id"])) == 3  # one song for the two taps
+    assert set(taps) <= set(fake.answered_callbacks)  # both spinners stopped
+
+
 async def test_group_photo_after_private_chat_goes_to_the_group(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
 ) -> None:

@@ -59,8 +59,9 @@ from bot import wording
 from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
 from core.config import TelegramSettings
 from core.errors import ConfigError
+from core.ratelimit import RateLimiter
 from core.replies import Notice, NoticeKind, Reply, TrackCard
-from core.service import HELP_SEND, MoodLifter, UserRef
+from core.service import HELP_SEND, MoodLifter, Throttle, UserRef
 
 log = logging.getLogger(__name__)
 
@@ -372,13 +373,42 @@ async def gate(update: Update, context: MoodContext) -> None:
         return
     verdict = context.service.throttle(_user(update))
     if verdict.allowed:
-        return
+        if _group_has_room(update, context):
+            return
+        verdict = Throttle(allowed=False, notice=_group_full_notice(update, context))
     if query is not None:  # a toast once, else just stop the button's spinner
         notice = verdict.notice
         await query.answer(notice.text if notice else None, show_alert=notice is not None)
     elif verdict.notice is not None:
         await _answer(update, context, verdict.notice)
     raise ApplicationHandlerStop
+
+
+GROUP_ANSWERS_PER_MINUTE = 20
+"""Telegram lets a bot send about 20 messages a minute into one group; beyond that it answers
+429 and holds every send to that group, so the group's other members would wait too."""
+
+
+def _group_has_room(update: Update, context: MoodContext) -> bool:
+    """Whether one more answer fits the group's minute (always in a private chat, and for a
+    button press that posts nothing: a rating's toast, /forget's edit)."""
+    chat, query = update.effective_chat, update.callback_query
+    if chat is None or chat.type == ChatType.PRIVATE:
+        return True
+    if query is not None and query.data != tr.MORE:
+        return True
+    limiter = context.bot_data.setdefault(
+        "group_answers", RateLimiter(limit=GROUP_ANSWERS_PER_MINUTE, window=60.0)
+    )
+    return limiter.allow(chat.id)
+
+
+def _group_full_notice(update: Update, context: MoodContext) -> Notice | None:
+    """The "this group keeps me busy" notice, once a minute per group."""
+    chat = update.effective_chat
+    assert chat is not None
+    told = context.bot_data.setdefault("group_told", RateLimiter(limit=1, window=60.0))
+    return Notice(NoticeKind.SLOW_DOWN, wording.GROUP_FULL) if told.allow(chat.id) else None
 
 
 def _for_us(update: Update) -> bool:

@@ -58,6 +58,7 @@ PRIVATE_ANSWERS_HERE = (
     "(only you will see the song), or in a DM with me."
 )
 FORGET_NOT_YOURS = "Only the person who asked can answer this."
+GROUP_FULL = "This group is keeping me very busy — give me a minute, then I'm all ears again."
 FOR_WHOM = "For {name}"  # under a card a button press brought to a group chat
 BUTTON_EXPIRED = "This button no longer works. Send a selfie to start again."
 STILL_CATCHING_UP = "I'm still catching up — please wait a moment, then try again."

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.telegram import MoodApplication
+from bot import wording
+from bot.telegram import GROUP_ANSWERS_PER_MINUTE, MoodApplication
 from core import service as core_service
 from core.config import LimitsSettings, Settings
 from tests.bot.conftest import service_settings
@@ -84,6 +85,26 @@ async def test_an_album_beyond_the_photo_limit_is_told_once(
     assert len([r for r in replies if SLOW_DOWN.match(shown(r))]) == 1
     assert len(replies) == PER_MINUTE + 1  # a card (or "busy") each within the limit, one notice
     assert {r.reply_to for r in replies} <= {m["message_id"] for m in album}
+
+
+async def test_a_busy_group_gets_what_telegram_lets_a_bot_send_it_then_one_notice(
+    app: MoodApplication, fake: FakeTelegramAPI
+) -> None:
+    """Telegram takes about 20 messages a minute from a bot into one group, then holds all of
+    them: past that the bot says so once and waits, instead of queueing everyone behind 429s."""
+    group = group_chat(-1013, "Party")
+    people = [user(5200 + i, f"Guest{i}") for i in range(5)]
+    for _ in range(5):
+        for who in people:
+            fake.send_command(who, "/help@MoodLifterBot", group)
+    await fake.wait_for_replies(group["id"], GROUP_ANSWERS_PER_MINUTE + 1, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    texts = [shown(r) for r in fake.replies(group["id"])]
+    assert texts.count(wording.GROUP_FULL) == 1
+    assert len(texts) == GROUP_ANSWERS_PER_MINUTE + 1
+    fake.send_command(people[0], "/help")  # private chats are not held back by the group
+    (private,) = await fake.wait_for_replies(people[0]["id"], 1, within=WAIT)
+    assert "/more" in shown(private)
 
 
 async def test_a_full_queue_says_busy_instead_of_making_everyone_wait(

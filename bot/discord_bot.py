@@ -14,10 +14,12 @@ Named ``discord_bot`` so that it cannot shadow the ``discord`` package inside ``
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,7 @@ from discord import app_commands
 
 from bot import wording
 from bot.log_redaction import Redactor
+from bot.presses import PressesInFlight
 from core.errors import ConfigError
 from core.palette import MOOD_COLOURS
 from core.replies import (
@@ -190,6 +193,7 @@ class MoodLiftBot(discord.Client):
         RedactInteractionTokens().install()
         self.service = service
         self.options = options
+        self.presses = PressesInFlight()
         self.tree = _CommandTree(self)
         self.tree.error(self.on_app_command_error)
         _add_commands(self.tree)
@@ -518,8 +522,10 @@ class AnotherSongButton(discord.ui.Button["CardView"]):
         )
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        """Same as ``/more``."""
-        await _another_song(interaction)
+        """Same as ``/more`` (a double click: one song)."""
+        async with _one_press(interaction) as first:
+            if first:
+                await _another_song(interaction)
 
 
 class RateButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=RATE_ID):
@@ -616,8 +622,14 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FORG
         return True
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        """Forget the user for real (or not) and say so in place of the question."""
+        """Forget the user for real (or not) and say so in place of the question (a double
+        click: once, so "Done" is not replaced by "nothing stored")."""
         bot = _bot(interaction)
+        async with _one_press(interaction) as first:
+            if first:
+                await self._answer(interaction, bot)
+
+    async def _answer(self, interaction: discord.Interaction, bot: MoodLiftBot) -> None:
         try:
             await interaction.response.defer()  # acknowledged at once: the store may be slow
             if self.answer == "yes":
@@ -628,6 +640,17 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FORG
             await interaction.edit_original_response(content=text, view=None)
         except Exception as error:  # the same one handler as every other command and button
             await bot.on_app_command_error(interaction, _wrap(error))
+
+
+@contextlib.asynccontextmanager
+async def _one_press(interaction: discord.Interaction) -> AsyncIterator[bool]:
+    """Whether this is the first click of this user on this message still being handled; a
+    second one (a double click) is acknowledged without a word."""
+    message_id = interaction.message.id if interaction.message else interaction.id
+    with _bot(interaction).presses.first((message_id, interaction.user.id)) as first:
+        if not first:
+            await interaction.response.defer()
+        yield first
 
 
 def forget_view(owner_id: int) -> discord.ui.View:

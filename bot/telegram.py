@@ -56,6 +56,7 @@ from telegram.ext import (
 
 from bot import telegram_render as tr
 from bot import wording
+from bot.presses import PressesInFlight
 from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
 from core.config import TelegramSettings
 from core.errors import ConfigError
@@ -112,9 +113,9 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         return float(self.bot_data["chat_action_after"])
 
     @property
-    def pressing(self) -> set[tuple[int, int, int]]:
-        """(chat, message, user) of the button presses being handled right now."""
-        return self.bot_data.setdefault("pressing", set())  # type: ignore[no-any-return]
+    def presses(self) -> PressesInFlight:
+        """The button presses being handled right now (a double tap is one press)."""
+        return self.bot_data.setdefault("presses", PressesInFlight())  # type: ignore[no-any-return]
 
     @property
     def refused_albums(self) -> OrderedDict[str, None]:
@@ -543,16 +544,12 @@ async def button(update: Update, context: MoodContext) -> None:
     query = update.callback_query
     assert query is not None and context.match is not None
     message = query.message
-    key = (message.chat.id, message.message_id, query.from_user.id) if message else None
-    if key is not None and key in context.pressing:
-        await query.answer()
-        return
-    if key is not None:
-        context.pressing.add(key)
-    try:
+    key = (message.chat.id, message.message_id, query.from_user.id) if message else query.id
+    with context.presses.first(key) as first:
+        if not first:
+            await query.answer()
+            return
         await _pressed(update, context, query)
-    finally:
-        context.pressing.discard(key)  # type: ignore[arg-type]
 
 
 async def _pressed(update: Update, context: MoodContext, query: CallbackQuery) -> None:

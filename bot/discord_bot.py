@@ -1,6 +1,7 @@
 """The Discord adapter: slash commands, photos sent to it, buttons, over one :class:`MoodLifter`.
 
-Every handler is thin: it reads the interaction (or DM), calls one method of the core service
+Every handler is thin: it reads the interaction (or message: a DM, or a server message that
+mentions it), calls one method of the core service
 and renders the :class:`~core.replies.Reply` it gets back in Discord's idiom — an embed with a
 "Open in Spotify" link and a persistent "Another song" button for a track, an embed (and chart)
 for ``/mood``, a short message for a notice. The words come from :mod:`bot.wording`, shared with
@@ -293,7 +294,8 @@ class MoodLiftBot(discord.Client):
         return True
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
-        """Errors outside app commands and views (the DM handler): log, then apologise."""
+        """Errors outside app commands and views (the message handler: DMs and server
+        mentions): log, then apologise."""
         log.error("unhandled error in %s", event_method, exc_info=sys.exc_info())
         message = args[0] if args and isinstance(args[0], discord.Message) else None
         if event_method == "on_message" and message is not None:
@@ -390,7 +392,7 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
     """Register the slash commands; each one parses, calls one core method and renders."""
 
     @tree.command(name="selfie", description="Send a selfie and get a song for your mood.")
-    @app_commands.describe(photo="A photo of your face (JPEG or PNG)")
+    @app_commands.describe(photo="A photo of your face (JPEG, PNG or HEIC)")
     async def selfie(interaction: discord.Interaction, photo: discord.Attachment) -> None:
         bot = _bot(interaction)
         if await _cannot_show_cards(interaction):

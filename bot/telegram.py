@@ -3,7 +3,9 @@
 Each handler parses the update, calls one core method and renders the reply with
 :mod:`bot.telegram_render`. Photos are downloaded into memory (never to disk), refused before
 download when Telegram says they are too big, and answered with a reply to the triggering
-message. In group chats the bot answers commands, and photos that reply to it or mention it.
+message. In group chats the bot answers commands addressed to it, photos that mention it or
+reply to it, and words that mention it; /mood and /history go to the asker's private chat;
+answers stay in the message's forum topic; a group gets at most ~20 answers a minute.
 
 Start it inside a running event loop (the runtime runs several adapters together)::
 
@@ -350,7 +352,9 @@ async def _post_init(application: MoodApplication) -> None:
 
 
 async def gate(update: Update, context: MoodContext) -> None:
-    """Before any other handler: drop a flood, and turn away messages sent as a chat.
+    """Before any other handler: drop a flood, keep a group within the ~20 answers a minute
+    Telegram takes (ratings and /forget's edits do not count), and turn away messages sent as
+    a chat.
 
     Only what the bot would answer counts toward the flood limit (group chatter it ignores
     does not). A message an anonymous group admin or a channel sends carries Telegram's
@@ -377,7 +381,7 @@ async def gate(update: Update, context: MoodContext) -> None:
         if _group_has_room(update, context):
             return
         verdict = Throttle(allowed=False, notice=_group_full_notice(update, context))
-    if query is not None:  # a toast once, else just stop the button's spinner
+    if query is not None:  # an alert once, else just stop the button's spinner
         notice = verdict.notice
         await query.answer(notice.text if notice else None, show_alert=notice is not None)
     elif verdict.notice is not None:
@@ -490,7 +494,7 @@ _START_LINKS = {"mood": mood, "history": history}  # /start payloads: the privat
 
 
 async def forget(update: Update, context: MoodContext) -> None:
-    """Ask to confirm deleting everything stored about the user."""
+    """Ask to confirm deleting what is stored about the user, or say at once that nothing is."""
     await _answer(update, context, await context.service.forget(_user(update), confirmed=False))
 
 
@@ -594,10 +598,10 @@ async def stale_button(update: Update, context: MoodContext) -> None:
 
 
 async def on_error(update: object, context: MoodContext) -> None:
-    """Log what a handler let escape, and tell the user something went wrong.
-
-    A Bot API call that timed out is not repeated when it may have reached the user (a send),
-    so then the answer may be there after all: the user hears that, not an error.
+    """Log what a handler let escape and apologise, except to a chat that refuses the bot
+    (blocked, removed from the group: logged at INFO, nothing sent). After a timeout the user
+    hears that the chat service was slow, not that something broke: a send that timed out is
+    not repeated, so its answer may have arrived after all.
     """
     update_id = update.update_id if isinstance(update, Update) else None
     if isinstance(context.error, Forbidden):  # blocked by the user, removed from the group

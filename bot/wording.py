@@ -2,8 +2,9 @@
 
 Plain text only: each adapter adds its own markup (Telegram HTML captions, Discord embeds), but
 the facts, their order and their phrasing come from here. Notices carry their own text from
-``core``; this module only adds what the adapters say themselves (button labels, attachment
-problems, the generic error line).
+``core``; this module only adds what the adapters say themselves (button labels, how to send a
+photo on each platform, attachment problems, private-chat and group notices, expired buttons,
+throttling and error lines).
 """
 
 from __future__ import annotations

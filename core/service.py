@@ -56,7 +56,10 @@ WELCOME = (
     "Hi! Send me a selfie and I'll read the mood on your face and pick a song for it.\n"
     "Your photo is only looked at in memory and never stored."
 )
-HELP_SEND = "Send me a selfie (a JPEG or PNG photo) and I'll answer with a song for your mood."
+HELP_SEND = (
+    "Send me a selfie (a photo: JPEG, PNG or an iPhone's HEIC) and I'll answer with a song for "
+    "your mood."
+)
 HELP_BODY = (
     "/more — another song for your last mood\n"
     "/mood — what I read in your last selfie\n"

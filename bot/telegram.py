@@ -77,6 +77,9 @@ CHAT_ACTION_EVERY = 4.5  # seconds; Telegram shows an action for about five
 # Telegram answers an upload only once it has processed the picture; PTB's default 5 s read
 # timeout then reports a card that is on its way as failed.
 SEND_READ_TIMEOUT = 20.0  # seconds
+GROUP_ANSWERS_PER_MINUTE = 20
+"""Telegram lets a bot send about 20 messages a minute into one group; beyond that it answers
+429 and holds every send to that group, so the group's other members would wait too."""
 GATE_GROUP = -1  # the handler group of :func:`gate`, which runs before every other handler
 UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
@@ -118,6 +121,20 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
     def presses(self) -> PressesInFlight:
         """The button presses being handled right now (a double tap is one press)."""
         return self.bot_data.setdefault("presses", PressesInFlight())  # type: ignore[no-any-return]
+
+    @property
+    def group_answers(self) -> RateLimiter:
+        """Answers per group chat in the last minute (see :data:`GROUP_ANSWERS_PER_MINUTE`)."""
+        return self.bot_data.setdefault(  # type: ignore[no-any-return]
+            "group_answers", RateLimiter(limit=GROUP_ANSWERS_PER_MINUTE, window=60.0)
+        )
+
+    @property
+    def group_told(self) -> RateLimiter:
+        """Groups told in the last minute that they keep the bot busy (once a minute each)."""
+        return self.bot_data.setdefault(  # type: ignore[no-any-return]
+            "group_told", RateLimiter(limit=1, window=60.0)
+        )
 
     @property
     def refused_albums(self) -> OrderedDict[str, None]:
@@ -389,31 +406,23 @@ async def gate(update: Update, context: MoodContext) -> None:
     raise ApplicationHandlerStop
 
 
-GROUP_ANSWERS_PER_MINUTE = 20
-"""Telegram lets a bot send about 20 messages a minute into one group; beyond that it answers
-429 and holds every send to that group, so the group's other members would wait too."""
-
-
 def _group_has_room(update: Update, context: MoodContext) -> bool:
     """Whether one more answer fits the group's minute (always in a private chat, and for a
     button press that posts nothing: a rating's toast, /forget's edit)."""
     chat, query = update.effective_chat, update.callback_query
-    if chat is None or chat.type == ChatType.PRIVATE:
+    if chat is None or not _in_group(update):
         return True
     if query is not None and query.data != tr.MORE:
         return True
-    limiter = context.bot_data.setdefault(
-        "group_answers", RateLimiter(limit=GROUP_ANSWERS_PER_MINUTE, window=60.0)
-    )
-    return limiter.allow(chat.id)
+    return context.group_answers.allow(chat.id)
 
 
 def _group_full_notice(update: Update, context: MoodContext) -> Notice | None:
     """The "this group keeps me busy" notice, once a minute per group."""
     chat = update.effective_chat
     assert chat is not None
-    told = context.bot_data.setdefault("group_told", RateLimiter(limit=1, window=60.0))
-    return Notice(NoticeKind.SLOW_DOWN, wording.GROUP_FULL) if told.allow(chat.id) else None
+    told = context.group_told.allow(chat.id)
+    return Notice(NoticeKind.SLOW_DOWN, wording.GROUP_FULL) if told else None
 
 
 def _for_us(update: Update) -> bool:
@@ -461,8 +470,7 @@ def _in_group(update: Update) -> bool:
 
 def _how_to_send(update: Update, context: MoodContext) -> str:
     """How to send a selfie here: in a group the bot sees only photos addressed to it."""
-    chat = update.effective_chat
-    if chat is None or chat.type == ChatType.PRIVATE:
+    if not _in_group(update):
         return HELP_SEND
     return wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot=context.bot.username)
 
@@ -767,8 +775,8 @@ async def _answer_in_private(
     in a group it goes to the user's private chat with the bot, and the group only hears that
     it went there — or, when Telegram does not let the bot write first, a link that opens that
     chat and answers ``command`` there (``/start command``)."""
-    chat, user = update.effective_chat, update.effective_user
-    if chat is None or user is None or chat.type == ChatType.PRIVATE or isinstance(reply, Notice):
+    user = update.effective_user
+    if user is None or not _in_group(update) or isinstance(reply, Notice):
         await _answer(update, context, reply)  # a notice ("no reading yet") tells nothing
         return
     art = await context.service.card_image(reply) if isinstance(reply, TrackCard) else None

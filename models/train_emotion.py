@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data import fer2013
+from models import distillation
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class TrainSettings:
     seed: int = 1337
     limit: int = 0  # use only this many training faces (0 = all); for quick checks
     resume_from: str = ""  # a committed checkpoint folder to continue from (seeds an empty run)
+    teachers: list[str] = field(default_factory=list)  # .keras nets to distil (models.distillation)
+    teacher_weight: float = 0.5  # share of the teachers' probabilities in each target
     net: dict[str, object] = field(default_factory=dict)  # NetConfig overrides
 
 
@@ -88,8 +91,9 @@ class AveragedModel:
                 if logs is not None:
                     logs[MONITOR] = accuracy
                 log.info("epoch %d: averaged model %.4f on PublicTest", epoch + 1, accuracy)
-                if accuracy > self.best:
-                    self.best = accuracy
+                # The first epoch always leaves a best.keras, even one scoring 0 (a tiny run).
+                if accuracy > self.best or not (run_dir / "best.keras").exists():
+                    self.best = max(accuracy, self.best)
                     self.shadow.save(run_dir / "best.tmp.keras")
                     (run_dir / "best.tmp.keras").replace(run_dir / "best.keras")
 
@@ -209,6 +213,17 @@ def _datasets(settings: TrainSettings, cache_dir: Path):
 
     augment = build_augmenter(settings.seed, settings.augment_strength)
     x_train, y_train = prepare(train)
+    if settings.teachers:
+        teacher = distillation.teacher_probabilities(
+            settings.teachers, x_train, cache_dir=cache_dir
+        )
+        log.info(
+            "distilling %s (weight %.2f): teachers agree with the labels on %.4f of Training",
+            ", ".join(settings.teachers),
+            settings.teacher_weight,
+            float((teacher.argmax(axis=1) == train.labels).mean()),
+        )
+        y_train = distillation.mix_targets(y_train, teacher, settings.teacher_weight)
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=settings.seed, reshuffle_each_iteration=True)
@@ -246,7 +261,8 @@ def train(settings: TrainSettings) -> dict:
     if initial_epoch and (run_dir / "last.keras").exists():
         model = keras.models.load_model(run_dir / "last.keras")
         if settings.restart_learning_rate:
-            # A fork of a run (a warm restart): the schedule starts again from this rate.
+            # A fork of a run (a warm restart): the schedule starts again from this rate, with
+            # the plateau and early-stopping patience counted afresh (their bests are kept).
             model.optimizer.learning_rate.assign(settings.restart_learning_rate)
         log.info(
             "resuming at epoch %d (best so far %.4f)", initial_epoch, state["best_val_accuracy"]
@@ -276,6 +292,8 @@ def train(settings: TrainSettings) -> dict:
         remembered = state.get(key)
         if remembered and not _monitored(state):
             remembered = {"wait": 0, "best": None}  # counted on another metric: start afresh
+        if remembered and initial_epoch and settings.restart_learning_rate:
+            remembered = {**remembered, "wait": 0}  # a warm restart: patience starts anew
         if remembered:
             callback.on_train_begin()
             callback.wait = remembered["wait"]
@@ -359,6 +377,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         "--save-checkpoint", default="", help="after training, copy the resumable state here"
     )
     parser.add_argument(
+        "--teacher",
+        nargs="+",
+        default=[],
+        help="trained .keras nets whose mean probabilities (as-is + mirrored) join the targets",
+    )
+    parser.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=defaults.teacher_weight,
+        help="share of the teachers' probabilities in each target (the rest: the label)",
+    )
+    parser.add_argument(
         "--net", default="{}", help='NetConfig overrides as JSON, e.g. {"middle": 1}'
     )
     args = parser.parse_args(argv)
@@ -377,6 +407,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         seed=args.seed,
         limit=args.limit,
         resume_from=args.resume_from,
+        teachers=list(args.teacher),
+        teacher_weight=args.teacher_weight,
         net=net,
     ), args.save_checkpoint
 

@@ -119,3 +119,55 @@ def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path: Path, tiny_cs
     )
     with pytest.raises(FileNotFoundError, match=r"checkpoint lacks last\.keras"):
         train(settings)
+
+
+def test_a_run_distils_a_trained_net(tmp_path: Path, tiny_csv: Path) -> None:
+    """A teacher trained first joins the targets of a second run; the settings record it."""
+    teacher_run = tmp_path / "teacher"
+    base = TrainSettings(data=str(tiny_csv), epochs=1, batch_size=16, net=dict(TINY_NET))
+    train(replace(base, run_dir=str(teacher_run)))
+    student_run = tmp_path / "student"
+    main(
+        [
+            "--data",
+            str(tiny_csv),
+            "--run-dir",
+            str(student_run),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--net",
+            json.dumps(TINY_NET),
+            "--teacher",
+            str(teacher_run / "best.keras"),
+            "--teacher-weight",
+            "0.3",
+        ]
+    )
+    saved = json.loads((student_run / "settings.json").read_text())
+    assert saved["teachers"] == [str(teacher_run / "best.keras")]
+    assert saved["teacher_weight"] == 0.3
+    assert json.loads((student_run / "state.json").read_text())["epoch"] == 1
+    assert (student_run / "best.keras").is_file()
+
+
+def test_a_warm_restart_counts_patience_afresh(tmp_path: Path, tiny_csv: Path) -> None:
+    """A fork at a new rate gets the full plateau patience: a checkpoint one epoch short of
+    halving its rate (and of stopping) keeps the new rate after an epoch without progress."""
+    import keras
+
+    run = tmp_path / "run"
+    base = TrainSettings(data=str(tiny_csv), epochs=1, batch_size=16, net=dict(TINY_NET))
+    train(replace(base, run_dir=str(run)))
+    state = json.loads((run / "state.json").read_text())
+    state["best_val_accuracy"] = 1.0  # unbeatable: every later epoch counts against patience
+    state["plateau"] = {"wait": base.plateau_patience - 1, "best": 1.0}
+    state["stopper"] = {"wait": base.early_stop_patience - 1, "best": 1.0}
+    (run / "state.json").write_text(json.dumps(state))
+    train(replace(base, run_dir=str(run), epochs=2, restart_learning_rate=0.0005))
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2
+    assert state["plateau"]["wait"] == 1 and state["stopper"]["wait"] == 1
+    optimizer = keras.models.load_model(run / "last.keras").optimizer
+    assert float(optimizer.learning_rate) == pytest.approx(0.0005)

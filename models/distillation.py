@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models import emotion_views
+
 log = logging.getLogger(__name__)
 
 
@@ -57,12 +59,12 @@ def _read(teachers: Sequence[str | Path], x: np.ndarray, batch: int) -> np.ndarr
     total: np.ndarray | None = None
     for path in teachers:
         model = keras.models.load_model(path, compile=False)
-        for faces in (x, np.ascontiguousarray(x[:, :, ::-1])):
-            probabilities = model.predict(faces, batch_size=batch, verbose=0)
+        for view in emotion_views.MIRRORED:
+            probabilities = model.predict(view.apply(x), batch_size=batch, verbose=0)
             total = probabilities if total is None else total + probabilities
         log.info("teacher %s read %d faces", path, len(x))
     assert total is not None
-    return (total / (2 * len(teachers))).astype(np.float32)
+    return (total / (len(emotion_views.MIRRORED) * len(teachers))).astype(np.float32)
 
 
 def mix_targets(one_hot: np.ndarray, teacher: np.ndarray, weight: float) -> np.ndarray:

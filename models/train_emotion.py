@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data import fer2013
-from models import distillation
+from models import distillation, mixup
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class TrainSettings:
     calibration_faces: int = 4096  # un-augmented Training faces for re-estimating batch norm
     restart_learning_rate: float = 0.0  # on resuming, set the rate to this (0: the checkpoint's)
     augment_strength: float = 1.0  # scales the geometric augmentation (below 1: fine-tuning)
+    mixup: float = 0.0  # Beta(α, α) of models.mixup: blend face pairs and targets (0: off)
     seed: int = 1337
     limit: int = 0  # use only this many training faces (0 = all); for quick checks
     resume_from: str = ""  # a committed checkpoint folder to continue from (seeds an empty run)
@@ -229,8 +230,12 @@ def _datasets(settings: TrainSettings, cache_dir: Path):
         .shuffle(len(x_train), seed=settings.seed, reshuffle_each_iteration=True)
         .batch(settings.batch_size)
         .map(lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 1.0), y))
-        .prefetch(2)
     )
+    if settings.mixup:
+        train_ds = train_ds.map(
+            lambda x, y: mixup.mix_batch(x, y, settings.mixup, settings.seed + 5)
+        )
+    train_ds = train_ds.prefetch(2)
     x_valid, y_valid = prepare(valid)
     valid_ds = tf.data.Dataset.from_tensor_slices((x_valid, y_valid)).batch(256)
     pick = np.random.default_rng(settings.seed).permutation(len(x_train))
@@ -367,6 +372,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         default=defaults.augment_strength,
         help="scale of rotation, shift, shear and zoom (flips stay); e.g. 0.5 to fine-tune",
     )
+    parser.add_argument(
+        "--mixup",
+        type=float,
+        default=defaults.mixup,
+        help="blend pairs of training faces and their targets, mixing ratio ~ Beta(α, α); 0: off",
+    )
     parser.add_argument("--limit", type=int, default=0, help="train on this many faces only")
     parser.add_argument(
         "--resume-from",
@@ -404,6 +415,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         learning_rate=args.learning_rate,
         restart_learning_rate=args.restart_learning_rate,
         augment_strength=args.augment_strength,
+        mixup=args.mixup,
         seed=args.seed,
         limit=args.limit,
         resume_from=args.resume_from,

@@ -81,7 +81,7 @@ NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has so
 NO_READING = "I haven't read a selfie of yours yet — send me one and I'll tell you what I see."
 SLOW_DOWN = "Whoa, that's a lot of photos! Give me {seconds} seconds and try again."
 TOO_MANY = "Whoa, that's a lot at once! Give me {seconds} seconds to catch up — then I'm all ears."
-READING_WAIT = 10.0  # seconds a /more or /mood waits for the user's photo on its way
+READING_WAIT = 10.0  # seconds /more, /mood, /history, /forget wait for a photo on its way
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
 CONFIRM_FORGET = (
     "This deletes everything I know about you: the songs I sent, your ratings, your last reading "
@@ -214,10 +214,10 @@ class MoodLifter:
 
     @contextlib.asynccontextmanager
     async def reading(self, user: UserRef) -> AsyncIterator[None]:
-        """Mark a photo of ``user`` as on its way (download, reading, answer): their /more and
-        /mood meanwhile wait for it (at most :data:`READING_WAIT`), so a /more sent right after
-        a selfie answers for that selfie instead of asking for one, and comes after its card.
-        Adapters hold it from an admitted photo's download to its answer."""
+        """Mark a photo of ``user`` as on its way (download, reading, answer): their /more,
+        /mood, /history and /forget meanwhile wait for it (at most :data:`READING_WAIT`), so a
+        /more sent right after a selfie answers for that selfie instead of asking for one, and
+        comes after its card. Adapters hold it from an admitted photo's download to its answer."""
         key = (user.platform, user.user_id)
         done = asyncio.Event()
         self._readings.setdefault(key, set()).add(done)
@@ -336,6 +336,7 @@ class MoodLifter:
         asked = _history_count(count)
         if asked is None:
             return Notice(NoticeKind.BAD_ARGUMENT, BAD_HISTORY_COUNT)
+        await self._after_readings(user)
         account = await self.store.find_user(user.platform, user.user_id)
         entries = await self.store.history(account.id, min(asked, HISTORY_MAX)) if account else []
         if not entries:
@@ -357,7 +358,12 @@ class MoodLifter:
 
     async def forget(self, user: UserRef, confirmed: bool) -> Reply:
         """Delete every row about the user, after they confirmed (no question when there is
-        nothing to delete: asking "are you sure?" would suggest there is)."""
+        nothing to delete: asking "are you sure?" would suggest there is).
+
+        Like /more it first waits for the user's photos on their way: a reading that landed
+        after the deletion would store the user again.
+        """
+        await self._after_readings(user)
         if not confirmed:
             if await self.store.find_user(user.platform, user.user_id) is None:
                 return Notice(NoticeKind.FORGOTTEN, NOTHING_TO_FORGET)

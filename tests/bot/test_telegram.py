@@ -258,6 +258,30 @@ async def test_more_and_mood_sent_right_after_a_selfie_answer_for_it(
     assert "%" in shown(by_reply[mood["message_id"]])
 
 
+async def test_forget_and_history_sent_right_after_a_selfie_include_it(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    """/history and /forget sent while the selfie is still being read wait for it: the history
+    lists its song, and /forget asks to delete it (it is not "nothing stored"), so no reading
+    can land after the deletion and store the user again."""
+    photo = fake.send_photo(alice, selfie)
+    history = fake.send_command(alice, "/history")
+    forget = fake.send_command(alice, "/forget")
+    replies = await fake.wait_for_replies(alice["id"], 3, within=WAIT)
+    assert_card(replies[0], replying_to=photo["message_id"])
+    by_reply = {call.reply_to: call for call in replies[1:]}
+    title = shown(replies[0]).splitlines()[0].removeprefix("🎵").strip()
+    assert f"1. {title} by " in shown(by_reply[history["message_id"]])
+    confirm = by_reply[forget["message_id"]]
+    assert shown(confirm) != NOTHING_TO_FORGET and len(confirm.buttons) == 2
+    alice_id = store_id(db_path, alice["id"])
+    assert alice_id is not None and counts(db_path, alice_id)["deliveries"] == 1
+
+
 async def test_more_twice_and_the_button_never_repeat(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
 ) -> None:

@@ -93,6 +93,8 @@ COMMANDS = (
     BotCommand("forget", "Delete everything I know about you"),
 )
 
+_OUR_COMMANDS = frozenset(command.command for command in COMMANDS)
+
 
 class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
     """The callback context, with the injected service and limits typed."""
@@ -230,10 +232,17 @@ class _CommandForUs(filters.MessageFilter):
 
 
 class _CommandNotForAnother(filters.MessageFilter):
-    """A command the command handlers may answer: bare or ``/cmd@ThisBot``, not another bot's."""
+    """A command the command handlers may answer: ``/cmd@ThisBot``, any bare one in private,
+    in groups a bare one of ours (a bare ``/roll`` there is another bot's, not ours to count)."""
 
     def filter(self, message: Message) -> bool:
-        return _command_addressee(message) in (None, "")
+        addressee = _command_addressee(message)
+        if addressee != "":
+            return addressee is None
+        if message.chat.type == ChatType.PRIVATE:
+            return True
+        name = (message.text or "").split(maxsplit=1)[0][1:].partition("@")[0]
+        return name.casefold() in _OUR_COMMANDS
 
 
 NEW_MESSAGE = filters.UpdateType.MESSAGE

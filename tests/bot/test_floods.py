@@ -147,6 +147,7 @@ async def test_group_chatter_the_bot_ignores_does_not_count_toward_a_flood(
     for n in range(ACTIONS_PER_MINUTE + 3):
         fake.send_text(alice, f"lunch at {n}?", group)
         fake.send_command(alice, f"/poll@OtherBot lunch at {n}?", group)  # another bot's
+        fake.send_command(alice, "/roll", group)  # bare, but none of ours: another bot's too
     fake.send_command(alice, "/help")
     (answer,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
     await fake.wait_until_delivered(within=WAIT)

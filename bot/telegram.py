@@ -584,10 +584,14 @@ async def _pressed(update: Update, context: MoodContext, query: CallbackQuery) -
         await query.answer(reply.text, show_alert=reply.kind is NoticeKind.NOT_RATABLE)
     elif owner is None:  # "Another song": for whoever pressed it
         reply = await context.service.more(_user(update))
+        # /more may have waited for a selfie on its way, past Telegram's patience with a
+        # button press ("query is too old"): the song still comes, only the spinner stays.
         if isinstance(reply, Notice):  # e.g. a bystander with no selfie: only they see it
-            await query.answer(reply.text, show_alert=True)
+            with contextlib.suppress(BadRequest):
+                await query.answer(reply.text, show_alert=True)
             return
-        await query.answer()
+        with contextlib.suppress(BadRequest):
+            await query.answer()
         if isinstance(reply, TrackCard) and _in_group(update):
             # It comes as a reply to someone's card: say whose song this one is.
             for_whom = wording.FOR_WHOM.format(name=query.from_user.first_name)
@@ -752,6 +756,11 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
     if isinstance(reply, str):
         messages = [tr.plain(reply)]
     else:
+        if isinstance(reply, Notice) and reply.kind in _ASKS_FOR_A_SELFIE and _in_group(update):
+            # In a group the bot sees only selfies addressed to it: say how, or the next plain
+            # selfie there would go unanswered.
+            how = _how_to_send(update, context)
+            reply = dataclasses.replace(reply, text=f"{reply.text}\n{how}")
         art = await context.service.card_image(reply) if isinstance(reply, TrackCard) else None
         messages = tr.render(reply, user_id=user_id, art=art)
     chat = update.effective_chat
@@ -767,6 +776,10 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
             uploaded=context.uploaded,
         )
     return sent
+
+
+# Notices that ask for a selfie (the welcome; /more, /mood, /history with none yet).
+_ASKS_FOR_A_SELFIE = {NoticeKind.WELCOME, NoticeKind.NEED_SELFIE, NoticeKind.NO_HISTORY}
 
 
 def _topic(message: object) -> int | None:

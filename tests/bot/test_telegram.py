@@ -306,6 +306,25 @@ async def test_more_twice_and_the_button_never_repeat(
     assert "you look" not in shown(replies[3])  # the button's card too
 
 
+async def test_another_song_pressed_while_a_selfie_is_read_still_comes_when_late(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """The "Another song" button waits for a selfie on its way; answered past Telegram's
+    window for a button press, the acknowledgement is refused, but the song is still sent."""
+    fake.send_photo(alice, selfie)
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    fake.callback_answer_window = 0.5
+    fake.stall_next("GET file", 1.5)  # the next selfie's download is slow
+    fake.send_photo(alice, selfie)
+    await fake.wait_for("getFile", within=WAIT)
+    query_id = fake.press_button(alice, card, "more")
+    replies = await fake.wait_for_replies(alice["id"], 3, within=WAIT)
+    assert [call.method for call in replies] == ["sendPhoto"] * 3  # two selfies' cards, a song
+    assert replies[2].reply_to == fake.sent_message(card)["message_id"]
+    assert query_id not in fake.answered_callbacks  # refused: too late
+    assert all(shown(call) != wording.SOMETHING_WENT_WRONG for call in fake.replies(alice["id"]))
+
+
 async def test_mood_shows_all_seven_probabilities(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
 ) -> None:
@@ -751,7 +770,8 @@ async def test_in_a_group_readings_and_the_song_list_are_answered_in_private(
     # Bob has no reading yet: nothing personal in that, so the group hears it.
     asked = fake.send_command(bob, "/mood@MoodLifterBot", group)
     told = (await fake.wait_for_replies(group["id"], 4, within=WAIT))[-1]
-    assert told.reply_to == asked["message_id"] and shown(told) == NO_READING
+    how = wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot="MoodLifterBot")
+    assert told.reply_to == asked["message_id"] and shown(told) == f"{NO_READING}\n{how}"
 
     # Bob never opened a chat with the bot: Telegram refuses its first private message.
     fake.send_photo(bob, selfie, group, caption="@MoodLifterBot")
@@ -777,7 +797,16 @@ async def test_in_a_group_readings_and_the_song_list_are_answered_in_private(
     # In a group, the help says how to send a photo there.
     fake.send_command(bob, "/help@MoodLifterBot", group)
     helped = (await fake.wait_for_replies(group["id"], 7, within=WAIT))[-1]
-    assert shown(helped).startswith(wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot="MoodLifterBot"))
+    assert shown(helped).startswith(how)
+    # So do the welcome and every "send me a selfie first": a plain selfie here goes unseen.
+    carol = user(5402, "Carol")
+    for n, command in enumerate(("/start", "/more", "/mood", "/history"), start=8):
+        fake.send_command(carol, f"{command}@MoodLifterBot", group)
+        asked = (await fake.wait_for_replies(group["id"], n, within=WAIT))[-1]
+        assert "selfie" in shown(asked) and shown(asked).endswith(how), command
+    fake.send_command(carol, "/more")  # in private, the plain ask
+    (private,) = await fake.wait_for_replies(carol["id"], 1, within=WAIT)
+    assert "@MoodLifterBot" not in shown(private)
 
 
 async def test_in_a_group_a_card_a_button_brought_says_whose_and_a_double_tap_is_one_press(

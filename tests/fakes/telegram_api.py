@@ -177,6 +177,10 @@ class FakeTelegramAPI:
         self.messages: dict[tuple[int, int], JSON] = {}
         self.commands: list[JSON] = []
         self.answered_callbacks: dict[str, JSON] = {}
+        # Telegram refuses to answer a button press after some seconds ("query is too old");
+        # None: never (set it to test a slow answer).
+        self.callback_answer_window: float | None = None
+        self._pressed_at: dict[str, float] = {}
         self._updates: list[JSON] = []
         self._update_ids = itertools.count(10_000)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -592,6 +596,7 @@ class FakeTelegramAPI:
         if isinstance(message, ApiCall):
             message = self.sent_message(message)
         query_id = str(next(self._callback_ids))
+        self._pressed_at[query_id] = time.monotonic()
         self.push_update(
             {
                 "callback_query": {
@@ -832,6 +837,13 @@ class FakeTelegramAPI:
         query_id = str(call.params.get("callback_query_id"))
         if query_id in self.answered_callbacks:
             raise _ApiError(400, "Bad Request: query is too old and response timeout expired")
+        window = self.callback_answer_window
+        pressed = self._pressed_at.get(query_id)
+        if window is not None and pressed is not None and time.monotonic() - pressed > window:
+            raise _ApiError(
+                400,
+                "Bad Request: query is too old and response timeout expired or query ID is invalid",
+            )
         self.answered_callbacks[query_id] = call.params
         return True
 

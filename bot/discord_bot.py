@@ -287,7 +287,7 @@ class MoodLiftBot(discord.Client):
         if refusal is not None:
             await where.send(content=refusal.text)
             return False
-        async with self.service.reading(user_ref(message.author)), message.channel.typing():
+        async with self.service.reading(user_ref(message.author)), _typing(message.channel):
             image = await photo.read()
             reply = await self.service.read_photo(user_ref(message.author), image)
             await where.send(**_allowed(where.permissions, await render(self.service, reply)))
@@ -690,6 +690,22 @@ def attachment_problem(attachment: discord.Attachment, max_bytes: int) -> str | 
 
 
 _ORDINARY = (discord.MessageType.default, discord.MessageType.reply)  # what people write
+
+
+@contextlib.asynccontextmanager
+async def _typing(channel: discord.abc.Messageable) -> AsyncIterator[None]:
+    """Show "typing…" while a photo is read. Cosmetic: Discord refusing it costs no answer."""
+    indicator = channel.typing()
+    try:
+        await indicator.__aenter__()
+    except discord.HTTPException as refused:
+        log.info("no typing indicator (HTTP %s); answering without it", refused.status)
+        indicator = None
+    try:
+        yield
+    finally:
+        if indicator is not None:
+            await indicator.__aexit__(None, None, None)
 
 
 def _looks_like_image(attachment: discord.Attachment) -> bool:

@@ -607,6 +607,19 @@ async def test_a_photo_sent_in_a_dm_gets_a_card(
     assert dm.last_message.content == wording.NOT_A_PHOTO
 
 
+async def test_a_dm_photo_is_answered_when_discord_refuses_the_typing_indicator(
+    simcord_env: simcord.Env, astronaut_jpeg: bytes
+) -> None:
+    """The "typing…" indicator is cosmetic: Discord refusing it does not cost the card."""
+    erin = simcord_env.create_user("erin")
+    dm = erin.dm_channel
+    uploads = simcord_env.backend.store_attachments(dm.id, [("me.jpg", astronaut_jpeg)])
+    simcord_env.inject_error("POST", "/channels/*/typing", status=500)
+    await erin.send_dm("", attachments=uploads)
+    (embed,) = dm.last_message.embeds
+    assert embed.url and embed.url.startswith("https://open.spotify.com/track/")
+
+
 async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     simcord_env: simcord.Env,
     guild: simcord.GuildHandle,

@@ -462,15 +462,17 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
     @tree.command(name="forget", description="Delete everything I know about you.")
     async def forget(interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
+        # Deferred first: /forget waits (up to 10 s) for the user's photo on its way, longer
+        # than Discord waits for a first answer.
+        private = bot.ephemeral_for(interaction, personal=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         reply = await bot.service.forget(user_ref(interaction.user), confirmed=False)
         if isinstance(reply, Notice) and reply.kind is NoticeKind.CONFIRM_FORGET:
-            await interaction.response.send_message(
-                reply.text,
-                view=forget_view(interaction.user.id),
-                ephemeral=bot.ephemeral_for(interaction, personal=True),
+            await interaction.followup.send(
+                reply.text, view=forget_view(interaction.user.id), ephemeral=private
             )
             return
-        await send_response(interaction, reply, personal=True)
+        await send_followup(interaction, reply, personal=True)
 
     @tree.command(name="help", description="How this bot works.")
     async def help_(interaction: discord.Interaction) -> None:

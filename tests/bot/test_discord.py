@@ -554,6 +554,24 @@ async def test_forget_asks_first_then_removes_every_row(
     assert again.content == NOTHING_TO_FORGET and not again.components
 
 
+async def test_forget_defers_before_it_waits_for_a_photo_on_its_way(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+) -> None:
+    """/forget first waits for the user's photo on its way (so that no reading lands after
+    the deletion), up to 10 s: longer than Discord's 3 s for a first answer, so it answers
+    "thinking…" at once and asks its question after."""
+    await selfie(alice, channel, astronaut_jpeg)
+    before = len(simcord_env.http_requests)
+    question = answer(await alice.slash(channel, "forget"))
+    first = simcord_env.http_requests[before]
+    assert first.path.endswith("/callback") and first.json["type"] == 5  # deferred, at once
+    assert [b["label"] for b in buttons(question)] == [wording.FORGET_YES, wording.FORGET_NO]
+    assert question.ephemeral
+
+
 async def test_forget_can_be_called_off(
     alice: simcord.MemberActor,
     channel: simcord.ChannelHandle,

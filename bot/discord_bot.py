@@ -16,6 +16,7 @@ Named ``discord_bot`` so that it cannot shadow the ``discord`` package inside ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import re
@@ -498,6 +499,10 @@ async def _another_song(interaction: discord.Interaction) -> None:
     if pressed and isinstance(reply, Notice):
         await interaction.followup.send(notice_text(reply), ephemeral=True)
         return
+    if pressed and isinstance(reply, TrackCard) and interaction.guild_id is not None:
+        # It comes under someone's card, for all to see: say whose song this one is.
+        for_whom = wording.FOR_WHOM.format(name=interaction.user.display_name)
+        reply = dataclasses.replace(reply, notes=(*reply.notes, for_whom))
     await send_followup(interaction, reply)
 
 

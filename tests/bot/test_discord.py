@@ -359,6 +359,13 @@ async def test_the_button_acts_for_whoever_clicks_it(
     assert asked.ephemeral
     assert not [m for m in channel.history(viewer=alice) if "selfie first" in m.content]
 
+    # With a selfie of his own, his press brings a song for him, and the card says so.
+    await selfie(bob, channel, astronaut_jpeg)
+    song = answer(await bob.click(card.message, custom_id=ANOTHER_SONG_ID))
+    (embed,) = song.embeds
+    assert not song.ephemeral
+    assert embed.footer.text.endswith(wording.FOR_WHOM.format(name=bob.name))
+
 
 async def test_more_needs_a_selfie_first_then_gives_a_new_song(
     alice: simcord.MemberActor,

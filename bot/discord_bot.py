@@ -130,13 +130,21 @@ class DiscordOptions:
 
 class RedactInteractionTokens(Redactor):
     """Interaction tokens (a bearer credential for answering an interaction, valid 15 minutes)
-    travel in REST paths, which discord.py logs at DEBUG: replace them with ``<token>``."""
+    travel in REST paths, which discord.py logs at DEBUG, and in the gateway's events, which it
+    logs whole at DEBUG: replace them with ``<token>``. Those events also carry attachment
+    links, with which anyone could fetch a user's selfie for a day: ``<attachment>``."""
 
-    LOGGERS = ("discord.http", "discord.webhook.async_")
+    LOGGERS = ("discord.http", "discord.webhook.async_", "discord.gateway")
     _IN_PATH = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._-]{20,}")
+    _IN_EVENT = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
+    _ATTACHMENT = re.compile(
+        r"""https://(?:cdn\.discordapp\.com|media\.discordapp\.net)/[^\s'"]+"""
+    )
 
     def scrub(self, text: str) -> str:
-        return self._IN_PATH.sub(r"\1<token>", text)
+        text = self._IN_PATH.sub(r"\1<token>", text)
+        text = self._IN_EVENT.sub(r"\1<token>", text)
+        return self._ATTACHMENT.sub("<attachment>", text)
 
 
 @dataclass(frozen=True)

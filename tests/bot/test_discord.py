@@ -1008,3 +1008,19 @@ def test_interaction_tokens_are_scrubbed_from_discord_py_debug_logs(
             redactor.filter(record)
         shown = logging.Formatter().format(record)
         assert token not in shown and "/<token>" in shown, shown
+
+    # The gateway logs whole events: an interaction's token, a DM's selfie link.
+    link = "https://cdn.discordapp.com/attachments/1/2/me.jpg?ex=6a&is=6b&hm=7c"
+    event = {
+        "t": "INTERACTION_CREATE",
+        "d": {"token": token, "attachments": [{"url": link, "proxy_url": link}]},
+    }
+    record = logging.LogRecord(
+        "discord.gateway", logging.DEBUG, __file__, 1,
+        "For Shard ID %s: WebSocket Event: %s", (None, event), None,
+    )  # fmt: skip
+    for redactor in logging.getLogger("discord.gateway").filters:
+        redactor.filter(record)
+    shown = logging.Formatter().format(record)
+    assert token not in shown and "'token': '<token>'" in shown, shown
+    assert "cdn.discordapp.com" not in shown and shown.count("<attachment>") == 2, shown

@@ -69,7 +69,8 @@ HELP_BODY = (
     "/help — this message\n\n"
     "Rate any song with 👍 or 👎: my next picks lean toward what you liked.\n\n"
     "Photos are processed in memory and never written to disk or the database; "
-    "I only keep the songs I sent you, your ratings and your last reading."
+    "I only keep the songs I sent you, your ratings, your last reading and your lift/match "
+    "choice."
 )
 HELP = f"{HELP_SEND}\n\n{HELP_BODY}"
 LINK_NOT_PHOTO = "I can't open links. Please send me the photo itself, not a link to it."

@@ -281,16 +281,22 @@ class MoodLiftBot(discord.Client):
             await where.send(content=wording.NEEDS_EMBED_LINKS)
             return
         for photo in photos:
-            if not await self._answer_photo(message, where, photo):
+            # Of several photos, a notice names its file: "b.jpg: I couldn't find a face…".
+            named = photo.filename if len(photos) > 1 else None
+            if not await self._answer_photo(message, where, photo, named):
                 return
 
     async def _answer_photo(
-        self, message: discord.Message, where: _Channel, photo: discord.Attachment
+        self,
+        message: discord.Message,
+        where: _Channel,
+        photo: discord.Attachment,
+        named: str | None = None,
     ) -> bool:
         """Answer one photo of a message; False when the user may send no more for now."""
         problem = attachment_problem(photo, self.options.max_image_bytes)
         if problem is not None:
-            await where.send(content=problem)
+            await where.send(content=_about(named, problem))
             return True
         refusal = self.service.admit(user_ref(message.author))  # before the download
         if refusal is not None:
@@ -299,6 +305,8 @@ class MoodLiftBot(discord.Client):
         async with self.service.reading(user_ref(message.author)), _typing(message.channel):
             image = await photo.read()
             reply = await self.service.read_photo(user_ref(message.author), image)
+            if isinstance(reply, Notice):
+                reply = dataclasses.replace(reply, text=_about(named, reply.text))
             await where.send(**_allowed(where.permissions, await render(self.service, reply)))
         return True
 
@@ -721,6 +729,11 @@ async def _typing(channel: discord.abc.Messageable) -> AsyncIterator[None]:
     finally:
         if indicator is not None:
             await indicator.__aexit__(None, None, None)
+
+
+def _about(filename: str | None, text: str) -> str:
+    """``text`` about one photo of several: prefixed with its file name."""
+    return f"{filename}: {text}" if filename else text
 
 
 def _looks_like_image(attachment: discord.Attachment) -> bool:

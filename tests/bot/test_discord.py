@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import discord
+import numpy as np
 import pytest
 import simcord
 from PIL import Image
@@ -41,6 +42,7 @@ from core.service import (
     KEPT,
     LINK_NOT_PHOTO,
     NEED_SELFIE,
+    NO_FACE,
     NOT_RATABLE,
     NOTHING_TO_FORGET,
     MoodLifter,
@@ -653,8 +655,9 @@ async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     astronaut_jpeg: bytes,
     db_path: Path,
 ) -> None:
-    """A sticker gets the photo hint; each photo of a DM gets its own card, also the photos
-    of a forwarded message (its files are in the snapshot, not in the message itself)."""
+    """A sticker gets the photo hint; each photo of a DM gets its own answer (a notice names
+    its photo), also the photos of a forwarded message (its files are in the snapshot, not in
+    the message itself)."""
     dm = alice.user.dm_channel
     sticker = simcord_env.backend.create_sticker(guild.id, "wave", alice.id)
     await alice.send_dm("", stickers=[sticker])
@@ -668,6 +671,17 @@ async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     answers = dm.history()[before + 1 :]
     assert [len(m.embeds) for m in answers] == [1, 1]
 
+    # Of several photos, a notice names the one it is about.
+    before = len(dm.history())
+    wall = _jpeg(np.full((480, 640, 3), 128, np.uint8))  # a grey wall: no face
+    mixed = simcord_env.backend.store_attachments(
+        dm.id, [("me.jpg", astronaut_jpeg), ("wall.jpg", wall)]
+    )
+    await alice.send_dm("", attachments=mixed)
+    card, notice = dm.history()[before + 1 :]
+    assert len(card.embeds) == 1 and not notice.embeds
+    assert notice.content == f"wall.jpg: {NO_FACE}"
+
     posted = await alice.send(channel, "me today", attachments=[("me.jpg", astronaut_jpeg)])
     before = len(dm.history())
     forwarded = await alice.forward(posted, dm)
@@ -675,7 +689,7 @@ async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     (card,) = [m for m in dm.history()[before:] if m.author.id == simcord_env.bot.user.id]
     assert card.embeds[0].url.startswith("https://open.spotify.com/track/")
     user_id = internal_id(db_path, alice.id)
-    assert user_id is not None and counts(db_path, user_id)["deliveries"] == 3
+    assert user_id is not None and counts(db_path, user_id)["deliveries"] == 4
 
 
 async def test_a_photo_that_mentions_the_bot_in_a_server_channel_gets_a_card_in_reply(

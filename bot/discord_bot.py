@@ -744,15 +744,12 @@ def _looks_like_image(attachment: discord.Attachment) -> bool:
     return attachment.filename.lower().endswith(_IMAGE_SUFFIXES)
 
 
-_ASKS_FOR_A_SELFIE = {NoticeKind.NEED_SELFIE, NoticeKind.NO_HISTORY}
-
-
 def notice_text(reply: Reply) -> str:
     """The text of a notice (anything else here would be a core bug; say something sane); one
     that asks for a selfie says how to send one here, which on Discord is not obvious."""
     if not isinstance(reply, Notice):
         return wording.SOMETHING_WENT_WRONG
-    if reply.kind in _ASKS_FOR_A_SELFIE:
+    if reply.asks_for_a_selfie:
         return f"{reply.text}\n{wording.DISCORD_SELFIE_HOW}"
     return reply.text
 

@@ -216,19 +216,20 @@ class _AddressedToBot(filters.MessageFilter):
         )
 
 
-def _command_addressee(message: Message) -> str | None:
-    """Whom ``/cmd@name`` names (casefolded), "" for a bare ``/cmd``; None if ``@name`` is us."""
+def _command_parts(message: Message) -> tuple[str, str | None]:
+    """``/cmd@name`` as (``cmd``, whom it names), casefolded: "" for a bare ``/cmd``, None if
+    ``@name`` is us."""
     command = (message.text or "").split(maxsplit=1)[0]
-    _, _, addressee = command.partition("@")
+    name, _, addressee = command.removeprefix("/").partition("@")
     ours = (message.get_bot().username or "").casefold()
-    return None if addressee.casefold() == ours else addressee.casefold()
+    return name.casefold(), None if addressee.casefold() == ours else addressee.casefold()
 
 
 class _CommandForUs(filters.MessageFilter):
     """Any command in private; in groups only ``/cmd@ThisBot`` (a bare one may be another's)."""
 
     def filter(self, message: Message) -> bool:
-        return message.chat.type == ChatType.PRIVATE or _command_addressee(message) is None
+        return message.chat.type == ChatType.PRIVATE or _command_parts(message)[1] is None
 
 
 class _CommandNotForAnother(filters.MessageFilter):
@@ -236,13 +237,10 @@ class _CommandNotForAnother(filters.MessageFilter):
     in groups a bare one of ours (a bare ``/roll`` there is another bot's, not ours to count)."""
 
     def filter(self, message: Message) -> bool:
-        addressee = _command_addressee(message)
+        name, addressee = _command_parts(message)
         if addressee != "":
             return addressee is None
-        if message.chat.type == ChatType.PRIVATE:
-            return True
-        name = (message.text or "").split(maxsplit=1)[0][1:].partition("@")[0]
-        return name.casefold() in _OUR_COMMANDS
+        return message.chat.type == ChatType.PRIVATE or name in _OUR_COMMANDS
 
 
 NEW_MESSAGE = filters.UpdateType.MESSAGE
@@ -756,7 +754,7 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
     if isinstance(reply, str):
         messages = [tr.plain(reply)]
     else:
-        if isinstance(reply, Notice) and reply.kind in _ASKS_FOR_A_SELFIE and _in_group(update):
+        if isinstance(reply, Notice) and reply.asks_for_a_selfie and _in_group(update):
             # In a group the bot sees only selfies addressed to it: say how, or the next plain
             # selfie there would go unanswered.
             how = _how_to_send(update, context)
@@ -776,10 +774,6 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
             uploaded=context.uploaded,
         )
     return sent
-
-
-# Notices that ask for a selfie (the welcome; /more, /mood, /history with none yet).
-_ASKS_FOR_A_SELFIE = {NoticeKind.WELCOME, NoticeKind.NEED_SELFIE, NoticeKind.NO_HISTORY}
 
 
 def _topic(message: object) -> int | None:

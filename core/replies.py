@@ -126,5 +126,16 @@ class Notice:
     kind: NoticeKind
     text: str
 
+    @property
+    def asks_for_a_selfie(self) -> bool:
+        """The welcome, and /more, /mood, /history with none yet: where sending a selfie is not
+        obvious (a Telegram group, Discord), the adapters add how."""
+        return self.kind in _ASKING_FOR_A_SELFIE
+
+
+_ASKING_FOR_A_SELFIE = frozenset(
+    {NoticeKind.WELCOME, NoticeKind.NEED_SELFIE, NoticeKind.NO_HISTORY}
+)
+
 
 Reply = TrackCard | EmotionSummary | History | Notice

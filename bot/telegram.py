@@ -188,15 +188,32 @@ class UploadedPhotos:
 
 class _AddressedToBot(filters.MessageFilter):
     """Private chats; in groups, a text/caption that mentions the bot, or (``replies``) a reply
-    to one of its messages."""
+    to one of its messages — and then also the other photos of an album so addressed (Telegram
+    puts an album's caption on its first photo only, and sends each photo as a message)."""
+
+    ALBUMS_REMEMBERED = 1024
 
     def __init__(self, *, replies: bool) -> None:
         super().__init__()
         self.replies = replies
+        self._albums: OrderedDict[tuple[int, str], None] = OrderedDict()  # addressed, recent last
 
     def filter(self, message: Message) -> bool:
         if message.chat.type == ChatType.PRIVATE:
             return True
+        addressed = self._names_bot(message)
+        album = message.media_group_id
+        if not self.replies or album is None:
+            return addressed
+        key = (message.chat.id, album)
+        if not addressed:
+            return key in self._albums
+        self._albums[key] = None
+        while len(self._albums) > self.ALBUMS_REMEMBERED:
+            self._albums.popitem(last=False)
+        return True
+
+    def _names_bot(self, message: Message) -> bool:
         bot = message.get_bot()
         replied = message.reply_to_message
         if (

@@ -832,6 +832,23 @@ async def test_in_a_group_a_card_a_button_brought_says_whose_and_a_double_tap_is
     assert set(taps) <= set(fake.answered_callbacks)  # both spinners stopped
 
 
+async def test_in_a_group_every_photo_of_an_album_addressed_to_the_bot_is_read(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """Telegram puts an album's caption on its first photo only: the others of an album that
+    mentions the bot are for it too; an album that does not mention it is left alone."""
+    group = group_chat(-1014, "Trip")
+    first = fake.send_photo(alice, selfie, group, caption="@MoodLifterBot", media_group_id="246")
+    second = fake.send_photo(alice, selfie, group, media_group_id="246")
+    fake.send_photo(alice, selfie, group, caption="us at the lake", media_group_id="975")
+    fake.send_photo(alice, selfie, group, media_group_id="975")
+    await fake.wait_for_replies(group["id"], 2, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    cards = fake.replies(group["id"])
+    assert sorted(card.reply_to for card in cards) == [first["message_id"], second["message_id"]]
+    assert all(card.method == "sendPhoto" for card in cards)
+
+
 async def test_group_photo_after_private_chat_goes_to_the_group(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
 ) -> None:

@@ -186,12 +186,20 @@ class UploadedPhotos:
 # --- filters ---------------------------------------------------------------------------------
 
 
+RECENT_ALBUMS = 1024  # albums (media groups) remembered for each purpose, oldest forgotten first
+
+
+def _remember_album(recent: OrderedDict[Any, None], album: Any) -> None:
+    """Add an album to a bounded memory of recent ones (its photos come as separate messages)."""
+    recent[album] = None
+    while len(recent) > RECENT_ALBUMS:
+        recent.popitem(last=False)
+
+
 class _AddressedToBot(filters.MessageFilter):
     """Private chats; in groups, a text/caption that mentions the bot, or (``replies``) a reply
     to one of its messages — and then also the other photos of an album so addressed (Telegram
     puts an album's caption on its first photo only, and sends each photo as a message)."""
-
-    ALBUMS_REMEMBERED = 1024
 
     def __init__(self, *, replies: bool) -> None:
         super().__init__()
@@ -208,9 +216,7 @@ class _AddressedToBot(filters.MessageFilter):
         key = (message.chat.id, album)
         if not addressed:
             return key in self._albums
-        self._albums[key] = None
-        while len(self._albums) > self.ALBUMS_REMEMBERED:
-            self._albums.popitem(last=False)
+        _remember_album(self._albums, key)
         return True
 
     def _names_bot(self, message: Message) -> bool:
@@ -562,9 +568,7 @@ def _first_refusal_of_album(context: MoodContext, message: Message) -> bool:
     refused = context.refused_albums
     if album in refused:
         return False
-    refused[album] = None
-    while len(refused) > 1024:
-        refused.popitem(last=False)
+    _remember_album(refused, album)
     return True
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data import fer2013
-from models import distillation, mixup
+from models import distillation, mixup, net_growth
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class TrainSettings:
     seed: int = 1337
     limit: int = 0  # use only this many training faces (0 = all); for quick checks
     resume_from: str = ""  # a committed checkpoint folder to continue from (seeds an empty run)
+    grow_from: str = ""  # a trained .keras net whose weights start a deeper one (models.net_growth)
     teachers: list[str] = field(default_factory=list)  # .keras nets to distil (models.distillation)
     teacher_weight: float = 0.5  # share of the teachers' probabilities in each target
     net: dict[str, object] = field(default_factory=dict)  # NetConfig overrides
@@ -275,6 +276,8 @@ def train(settings: TrainSettings) -> dict:
     else:
         initial_epoch = 0
         model = build_emotion_net(NetConfig(**settings.net))  # type: ignore[arg-type]
+        if settings.grow_from:
+            net_growth.grow(keras.models.load_model(settings.grow_from), model)
         model.compile(
             optimizer=keras.optimizers.Adam(settings.learning_rate),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
@@ -385,6 +388,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         help="checkpoint folder to continue from (e.g. the committed one)",
     )
     parser.add_argument(
+        "--grow-from",
+        default="",
+        help="a trained .keras net to start a new run from, with more middle blocks in --net",
+    )
+    parser.add_argument(
         "--save-checkpoint", default="", help="after training, copy the resumable state here"
     )
     parser.add_argument(
@@ -419,6 +427,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         seed=args.seed,
         limit=args.limit,
         resume_from=args.resume_from,
+        grow_from=args.grow_from,
         teachers=list(args.teacher),
         teacher_weight=args.teacher_weight,
         net=net,

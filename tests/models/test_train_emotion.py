@@ -174,3 +174,24 @@ def test_a_warm_restart_counts_patience_afresh(tmp_path: Path, tiny_csv: Path) -
     assert state["plateau"]["wait"] == 1 and state["stopper"]["wait"] == 1
     optimizer = keras.models.load_model(run / "last.keras").optimizer
     assert float(optimizer.learning_rate) == pytest.approx(0.0005)
+
+
+def test_a_run_grows_from_a_trained_net(tmp_path: Path, tiny_csv: Path, caplog) -> None:
+    """--grow-from starts a deeper net from a trained one's weights (models.net_growth)."""
+    import keras
+
+    base = TrainSettings(data=str(tiny_csv), epochs=1, batch_size=16, net=dict(TINY_NET))
+    train(replace(base, run_dir=str(tmp_path / "small")))
+    deeper = tmp_path / "deeper"
+    with caplog.at_level("INFO", logger="models.net_growth"):
+        main(
+            [
+                *("--data", str(tiny_csv), "--run-dir", str(deeper), "--epochs", "1"),
+                *("--batch-size", "16", "--net", json.dumps({**TINY_NET, "middle": 1})),
+                *("--grow-from", str(tmp_path / "small" / "best.keras")),
+            ]
+        )
+    assert "new blocks ['mid0']" in caplog.text
+    saved = json.loads((deeper / "settings.json").read_text())
+    assert saved["grow_from"] == str(tmp_path / "small" / "best.keras")
+    assert keras.models.load_model(deeper / "last.keras").get_layer("mid0_b_bn") is not None

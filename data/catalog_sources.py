@@ -20,13 +20,15 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
 from tqdm import tqdm
+
+from data.music import default_music_dir
 
 log = logging.getLogger(__name__)
 
@@ -285,18 +287,33 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def local_copy_dirs() -> tuple[Path, ...]:
+    """Folders that may hold copies of the published catalog files: the shared data folder
+    (``$MOODLIFT_SHARED_DATA/music``, else ``../shared/data/music`` beside the clone)."""
+    return (default_music_dir(),)
+
+
 def fetch(
-    spec: SourceSpec, cache_dir: Path, *, progress: bool = True, timeout: float = 60.0
+    spec: SourceSpec,
+    cache_dir: Path,
+    *,
+    progress: bool = True,
+    timeout: float = 60.0,
+    local_copies: Sequence[Path] | None = None,
 ) -> Path:
     """A local file for ``spec``: the path itself, or a verified download in ``cache_dir``.
 
     A pinned URL is downloaded once and reused while its bytes still match the pin; an unpinned
-    URL is downloaded every time (nothing tells a stale copy from a fresh one).
+    URL is downloaded every time (nothing tells a stale copy from a fresh one). Before
+    downloading a pinned URL, a file of the same name in ``local_copies`` (by default
+    :func:`local_copy_dirs`) whose bytes match the pin is used instead: it *is* the pinned file,
+    so a machine that has one starts offline with the whole catalog.
     """
     if not spec.is_url:
         path = Path(spec.location).expanduser()
         if not path.is_file():
-            raise SourceUnavailable(f"{path}: no such file")
+            where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+            raise SourceUnavailable(f"{path}: no such file{where}")
         if spec.sha256:
             actual = sha256_of(path)
             if actual != spec.sha256:
@@ -311,6 +328,12 @@ def fetch(
         return target
     if not spec.sha256:
         log.warning("%s has no #sha256= pin; its content is not verified", spec.location)
+    else:
+        for folder in local_copy_dirs() if local_copies is None else local_copies:
+            copy = folder / spec.name
+            if copy.is_file() and sha256_of(copy) == spec.sha256:
+                log.info("using %s: the pinned file of %s", copy, spec.location)
+                return copy
     _download(spec, target, progress=progress, timeout=timeout)
     return target
 

@@ -21,11 +21,16 @@ def local_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_run_without_tokens_imports_and_classifies_the_catalog(
-    local_env: Path, music_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    local_env: Path, music_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys, caplog
 ) -> None:
-    sources = f"{music_dir / 'data_moods.csv'},{music_dir / 'dataset-of-10s.csv'}"
-    monkeypatch.setenv("MOODLIFT_CATALOG_SOURCES", sources)
-    assert main(["run"]) == 0
+    """The README's first command on a machine with the shared data and no internet: the
+    default (pinned URL) sources are found there by their digests, nothing is downloaded."""
+    monkeypatch.delenv("MOODLIFT_CATALOG_SOURCES", raising=False)
+    monkeypatch.setenv("MOODLIFT_SHARED_DATA", str(music_dir.parent))
+    with caplog.at_level("INFO", logger="data.catalog_sources"):
+        assert main(["run"]) == 0
+    assert "downloaded" not in caplog.text
+    assert caplog.text.count("the pinned file of https://raw.githubusercontent.com/") == 2
     assert "no bot token is configured" in capsys.readouterr().out
     with sqlite3.connect(local_env) as db:
         by_source = dict(db.execute("SELECT mood_source, count(*) FROM tracks GROUP BY 1"))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -96,8 +97,14 @@ def test_reads_the_hit_predictor_format(write_csv) -> None:
 def test_unknown_format_and_missing_file(write_csv, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="not a known catalog format"):
         read_catalog(write_csv("x.csv", "a,b,c", ["1,2,3"]), moods=MOODS)
-    with pytest.raises(SourceUnavailable):
+    with pytest.raises(SourceUnavailable, match=r"nope\.csv: no such file$"):
         fetch(SourceSpec(str(tmp_path / "nope.csv")), tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)  # a relative path says where it was looked for
+        with pytest.raises(
+            SourceUnavailable, match=re.escape(f"no such file (relative to {tmp_path})")
+        ):
+            fetch(SourceSpec("../nope.csv"), tmp_path)
 
 
 def test_source_pins() -> None:
@@ -295,6 +302,30 @@ def test_download_with_wrong_checksum_is_refused(http_server: _Server, tmp_path:
     assert error.value.actual == digest
     assert "SHA-256 mismatch" in str(error.value)
     assert list(cache.iterdir()) == []  # nothing half-trusted is left behind
+
+
+def test_a_pinned_url_is_read_from_a_verified_local_copy(
+    http_server: _Server, tmp_path: Path
+) -> None:
+    """A file of the same name whose bytes match the pin is the pinned file: no download (the
+    server is never asked); a same-named file with other bytes is not trusted."""
+    text = "\r\n".join([MOODS_HEADER, moods_line(1, "Happy")]) + "\r\n"
+    url, digest = _publish(http_server, tmp_path, "data_moods.csv", text)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    (copies / "data_moods.csv").write_text("an edited copy\n")
+    cache = tmp_path / "cache"
+    fetched = fetch(SourceSpec(url, digest), cache, progress=False, local_copies=[copies])
+    assert fetched.parent == cache and len(http_server.requests) == 1  # downloaded
+    (copies / "data_moods.csv").write_bytes(text.encode())
+    for cached in cache.iterdir():
+        cached.unlink()
+    fetched = fetch(SourceSpec(url, digest), cache, progress=False, local_copies=[copies])
+    assert fetched == copies / "data_moods.csv" and len(http_server.requests) == 1
+    unreachable = SourceSpec("http://127.0.0.1:9/data_moods.csv", digest)
+    assert fetch(unreachable, cache, progress=False, local_copies=[copies]) == fetched
+    with pytest.raises(SourceUnavailable, match="download failed"):
+        fetch(SourceSpec(unreachable.location), cache, progress=False, local_copies=[copies])
 
 
 async def test_download_errors_become_catalog_errors(

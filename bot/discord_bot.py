@@ -386,6 +386,9 @@ def build_client(
     options = (
         settings if isinstance(settings, DiscordOptions) else DiscordOptions.from_settings(settings)
     )
+    # The bot never joins a voice channel: discord.py's start-up warnings that its voice
+    # libraries are missing ("voice will NOT be supported") only alarm whoever runs it.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     if not options.sharded:
         return MoodLiftBot(service, options)
     return ShardedMoodLiftBot(

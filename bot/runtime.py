@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from core.catalog import ensure_catalog
 from core.config import Settings
-from core.errors import CatalogError
+from core.errors import CatalogError, MoodLiftError
 from core.service import MoodLifter
 
 log = logging.getLogger(__name__)
@@ -65,28 +65,66 @@ def configured_platforms(settings: Settings) -> list[str]:
     return found
 
 
+class PlatformStartError(MoodLiftError):
+    """A chat platform refused the bot's token or could not be reached at start; the message
+    says which and what to check, and never holds the token (the libraries' errors may)."""
+
+    def __init__(self, platform: str, problem: str, error: BaseException, token: str) -> None:
+        detail = f"{type(error).__name__}: {error}"
+        super().__init__(f"{platform}: {problem} ({detail.replace(token, '<token>')})")
+
+
 async def _start_telegram(service: MoodLifter, settings: Settings) -> RunningPlatform:
+    from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
+
     from bot.telegram import build_application, start_polling, stop_polling
 
     application = build_application(
         service, settings.telegram, max_image_bytes=settings.limits.max_image_bytes
     )
-    if settings.telegram.mode == "webhook":
-        from bot.telegram_webhook import start_webhook, stop_webhook
+    assert settings.telegram.token is not None
+    token = settings.telegram.token.get()
+    try:
+        if settings.telegram.mode == "webhook":
+            from bot.telegram_webhook import start_webhook, stop_webhook
 
-        server = await start_webhook(application, settings.telegram)
-        return RunningPlatform("telegram", lambda: stop_webhook(application, server))
-    await start_polling(application, poll_timeout=settings.telegram.poll_timeout)
+            server = await start_webhook(application, settings.telegram)
+            return RunningPlatform("telegram", lambda: stop_webhook(application, server))
+        await start_polling(application, poll_timeout=settings.telegram.poll_timeout)
+    except TelegramError as error:
+        with contextlib.suppress(Exception):
+            await stop_polling(application)
+        if isinstance(error, InvalidToken):
+            problem = "the bot token was refused; check MOODLIFT_TELEGRAM_TOKEN or [telegram] token"
+        elif isinstance(error, NetworkError) and not isinstance(error, BadRequest):
+            problem = "cannot reach the Bot API; check the network (or [telegram] api_url)"
+        else:
+            problem = "Telegram refused to start the bot"
+        raise PlatformStartError("telegram", problem, error, token) from None
     log.info("telegram: polling for updates")
     return RunningPlatform("telegram", lambda: stop_polling(application))
 
 
 async def _start_discord(service: MoodLifter, settings: Settings) -> RunningPlatform:
+    import aiohttp
+    import discord
+
     from bot.discord_bot import build_client
 
     client = build_client(service, settings)
     assert settings.discord.token is not None
-    await client.login(settings.discord.token.get())  # a bad token fails here, at start
+    token = settings.discord.token.get()
+    try:
+        await client.login(token)  # a bad token fails here, at start
+    except (discord.DiscordException, aiohttp.ClientError, OSError) as error:
+        await client.close()
+        if isinstance(error, discord.LoginFailure):
+            problem = "the bot token was refused; check MOODLIFT_DISCORD_TOKEN or [discord] token"
+        elif isinstance(error, discord.HTTPException):
+            problem = "Discord refused to start the bot"
+        else:
+            problem = "cannot reach Discord; check the network"
+        raise PlatformStartError("discord", problem, error, token) from None
     task = asyncio.create_task(client.connect(), name="discord")
     log.info("discord: connecting to the gateway")
 

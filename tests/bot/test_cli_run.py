@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -51,3 +55,69 @@ def test_run_names_the_missing_token_and_unknown_platforms(local_env: Path, caps
     assert "MOODLIFT_TELEGRAM_TOKEN" in capsys.readouterr().err
     assert main(["run", "irc"]) == 1
     assert "unknown platform 'irc'" in capsys.readouterr().err
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    """A Bot API / Discord REST stand-in that refuses every token, as both do (HTTP 401)."""
+
+    def _refuse(self) -> None:
+        body = json.dumps({"ok": False, "error_code": 401, "description": "Unauthorized"})
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_POST = _refuse
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+SECRET = "123456:SECRETxyzABCdefTOKEN"
+
+
+@pytest.mark.parametrize("where", ["refusing", "unreachable"])
+def test_run_with_a_refused_or_unreachable_telegram_says_so_in_one_line(
+    where: str, local_env: Path, refusing_server: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A rejected token (python-telegram-bot's error quotes it) or no network: one line on
+    stderr that says which, no traceback, and never the token."""
+    base = refusing_server if where == "refusing" else "http://127.0.0.1:9"
+    monkeypatch.setenv("MOODLIFT_CATALOG_SOURCES", "http://127.0.0.1:9/data_moods.csv")
+    monkeypatch.setenv("MOODLIFT_TELEGRAM_TOKEN", SECRET)
+    monkeypatch.setenv("MOODLIFT_TELEGRAM_API_URL", f"{base}/bot")
+    assert main(["run"]) == 1
+    out = capsys.readouterr()
+    (line,) = out.err.strip().splitlines()
+    expected = "token was refused" if where == "refusing" else "cannot reach the Bot API"
+    assert line.startswith("moodlift: error: telegram: ") and expected in line
+    assert SECRET not in out.err + out.out and "SECRET" not in line
+
+
+@pytest.mark.parametrize("where", ["refusing", "unreachable"])
+def test_run_with_a_refused_or_unreachable_discord_says_so_in_one_line(
+    where: str, local_env: Path, refusing_server: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import discord.http
+
+    base = refusing_server if where == "refusing" else "http://127.0.0.1:9"
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{base}/api/v10")
+    monkeypatch.setenv("MOODLIFT_CATALOG_SOURCES", "http://127.0.0.1:9/data_moods.csv")
+    monkeypatch.setenv("MOODLIFT_DISCORD_TOKEN", "MTIzNDU2.SECRET.discordtoken")
+    assert main(["run"]) == 1
+    out = capsys.readouterr()
+    (line,) = out.err.strip().splitlines()
+    expected = "token was refused" if where == "refusing" else "cannot reach Discord"
+    assert line.startswith("moodlift: error: discord: ") and expected in line
+    assert "SECRET" not in out.err + out.out

@@ -82,7 +82,7 @@ NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has so
 NO_READING = "I haven't read a selfie of yours yet — send me one and I'll tell you what I see."
 SLOW_DOWN = "Whoa, that's a lot of photos! Give me {seconds} seconds and try again."
 TOO_MANY = "Whoa, that's a lot at once! Give me {seconds} seconds to catch up — then I'm all ears."
-READING_WAIT = 10.0  # seconds /more, /mood, /history, /forget wait for a photo on its way
+READING_WAIT = 10.0  # seconds /more, /mood, /history, /forget wait for work on its way
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
 CONFIRM_FORGET = (
     "This deletes everything I know about you: the songs I sent, your ratings, your last reading "
@@ -151,7 +151,7 @@ class MoodLifter:
         self._actions = RateLimiter(limit=limits.actions_per_minute, window=60.0)
         self._told_to_slow_down = RateLimiter(limit=1, window=60.0)  # once a minute
         self._default_mode = moods.parse_mode(settings.recommender.default_mode)
-        self._readings: dict[tuple[str, str], set[asyncio.Event]] = {}  # see reading()
+        self._in_flight: dict[tuple[str, str], set[asyncio.Event]] = {}  # see _working()
 
     @classmethod
     async def create(cls, settings: Settings) -> MoodLifter:
@@ -219,21 +219,31 @@ class MoodLifter:
         /mood, /history and /forget meanwhile wait for it (at most :data:`READING_WAIT`), so a
         /more sent right after a selfie answers for that selfie instead of asking for one, and
         comes after its card. Adapters hold it from an admitted photo's download to its answer."""
+        async with self._working(user):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _working(self, user: UserRef) -> AsyncIterator[None]:
+        """Mark work that writes rows about ``user`` (a photo's reading, a /more pick, a rating,
+        a mode) as on its way: /forget waits for it (:meth:`_after_work`), so nothing of it
+        lands after the deletion — least of all under the id of the next new user, to whom
+        SQLite gives the highest id again once it is free."""
         key = (user.platform, user.user_id)
         done = asyncio.Event()
-        self._readings.setdefault(key, set()).add(done)
+        self._in_flight.setdefault(key, set()).add(done)
         try:
             yield
         finally:
             done.set()
-            pending = self._readings.get(key, set())
+            pending = self._in_flight.get(key, set())
             pending.discard(done)
             if not pending:
-                self._readings.pop(key, None)
+                self._in_flight.pop(key, None)
 
-    async def _after_readings(self, user: UserRef) -> None:
-        """Wait (bounded) until the photos of ``user`` on their way are answered."""
-        pending = tuple(self._readings.get((user.platform, user.user_id), ()))
+    async def _after_work(self, user: UserRef) -> None:
+        """Wait (bounded) until the work of ``user`` on its way (see :meth:`_working`) is done:
+        their photos answered, their picks, ratings and settings written."""
+        pending = tuple(self._in_flight.get((user.platform, user.user_id), ()))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(READING_WAIT):
                 for done in pending:
@@ -274,15 +284,16 @@ class MoodLifter:
 
     async def more(self, user: UserRef) -> Reply:
         """Another song this user has not had, for the mood of their last selfie."""
-        await self._after_readings(user)
-        account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
-        if account is None or detection is None:
-            return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
-        return await self._card(account, detection.emotion, None, again=True)
+        await self._after_work(user)
+        async with self._working(user):
+            account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
+            if account is None or detection is None:
+                return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
+            return await self._card(account, detection.emotion, None, again=True)
 
     async def mood(self, user: UserRef) -> Reply:
         """The last reading: emotion, all seven probabilities, a chart, and when."""
-        await self._after_readings(user)
+        await self._after_work(user)
         account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
         if account is None or detection is None:
             return Notice(NoticeKind.NEED_SELFIE, NO_READING)
@@ -312,8 +323,9 @@ class MoodLifter:
             return Notice(
                 NoticeKind.BAD_ARGUMENT, "Please choose a mode: /mode lift or /mode match."
             )
-        account = await self.store.get_or_create_user(user.platform, user.user_id)
-        await self.store.set_mode(account.id, chosen.value)
+        async with self._working(user):
+            account = await self.store.get_or_create_user(user.platform, user.user_id)
+            await self.store.set_mode(account.id, chosen.value)
         return Notice(NoticeKind.MODE_SET, MODE_SET[chosen])
 
     async def rate(self, user: UserRef, track_id: str, value: int) -> Notice:
@@ -322,14 +334,15 @@ class MoodLifter:
         Whoever acts rates for themselves only, and only songs they were sent: a forged or
         borrowed button rates nothing.
         """
-        account = await self.store.find_user(user.platform, user.user_id)
-        if account is None or value not in RATED:
-            return Notice(NoticeKind.NOT_RATABLE, NOT_RATABLE)
-        try:
-            await self.store.rate(account.id, track_id, value)
-        except NotYourTrack:
-            log.info("refused a rating of a track never sent to that %s user", user.platform)
-            return Notice(NoticeKind.NOT_RATABLE, NOT_RATABLE)
+        async with self._working(user):
+            account = await self.store.find_user(user.platform, user.user_id)
+            if account is None or value not in RATED:
+                return Notice(NoticeKind.NOT_RATABLE, NOT_RATABLE)
+            try:
+                await self.store.rate(account.id, track_id, value)
+            except NotYourTrack:
+                log.info("refused a rating of a track never sent to that %s user", user.platform)
+                return Notice(NoticeKind.NOT_RATABLE, NOT_RATABLE)
         return Notice(NoticeKind.RATED, RATED[value])
 
     async def history(self, user: UserRef, count: int | str | None = None) -> Reply:
@@ -337,7 +350,7 @@ class MoodLifter:
         asked = _history_count(count)
         if asked is None:
             return Notice(NoticeKind.BAD_ARGUMENT, BAD_HISTORY_COUNT)
-        await self._after_readings(user)
+        await self._after_work(user)
         account = await self.store.find_user(user.platform, user.user_id)
         entries = await self.store.history(account.id, min(asked, HISTORY_MAX)) if account else []
         if not entries:
@@ -361,15 +374,17 @@ class MoodLifter:
         """Delete every row about the user, after they confirmed (no question when there is
         nothing to delete: asking "are you sure?" would suggest there is).
 
-        Like /more it first waits for the user's photos on their way: a reading that landed
-        after the deletion would store the user again.
+        It first waits for the user's work on its way (:meth:`_working`): a reading or a pick
+        that landed after the deletion would store the user again, or write under the id of
+        someone else.
         """
-        await self._after_readings(user)
+        await self._after_work(user)
         if not confirmed:
             if await self.store.find_user(user.platform, user.user_id) is None:
                 return Notice(NoticeKind.FORGOTTEN, NOTHING_TO_FORGET)
             return Notice(NoticeKind.CONFIRM_FORGET, CONFIRM_FORGET)
-        removed = await self.store.forget(user.platform, user.user_id)
+        async with self._working(user):  # a /more sent meanwhile waits for the deletion
+            removed = await self.store.forget(user.platform, user.user_id)
         return Notice(NoticeKind.FORGOTTEN, FORGOTTEN if removed else NOTHING_TO_FORGET)
 
     async def keep(self, user: UserRef) -> Notice:

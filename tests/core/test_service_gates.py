@@ -3,6 +3,8 @@ action, and an answer whose user was forgotten while it was being made."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,8 +12,8 @@ import pytest
 
 from core.catalog import import_sources
 from core.config import LimitsSettings, Settings
-from core.replies import Notice, NoticeKind
-from core.service import CATALOG_EMPTY, NEED_SELFIE, MoodLifter, UserRef
+from core.replies import Notice, NoticeKind, TrackCard
+from core.service import CATALOG_EMPTY, FORGOTTEN, NEED_SELFIE, MoodLifter, UserRef
 from core.store import Store
 from data.catalog_sources import SourceSpec
 from tests.core.helpers import MOODS_HEADER, moods_line
@@ -70,3 +72,34 @@ async def test_a_mood_with_no_songs_yet_is_named(service: MoodLifter) -> None:
     reply = await service._card(account, "happy", 0.9)
     assert reply == Notice(NoticeKind.CATALOG_EMPTY, CATALOG_EMPTY.format(mood="happy"))
     assert "no happy songs yet" in reply.text
+
+
+async def test_a_forget_sent_while_a_song_is_picked_waits_for_the_pick(
+    write_csv, tmp_path: Path
+) -> None:
+    """/more's pick is held up by another writer's lock; a /forget sent meanwhile deletes
+    after the pick is written, never before it (a pick landing after the deletion would store
+    a song under a forgotten id, which SQLite hands the next new user)."""
+    db = tmp_path / "moodlift.sqlite3"
+    store = await Store.open(f"sqlite+aiosqlite:///{db}")
+    path = write_csv("m.csv", MOODS_HEADER, [moods_line(n, "Sad") for n in range(3)])
+    await import_sources(store, [SourceSpec(str(path))], tmp_path)
+    lifter = MoodLifter(Settings(), store, reader=None)  # type: ignore[arg-type]
+    try:
+        await store.record_reading(ANN.platform, ANN.user_id, "sad", {"sad": 1.0})
+        writer = sqlite3.connect(db, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # another writer holds SQLite's write lock
+        more = asyncio.create_task(lifter.more(ANN))
+        await asyncio.sleep(0.3)  # the pick waits for the lock
+        forget = asyncio.create_task(lifter.forget(ANN, confirmed=True))
+        await asyncio.sleep(0.3)
+        writer.execute("COMMIT")
+        writer.close()
+        card, forgotten = await more, await forget
+        assert isinstance(card, TrackCard)
+        assert forgotten == Notice(NoticeKind.FORGOTTEN, FORGOTTEN)
+        assert await store.find_user(ANN.platform, ANN.user_id) is None
+        with sqlite3.connect(db) as check:
+            assert check.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
+    finally:
+        await lifter.close()

@@ -649,7 +649,11 @@ class Store:
             session.add(delivery)
             # Flushing takes the write lock (SQLite), so what we read next is exact.
             await session.flush()
-            new_round = round_ > 1 and not await self._others_in_round(session, delivery)
+            new_round = (
+                round_ > 1
+                and not await self._others_in_round(session, delivery)
+                and await self._had_mood_before(session, delivery)
+            )
             return Pick(track, round_, new_round)
 
         async def lost(session: AsyncSession, exc: IntegrityError) -> None:
@@ -737,6 +741,21 @@ class Store:
         )
         return found is not None
 
+    @staticmethod
+    async def _had_mood_before(session: AsyncSession, delivery: Delivery) -> bool:
+        """Whether the user had songs of the delivery's mood in an earlier round (not so when
+        the round's number comes from songs moved here from another mood)."""
+        found = await session.scalar(
+            select(Delivery.id)
+            .where(
+                Delivery.user_id == delivery.user_id,
+                Delivery.mood == delivery.mood,
+                Delivery.round < delivery.round,
+            )
+            .limit(1)
+        )
+        return found is not None
+
     async def _choose(
         self, session: AsyncSession, user_id: int, mood: str
     ) -> tuple[TrackRecord, int]:
@@ -753,7 +772,15 @@ class Store:
                 if rows:
                     break
             else:
-                raise CatalogEmpty(mood)
+                # Songs the user had in as many rounds of another mood, which new labels or a
+                # new model moved to this one: a round past all the user's rounds has them.
+                last = await session.scalar(
+                    select(func.max(Delivery.round)).where(Delivery.user_id == user_id)
+                )
+                if last is not None and last >= round_ + 1:
+                    rows = await self._candidates(session, user_id, mood, last + 1)
+                if not rows:
+                    raise CatalogEmpty(mood)
         return await self._oldest_unheard(session, user_id, rows), int(rows[0].round)
 
     @staticmethod

@@ -154,3 +154,19 @@ async def test_the_database_itself_refuses_a_repeat(store: Store, write_csv, tmp
         session.add(Delivery(user_id=user.id, track_id=pick.track.id, mood="calm", round=1))
         with pytest.raises(IntegrityError):
             await session.commit()
+
+
+async def test_songs_moved_to_another_mood_are_served_there(
+    store: Store, write_csv, tmp_path
+) -> None:
+    """Songs a user had in two rounds of one mood that new labels (or a new model) move to
+    another mood: that mood serves them, without saying a round of it was finished."""
+    await load(store, write_csv, tmp_path, {"Happy": 2})
+    user = await store.get_or_create_user("cli", "ann")
+    heard = [(await store.pick_and_deliver(user.id, "happy")).round for _ in range(4)]
+    assert heard == [1, 1, 2, 2]
+    await load(store, write_csv, tmp_path, {"Sad": 2})  # the same two tracks, labelled sad now
+    picks = [await store.pick_and_deliver(user.id, "sad") for _ in range(2)]
+    assert {p.track.id for p in picks} == {track_id(0), track_id(1)}
+    assert not any(p.new_round for p in picks)
+    assert (await store.pick_and_deliver(user.id, "sad")).new_round  # now sad's round is done

@@ -174,7 +174,8 @@ async def serve(
             ready(service)
         log.info("ready: %s", ", ".join(platforms) or "no platform")
         await stop_event.wait()
-        log.info("stopping: finishing work in flight")
+        if platforms:
+            log.info("stopping: finishing work in flight")
     finally:
         for platform in reversed(running):
             try:

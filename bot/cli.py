@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from core.config import Settings, load_settings
 from core.errors import CatalogError, ConfigError, MoodLiftError
 from core.moods import EMOTIONS, MOODS, Mode
+from models.errors import ModelFileError
 
 if TYPE_CHECKING:
     from core.store import CatalogCounts, Store
@@ -106,7 +108,11 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     """An argparse type: ``kind`` of the text, refused unless > 0."""
 
     def convert(text: str) -> float:
-        value = kind(text)
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{text} is not > 0")
         return value
@@ -138,7 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "analyze": _analyze,
         }[args.command]
         return asyncio.run(handler(settings, args))
-    except MoodLiftError as error:
+    except BrokenPipeError:
+        # Whoever read our output has gone (`moodlift recommend ... | head -1`): say nothing,
+        # and keep Python from complaining about the unflushed rest at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (MoodLiftError, ModelFileError, OSError) as error:
+        # Ours, a model file that cannot be used, or the system's (a path, a port, a server
+        # that does not answer): the message says what and where; a traceback would not help.
         print(f"moodlift: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.errors import ModelFileError
 from models.per_thread import PerThread
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,10 @@ class _Runner:
         self.tensor = np.empty((1, options.input_size, options.input_size, 3), dtype=np.float32)
 
 
+class FaceModelError(ModelFileError):
+    """A face-detection model file is missing or is not the BlazeFace model we expect."""
+
+
 class BlazeFaceModel:
     """One BlazeFace .tflite on LiteRT: an RGB image in, scored boxes with keypoints out.
 
@@ -158,6 +163,10 @@ class BlazeFaceModel:
     """
 
     def __init__(self, path: Path, options: SsdOptions) -> None:
+        try:
+            _Runner(path, options)  # a missing or broken file fails here, at start, not per photo
+        except ValueError as exc:
+            raise FaceModelError(f"{path}: not a usable face model ({exc})") from None
         self._runners = PerThread(lambda: _Runner(path, options))
         self._anchors = generate_anchors(options)
         self._size = options.input_size

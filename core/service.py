@@ -157,7 +157,11 @@ class MoodLifter:
     async def create(cls, settings: Settings) -> MoodLifter:
         """Open the store (upgrading its schema) and load the models, ready to serve."""
         store = await Store.open(settings)
-        reader = PhotoReader.from_settings(settings)
+        try:
+            reader = PhotoReader.from_settings(settings)
+        except BaseException:
+            await store.close()
+            raise
         artwork = ArtResolver.from_settings(settings.spotify, store)
         return cls(settings, store, reader, artwork=artwork)
 

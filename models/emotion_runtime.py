@@ -17,12 +17,13 @@ import numpy as np
 from data.fer2013 import EMOTIONS, FACE_SIZE
 from models import emotion_views
 from models.emotion_views import View
+from models.errors import ModelFileError
 from models.per_thread import PerThread
 
 log = logging.getLogger(__name__)
 
 
-class EmotionModelError(RuntimeError):
+class EmotionModelError(ModelFileError):
     """The model file is missing or is not the 48x48x1 -> 7 classifier we expect."""
 
 
@@ -75,6 +76,7 @@ class LiteEmotionClassifier:
         if not self.path.is_file():
             raise EmotionModelError(f"{self.path}: no emotion model here; export one first")
         model = self.path
+        _Runner(model, num_threads)  # a broken file fails here, at start, not on the first face
         self._runners = PerThread(lambda: _Runner(model, num_threads))
         self.views = tuple(views) if views is not None else served_views(self.path)
 

@@ -18,6 +18,7 @@ import pandas as pd
 import sklearn
 from sklearn.base import BaseEstimator
 
+from models.errors import ModelFileError
 from models.music_features import RAW_FEATURES, Rows, as_feature_frame
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ DEFAULT_ARTIFACT = Path(__file__).with_name("music_mood.joblib")
 ARTIFACT_FORMAT = 1
 
 
-class ModelArtifactError(RuntimeError):
+class ModelArtifactError(ModelFileError):
     """The model file is missing or not a song-mood artifact; the message names the file."""
 
 
@@ -48,7 +49,12 @@ class MusicMoodModel:
             raise ModelArtifactError(
                 f"{source}: no song-mood model here (train one with `moodlift train music`)"
             )
-        payload = joblib.load(source)
+        try:
+            payload = joblib.load(source)
+        except Exception as exc:  # unpickling a damaged file can fail in many ways
+            raise ModelArtifactError(
+                f"{source}: unreadable song-mood model ({type(exc).__name__}: {exc})"
+            ) from None
         if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
             raise ModelArtifactError(f"{source}: not a song-mood artifact (format 1)")
         if payload.get("sklearn_version") != sklearn.__version__:

@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -70,8 +71,10 @@ async def _run(url: str, work: str, revision: str | None = None) -> str | None:
     try:
         async with engine.begin() as connection:
             await connection.run_sync(operate)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:  # OSError: e.g. a server refusing connections
         raise StoreError(f"database {work} failed: {exc.__class__.__name__}: {exc}") from None
+    except CommandError as exc:  # Alembic's: an unknown revision, most likely
+        raise StoreError(f"database {work} failed: {exc}") from None
     finally:
         await engine.dispose()
     return current

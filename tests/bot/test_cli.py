@@ -92,6 +92,56 @@ def test_errors_are_one_line_and_non_zero(
     assert usage.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "command", "said"),
+    [
+        (None, None, ["db", "upgrade", "zzz"], "Can't locate revision identified by 'zzz'"),
+        (
+            "MOODLIFT_DATABASE_URL",
+            "postgresql+asyncpg://moodlift:pw@127.0.0.1:1/moodlift",
+            ["db", "current"],
+            "ConnectionRefusedError",
+        ),
+        ("MOODLIFT_PATHS_DATA_DIR", "{tmp}/a-file", ["db", "current"], "a-file"),
+        ("MOODLIFT_MODELS_EMOTION_PATH", "{tmp}/none.tflite", ["analyze", "x.jpg"], "none.tflite"),
+        ("MOODLIFT_MODELS_FACES_DIR", "{tmp}", ["analyze", "x.jpg"], "not a usable face model"),
+        (
+            "MOODLIFT_MODELS_MUSIC_PATH",
+            "{tmp}/a-file",
+            ["catalog", "classify"],
+            "unreadable song-mood model",
+        ),
+        (None, None, ["eval", "music", "--", "--data", "{tmp}/none"], "no such file"),
+    ],
+)
+def test_failures_of_the_system_or_of_model_files_are_one_line(
+    setting: str | None,
+    value: str | None,
+    command: list[str],
+    said: str,
+    env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that refuses, a data folder that is a file, a missing or damaged model file,
+    an unknown revision: one line that names it, exit 1, no traceback, no password."""
+    (env / "a-file").write_bytes(b"\x80\x04junk")
+    if setting is not None:
+        assert value is not None
+        monkeypatch.setenv(setting, value.format(tmp=env))
+    assert main([part.format(tmp=env) for part in command]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("INFO: Created TensorFlow")]
+    assert len(lines) == 1 and lines[0].startswith("moodlift: error: "), err
+    assert said in lines[0] and "pw@" not in err
+
+
+def test_a_bad_number_is_named_as_such(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["catalog", "art", "--limit", "x"])
+    assert "argument --limit: 'x' is not a whole number" in capsys.readouterr().err
+
+
 def test_train_and_eval_hand_their_arguments_on(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -68,7 +68,7 @@ async def prefetch_art(
               file=sys.stderr) as bar:  # fmt: skip
         for track_id in ids:
             try:
-                found = await _one(resolver, track_id, max_wait)
+                found = await _one(resolver, track_id, max_wait, answered=report.checked > 0)
             except _Stop as stop:
                 report.stopped = str(stop)
                 break
@@ -91,14 +91,23 @@ class _Stop(Exception):
     """End the run early (the next run resumes)."""
 
 
-async def _one(resolver: ArtResolver, track_id: str, max_wait: float) -> bool | None:
-    """Whether ``track_id`` has art; None when no upstream answered after a few tries."""
+async def _one(
+    resolver: ArtResolver, track_id: str, max_wait: float, *, answered: bool
+) -> bool | None:
+    """Whether ``track_id`` has art; None when no upstream answered after a few tries.
+
+    When every upstream's breaker opened before anything answered this run (no network, a
+    wrong URL), the run stops at once: waiting out the breaker track after track took ~2
+    minutes a track before the run gave up.
+    """
     for attempt in range(3):
         try:
             await resolver.lookup(track_id)
         except NoArt:
             return False
         except Unavailable as why:
+            if not answered and resolver.all_breakers_open():
+                raise _Stop(f"Spotify does not answer ({why})") from None
             wait = resolver.wait_time()
             if wait > max_wait:
                 raise _Stop(f"{why}; asked to wait {wait / 60:.0f} min") from None

@@ -245,6 +245,10 @@ class ArtResolver:
         await self.store.set_track_art(track_id, None)
         raise NoArt(f"no art for {track_id} anywhere")
 
+    def all_breakers_open(self) -> bool:
+        """Whether every upstream failed its breaker's threshold of times in a row."""
+        return all(s.guard.failures >= s.guard.threshold for s in self.sources)
+
     def wait_time(self) -> float:
         """Seconds until every upstream may be asked again (for bulk work, which can wait)."""
         guards = [source.guard for source in self.sources]

@@ -105,3 +105,20 @@ def test_catalog_art_refuses_a_bad_limit(env: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         main(["catalog", "art", "--limit", "0"])
     assert "0 is not > 0" in capsys.readouterr().err
+
+
+def test_catalog_art_with_spotify_unreachable_stops_at_once(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No network (here: a port nobody listens on): the run ends once the breaker opens,
+    without waiting it out track after track, and says so."""
+    moods = env / "moods.csv"
+    moods.write_text("\r\n".join([MOODS_HEADER, *(moods_line(n, "Sad") for n in range(3))]))
+    assert main(["catalog", "import", str(moods)]) == 0
+    monkeypatch.setenv("MOODLIFT_SPOTIFY_OEMBED_URL", "http://127.0.0.1:9/oembed")
+    started = time.monotonic()
+    assert main(["catalog", "art", "--rate", "100"]) == 1
+    assert time.monotonic() - started < 30  # it waited ~2 minutes a track before
+    captured = capsys.readouterr()
+    assert "0 checked" in captured.out and "3 tracks left" in captured.out
+    assert "stopped early: Spotify does not answer" in captured.err

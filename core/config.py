@@ -182,7 +182,9 @@ class TelegramSettings:
 @dataclass(frozen=True)
 class DiscordSettings:
     token: Secret | None = None
-    test_guild_id: int | None = None
+    test_guild_id: int | None = field(  # a Discord snowflake: a positive id
+        default=None, metadata=_check("a server id (an integer > 0)", lambda v: v > 0)
+    )
     ephemeral: bool = False
     # Sharding (very large bots): unset runs one connection, 0 as many shards as Discord
     # recommends, N that many; shard_ids are the ones this instance runs (default all).

@@ -119,6 +119,11 @@ class ArtResolver:
         )
         oembed = OEmbed(client, settings.oembed_url, Guard("spotify oembed"), pace)
         webapi = WebApi.from_settings(settings, Guard("spotify web api"), pace)
+        if (settings.client_id is None) != (settings.client_secret is None):
+            log.warning(
+                "Spotify client %s is set without the %s: the Web API is not used",
+                *(("id", "secret") if settings.client_id else ("secret", "id")),
+            )
         log.info(
             "album art: oEmbed%s, then a drawn card",
             ", the Web API" if webapi else " (no Spotify credentials: no Web API)",

@@ -440,3 +440,16 @@ async def test_service_card_image_uses_the_resolver(
         assert (await service.card_image(card(B))).suffix == "jpg"
     finally:
         await service.close()  # closes the resolver and the store; closing again is harmless
+
+
+@pytest.mark.parametrize("given", ["client_id", "client_secret"])
+async def test_half_of_the_spotify_credentials_is_warned_about(
+    given: str, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An id without its secret (or the reverse) would quietly mean "no Web API"."""
+    with caplog.at_level("WARNING", logger="core.artwork.resolver"):
+        built = ArtResolver.from_settings(SpotifySettings(**{given: Secret("abc")}), store)
+    await built.close()
+    missing = "secret" if given == "client_id" else "id"
+    assert f"without the {missing}: the Web API is not used" in caplog.text
+    assert "abc" not in caplog.text

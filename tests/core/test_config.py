@@ -140,6 +140,7 @@ def test_bad_file_values_name_key_value_and_expectation(
             "MOODLIFT_TELEGRAM_WEBHOOK_SECRET = '**********' is invalid",
         ),
         ({"MOODLIFT_DISCORD_SHARD_IDS": "0,x"}, "expected a list of integers"),
+        ({"MOODLIFT_DISCORD_TEST_GUILD_ID": "-5"}, "expected a server id (an integer > 0)"),
     ],
 )
 def test_bad_environment_values(env: dict[str, str], expected: str) -> None:

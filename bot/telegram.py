@@ -139,9 +139,10 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         )
 
     @property
-    def refused_albums(self) -> OrderedDict[str, None]:
-        """Albums (media groups) whose photos were refused for the photo limit, recent last."""
-        return self.bot_data.setdefault("refused_albums", OrderedDict())  # type: ignore[no-any-return]
+    def noticed_albums(self) -> OrderedDict[tuple[str, str], None]:
+        """(album, notice) pairs already answered: an album (media group) hears each notice
+        once (see ``_first_of_album``), recent last."""
+        return self.bot_data.setdefault("noticed_albums", OrderedDict())  # type: ignore[no-any-return]
 
 
 MoodApplication = Application[Any, MoodContext, Any, Any, Any, Any]
@@ -271,9 +272,21 @@ ADDRESSED = _AddressedToBot(replies=True)  # a photo replying to a card is a sel
 MENTIONED = _AddressedToBot(replies=False)  # "haha" or a sticker under a card is chatter
 COMMAND_FOR_US = filters.COMMAND & _CommandForUs()
 COMMAND_NOT_FOR_ANOTHER = filters.COMMAND & _CommandNotForAnother()
-# Some clients send an image file as application/octet-stream: then its name says what it is.
+# Some clients send an image file as application/octet-stream, or with no type at all: then its
+# name says what it is.
 _IMAGE_FILE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "heic", "heif", "avif")
-UNTYPED_IMAGE = filters.Document.MimeType("application/octet-stream") & functools.reduce(
+
+
+class _UntypedDocument(filters.MessageFilter):
+    """A file whose MIME type the client did not give at all (the Bot API's is optional)."""
+
+    def filter(self, message: Message) -> bool:
+        return message.document is not None and message.document.mime_type is None
+
+
+UNTYPED_IMAGE = (
+    filters.Document.MimeType("application/octet-stream") | _UntypedDocument()
+) & functools.reduce(
     operator.or_,
     (filters.Document.FileExtension(suffix) for suffix in _IMAGE_FILE_SUFFIXES),
 )
@@ -541,11 +554,12 @@ async def photo(update: Update, context: MoodContext) -> None:
     message = _message(update)
     file_id = _pick_file(message, context.max_image_bytes)
     if file_id is None:
-        await _answer(update, context, wording.too_big(context.max_image_bytes))
+        if _first_of_album(context, message, "too big"):
+            await _answer(update, context, wording.too_big(context.max_image_bytes))
         return
     refusal = context.service.admit(_user(update))  # before the download a flood would cost
     if refusal is not None:
-        if _first_refusal_of_album(context, message):
+        if _first_of_album(context, message, "refused"):
             await _answer(update, context, refusal)
         return
     async with (
@@ -559,22 +573,26 @@ async def photo(update: Update, context: MoodContext) -> None:
         await _answer(update, context, await context.service.read_photo(_user(update), image))
 
 
-def _first_refusal_of_album(context: MoodContext, message: Message) -> bool:
-    """Whether to say "too many photos" for this refused photo: once for an album (each of
-    its photos comes as its own message), every time for single photos."""
+def _first_of_album(context: MoodContext, message: Message, notice: str) -> bool:
+    """Whether to give ``notice`` ("too many photos", "not a photo", "too big") for this
+    message: once for an album (each of its items comes as its own message, and the same
+    words four times over are noise), every time for single messages."""
     album = message.media_group_id
     if album is None:
         return True
-    refused = context.refused_albums
-    if album in refused:
+    key = (album, notice)
+    noticed = context.noticed_albums
+    if key in noticed:
         return False
-    _remember_album(refused, album)
+    _remember_album(noticed, key)
     return True
 
 
 async def not_a_photo(update: Update, context: MoodContext) -> None:
-    """A sticker, GIF, voice, video or non-image file: ask for a photo instead."""
-    await _answer(update, context, wording.NOT_A_PHOTO)
+    """A sticker, GIF, voice, video or non-image file: ask for a photo instead (once for an
+    album of them)."""
+    if _first_of_album(context, _message(update), "not a photo"):
+        await _answer(update, context, wording.NOT_A_PHOTO)
 
 
 async def button(update: Update, context: MoodContext) -> None:

@@ -225,7 +225,7 @@ class Upload:
 
     make: Callable[[], bytes]
     file_name: str = "selfie.jpg"
-    mime_type: str = "image/jpeg"
+    mime_type: str | None = "image/jpeg"
     as_photo: bool = False
     caption: str | None = None
 
@@ -243,7 +243,7 @@ def photo(make: Callable[[], bytes], caption: str | None = None) -> Upload:
     return Upload(make, as_photo=True, caption=caption)
 
 
-def document(make: Callable[[], bytes], file_name: str, mime_type: str) -> Upload:
+def document(make: Callable[[], bytes], file_name: str, mime_type: str | None) -> Upload:
     return Upload(make, file_name, mime_type)
 
 
@@ -307,6 +307,7 @@ CASES = [
     Case("HEIC file sent untyped", document(heic, "IMG_0002.heic", "application/octet-stream"), CARD),
     Case("JPEG file sent untyped", document(lambda: encode(astronaut(), "JPEG"), "IMG_2.JPG", "application/octet-stream"), CARD),
     Case("text file sent untyped", document(lambda: b"hello", "notes.txt", "application/octet-stream"), wording.NOT_A_PHOTO),
+    Case("JPEG file sent with no type", document(lambda: encode(astronaut(), "JPEG"), "me.jpg", None), CARD),
     Case("animated GIF file", document(animated_gif, "me.gif", "image/gif"), CARD),
     Case("CMYK JPEG", jpeg_doc(cmyk_jpeg), CARD),
     Case("16-bit PNG", png_doc(png_16_bit), CARD),

@@ -87,6 +87,32 @@ async def test_an_album_beyond_the_photo_limit_is_told_once(
     assert {r.reply_to for r in replies} <= {m["message_id"] for m in album}
 
 
+async def test_an_album_of_files_that_are_no_photo_or_too_big_hears_each_notice_once(
+    app: MoodApplication, fake: FakeTelegramAPI, settings: Settings, selfie: bytes
+) -> None:
+    """Four PDFs in one album, and three image files over the size limit in another: one
+    "not a photo" and one "too big", not the same words once per file."""
+    dave = user(5004, "Dave")
+    for n in range(4):
+        fake.send_document(
+            dave, b"%PDF-1.4", mime_type="application/pdf", file_name=f"doc{n}.pdf",
+            media_group_id="24680",
+        )  # fmt: skip
+    too_big = settings.limits.max_image_bytes + 1
+    for n in range(3):
+        fake.send_document(
+            dave, selfie, file_name=f"big{n}.jpg", declared_size=too_big, media_group_id="97531"
+        )
+    fake.send_text(dave, "/help")  # answered after the files: all their answers are in
+    replies = await fake.wait_for_replies(dave["id"], 3, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    said = [shown(r) for r in fake.replies(dave["id"])]
+    assert said.count(wording.NOT_A_PHOTO) == 1
+    assert said.count(wording.too_big(settings.limits.max_image_bytes)) == 1
+    assert len(said) == 3 and len(replies) >= 3
+    assert fake.calls_to("getFile") == []  # nothing was downloaded
+
+
 async def test_a_busy_group_gets_what_telegram_lets_a_bot_send_it_then_one_notice(
     app: MoodApplication, fake: FakeTelegramAPI
 ) -> None:

@@ -492,13 +492,15 @@ class FakeTelegramAPI:
         data: bytes,
         chat: JSON | None = None,
         *,
-        mime_type: str = "image/jpeg",
+        mime_type: str | None = "image/jpeg",
         file_name: str = "selfie.jpg",
         declared_size: int | None = -1,
         caption: str | None = None,
         reply_to: JSON | None = None,
+        media_group_id: str | None = None,
     ) -> JSON:
-        """A user sends a file; ``declared_size`` -1 means the real size, None leaves it out."""
+        """A user sends a file (as part of album ``media_group_id``, if given); ``declared_size``
+        -1 means the real size, None leaves it out, as ``mime_type`` None leaves out the type."""
         size = len(data) if declared_size == -1 else declared_size
         suffix = file_name.rsplit(".", 1)[-1] if "." in file_name else "bin"
         stored = self.register_file(data, folder="documents", suffix=suffix, declared_size=size)
@@ -506,11 +508,14 @@ class FakeTelegramAPI:
             "file_id": stored.file_id,
             "file_unique_id": stored.file_unique_id,
             "file_name": file_name,
-            "mime_type": mime_type,
         }
+        if mime_type is not None:
+            document["mime_type"] = mime_type
         if size is not None:
             document["file_size"] = size
         content: JSON = {"document": document}
+        if media_group_id is not None:
+            content["media_group_id"] = media_group_id
         if caption:
             content["caption"] = caption
             entities = self._mention_entities(caption)

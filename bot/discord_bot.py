@@ -280,11 +280,17 @@ class MoodLiftBot(discord.Client):
         if where.permissions is not None and not where.permissions.embed_links:
             await where.send(content=wording.NEEDS_EMBED_LINKS)
             return
-        for photo in photos:
-            # Of several photos, a notice names its file: "b.jpg: I couldn't find a face…".
-            named = photo.filename if len(photos) > 1 else None
-            if not await self._answer_photo(message, where, photo, named):
+        several = len(photos) > 1
+        for n, photo in enumerate(photos):
+            # Of several photos, a notice names its file: "b.jpg: I couldn't find a face…";
+            # "too many photos" names every one it leaves unread.
+            named = photo.filename if several else None
+            unread = ", ".join(p.filename for p in photos[n:]) if several else None
+            if not await self._answer_photo(message, where, photo, named, unread):
                 return
+        others = [a.filename for a in files if not _looks_like_image(a)]
+        if others:  # a PDF beside the selfies: say why it got no answer
+            await where.send(content=_about(", ".join(others), wording.NOT_A_PHOTO))
 
     async def _answer_photo(
         self,
@@ -292,15 +298,17 @@ class MoodLiftBot(discord.Client):
         where: _Channel,
         photo: discord.Attachment,
         named: str | None = None,
+        unread: str | None = None,
     ) -> bool:
-        """Answer one photo of a message; False when the user may send no more for now."""
+        """Answer one photo of a message; False when the user may send no more for now (then
+        ``unread`` names the photos left unread)."""
         problem = attachment_problem(photo, self.options.max_image_bytes)
         if problem is not None:
             await where.send(content=_about(named, problem))
             return True
         refusal = self.service.admit(user_ref(message.author))  # before the download
         if refusal is not None:
-            await where.send(content=refusal.text)
+            await where.send(content=_about(unread, refusal.text))
             return False
         async with self.service.reading(user_ref(message.author)), _typing(message.channel):
             image = await photo.read()
@@ -707,11 +715,12 @@ def user_ref(user: discord.abc.User) -> UserRef:
 
 
 def attachment_problem(attachment: discord.Attachment, max_bytes: int) -> str | None:
-    """Why an attachment cannot be a selfie (too big, not an image), checked before download."""
-    if attachment.size > max_bytes:
-        return wording.too_big(max_bytes)
+    """Why an attachment cannot be a selfie (not an image, too big), checked before download:
+    a 30 MB video is told it is no photo, not that it should be a smaller one."""
     if not _looks_like_image(attachment):
         return wording.NOT_A_PHOTO
+    if attachment.size > max_bytes:
+        return wording.too_big(max_bytes)
     return None
 
 

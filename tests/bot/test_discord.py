@@ -299,6 +299,9 @@ async def test_an_oversize_photo_is_refused_before_download(
 
     assert answer(result).content == wording.too_big(10_000)
     assert result.ephemeral
+    # A large file that is no picture at all is told so, not to send a smaller one.
+    result = await alice.slash(channel, "selfie", photo=("clip.mp4", b"\x00" * 20_000))
+    assert answer(result).content == wording.NOT_A_PHOTO
     assert not any("cdn" in request.path for request in simcord_env.http_requests)
 
 
@@ -1038,3 +1041,26 @@ def test_interaction_tokens_are_scrubbed_from_discord_py_debug_logs(
     shown = logging.Formatter().format(record)
     assert token not in shown and "'token': '<token>'" in shown, shown
     assert "cdn.discordapp.com" not in shown and shown.count("<attachment>") == 2, shown
+
+
+@pytest.mark.parametrize("limits", [LimitsSettings(photos_per_minute=2)])
+async def test_of_several_files_the_unread_and_the_non_photos_are_named(
+    simcord_env: simcord.Env, alice: simcord.MemberActor, astronaut_jpeg: bytes
+) -> None:
+    """A PDF beside a selfie is said to be no photo (it was passed over in silence); photos
+    beyond the limit are named in the "slow down" (it did not say which went unread)."""
+    await alice.send_dm("hi")  # opens the DM channel (answered with the help)
+    dm = alice.user.dm_channel
+    before = len(dm.history())
+    files = [("me.jpg", astronaut_jpeg), ("cv.pdf", b"%PDF-1.4 a CV")]
+    await alice.send_dm("", attachments=simcord_env.backend.store_attachments(dm.id, files))
+    card, notice = dm.history()[before + 1 :]
+    assert len(card.embeds) == 1
+    assert notice.content == f"cv.pdf: {wording.NOT_A_PHOTO}"
+
+    before = len(dm.history())
+    three = [(f"p{n}.jpg", astronaut_jpeg) for n in range(1, 4)]
+    await alice.send_dm("", attachments=simcord_env.backend.store_attachments(dm.id, three))
+    card, refusal = dm.history()[before + 1 :]  # the limit of 2 a minute: one more photo read
+    assert len(card.embeds) == 1
+    assert refusal.content.startswith("p2.jpg, p3.jpg: Whoa, that's a lot of photos!")

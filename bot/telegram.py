@@ -58,6 +58,7 @@ from telegram.ext import (
 
 from bot import telegram_render as tr
 from bot import wording
+from bot.album_order import AlbumOrder
 from bot.presses import PressesInFlight
 from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
 from core.config import TelegramSettings
@@ -137,6 +138,11 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         return self.bot_data.setdefault(  # type: ignore[no-any-return]
             "group_told", RateLimiter(limit=1, window=60.0)
         )
+
+    @property
+    def album_order(self) -> AlbumOrder:
+        """The photos of albums being handled, answered in the order they were sent."""
+        return self.bot_data.setdefault("album_order", AlbumOrder())  # type: ignore[no-any-return]
 
     @property
     def noticed_albums(self) -> OrderedDict[tuple[str, str], None]:
@@ -550,8 +556,17 @@ async def forget(update: Update, context: MoodContext) -> None:
 
 
 async def photo(update: Update, context: MoodContext) -> None:
-    """A selfie (compressed photo or image file): read the mood, answer with a song."""
+    """A selfie (compressed photo or image file): read the mood, answer with a song (the
+    photos of an album in the order they were sent, see :mod:`bot.album_order`)."""
     message = _message(update)
+    where = (message.chat_id, message.media_group_id, message.message_id)
+    async with context.album_order.handling(*where):
+        await _photo(update, context, message, where)
+
+
+async def _photo(
+    update: Update, context: MoodContext, message: Message, where: tuple[int, str | None, int]
+) -> None:
     file_id = _pick_file(message, context.max_image_bytes)
     if file_id is None:
         if _first_of_album(context, message, "too big"):
@@ -570,7 +585,9 @@ async def photo(update: Update, context: MoodContext) -> None:
         if image is None:
             await _answer(update, context, wording.too_big(context.max_image_bytes))
             return
-        await _answer(update, context, await context.service.read_photo(_user(update), image))
+        reply = await context.service.read_photo(_user(update), image)
+        await context.album_order.turn(*where)
+        await _answer(update, context, reply)
 
 
 def _first_of_album(context: MoodContext, message: Message, notice: str) -> bool:

@@ -943,3 +943,21 @@ async def test_a_picture_is_uploaded_once_then_sent_by_its_file_id(
     assert refused.params["photo"] == "AgACAgIAAxkBAAIforgotten"
     assert uploaded_again.files["photo"] == art
     assert stale.get(art) not in (None, "AgACAgIAAxkBAAIforgotten")
+
+
+async def test_the_photos_of_an_album_are_answered_in_the_order_sent(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    """Three selfies sent as one album come as three messages, read side by side; the first
+    (a large photo, the slowest to read) is still answered first."""
+    face = Image.fromarray(skdata.astronaut())
+    large = _jpeg(np.asarray(face.resize((2048, 2048))))
+    small = _jpeg(np.asarray(face.resize((256, 256))))
+    album = [
+        fake.send_photo(alice, image, media_group_id="555")["message_id"]
+        for image in (large, small, small)
+    ]
+    replies = await fake.wait_for_replies(alice["id"], 3)
+    assert [call.reply_to for call in replies] == album
+    for call, message_id in zip(replies, album, strict=True):
+        assert_card(call, replying_to=message_id)

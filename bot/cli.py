@@ -12,7 +12,6 @@ import asyncio
 import importlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -144,15 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "analyze": _analyze,
         }[args.command]
         return asyncio.run(handler(settings, args))
-    except BrokenPipeError:
-        # Whoever read our output has gone (`moodlift recommend ... | head -1`): say nothing,
-        # and keep Python from complaining about the unflushed rest at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
     except (MoodLiftError, ModelFileError, OSError) as error:
         # Ours, a model file that cannot be used, or the system's (a path, a port, a server
-        # that does not answer): the message says what and where; a traceback would not help.
-        print(f"moodlift: error: {error}", file=sys.stderr)
+        # that does not answer): the message says what and where. The traceback, for the rare
+        # OSError that is a bug, is logged at DEBUG (MOODLIFT_LOGGING_LEVEL=DEBUG).
+        logging.getLogger(__name__).debug("the error in full", exc_info=True)
+        print(f"moodlift: error: {str(error) or type(error).__name__}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("moodlift: interrupted", file=sys.stderr)

@@ -285,12 +285,12 @@ class MoodLiftBot(discord.Client):
             # Of several photos, a notice names its file: "b.jpg: I couldn't find a face…";
             # "too many photos" names every one it leaves unread.
             named = photo.filename if several else None
-            unread = ", ".join(p.filename for p in photos[n:]) if several else None
+            unread = _names([p.filename for p in photos[n:]]) if several else None
             if not await self._answer_photo(message, where, photo, named, unread):
                 return
         others = [a.filename for a in files if not _looks_like_image(a)]
         if others:  # a PDF beside the selfies: say why it got no answer
-            await where.send(content=_about(", ".join(others), wording.NOT_A_PHOTO))
+            await where.send(content=_about(_names(others), wording.NOT_A_PHOTO))
 
     async def _answer_photo(
         self,
@@ -741,6 +741,14 @@ async def _typing(channel: discord.abc.Messageable) -> AsyncIterator[None]:
     finally:
         if indicator is not None:
             await indicator.__aexit__(None, None, None)
+
+
+def _names(filenames: list[str], shown: int = 3) -> str:
+    """A few file names for a notice ("a.jpg, b.jpg, c.jpg and 7 more"): a message carries up
+    to 10 files of long names, and a notice must stay within Discord's 2,000 characters."""
+    if len(filenames) <= shown + 1:
+        return ", ".join(filenames)
+    return f"{', '.join(filenames[:shown])} and {len(filenames) - shown} more"
 
 
 def _about(filename: str | None, text: str) -> str:

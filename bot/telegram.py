@@ -569,13 +569,11 @@ async def _photo(
 ) -> None:
     file_id = _pick_file(message, context.max_image_bytes)
     if file_id is None:
-        if _first_of_album(context, message, "too big"):
-            await _answer(update, context, wording.too_big(context.max_image_bytes))
+        await _album_notice(update, context, where, "too big")
         return
     refusal = context.service.admit(_user(update))  # before the download a flood would cost
     if refusal is not None:
-        if _first_of_album(context, message, "refused"):
-            await _answer(update, context, refusal)
+        await _album_notice(update, context, where, "refused", refusal)
         return
     async with (
         context.service.reading(_user(update)),
@@ -583,11 +581,25 @@ async def _photo(
     ):
         image = await _download(context, file_id)
         if image is None:
-            await _answer(update, context, wording.too_big(context.max_image_bytes))
+            await _album_notice(update, context, where, "too big")
             return
         reply = await context.service.read_photo(_user(update), image)
         await context.album_order.turn(*where)
         await _answer(update, context, reply)
+
+
+async def _album_notice(
+    update: Update,
+    context: MoodContext,
+    where: tuple[int, str | None, int],
+    notice: str,
+    reply: Reply | None = None,
+) -> None:
+    """A notice for a photo not read ("too big" or ``reply``, the refusal): once for an album,
+    after the answers to its earlier photos."""
+    if _first_of_album(context, _message(update), notice):
+        await context.album_order.turn(*where)
+        await _answer(update, context, reply or wording.too_big(context.max_image_bytes))
 
 
 def _first_of_album(context: MoodContext, message: Message, notice: str) -> bool:

@@ -331,7 +331,12 @@ def fetch(
     else:
         for folder in local_copy_dirs() if local_copies is None else local_copies:
             copy = folder / spec.name
-            if copy.is_file() and sha256_of(copy) == spec.sha256:
+            try:
+                same = copy.is_file() and sha256_of(copy) == spec.sha256
+            except OSError as exc:  # unreadable here: the download is still there
+                log.info("cannot read %s (%s); downloading instead", copy, exc)
+                same = False
+            if same:
                 log.info("using %s: the pinned file of %s", copy, spec.location)
                 return copy
     _download(spec, target, progress=progress, timeout=timeout)

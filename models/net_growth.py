@@ -31,11 +31,15 @@ def grow(source: keras.Model, target: keras.Model) -> Growth:
     """Copy ``source``'s weights into ``target`` layer by layer (same name, same shapes) and
     silence ``target``'s middle blocks that ``source`` lacks.
 
-    Raises ValueError when a shared layer's shapes differ, or when a layer of ``target`` that
-    is not a new middle block has no trained counterpart: the grown net would not start where
-    the trained one is.
+    Raises ValueError when a shared layer's shapes differ, when a layer of ``target`` that is
+    not a new middle block has no trained counterpart, or when ``target`` lacks a trained
+    layer (a smaller net): the grown net would not start where the trained one is.
     """
     trained = {layer.name: layer for layer in source.layers}
+    kept = {layer.name for layer in target.layers}
+    lost = [name for name, layer in trained.items() if layer.weights and name not in kept]
+    if lost:
+        raise ValueError(f"the grown net lacks trained layers ({', '.join(lost[:3])}, ...)")
     copied: list[str] = []
     silenced: list[str] = []
     for layer in target.layers:

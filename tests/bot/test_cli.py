@@ -136,6 +136,22 @@ def test_failures_of_the_system_or_of_model_files_are_one_line(
     assert said in lines[0] and "pw@" not in err
 
 
+def test_a_system_error_without_words_is_named_and_kept_for_debugging(
+    env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def times_out(*args: object) -> int:
+        raise TimeoutError
+
+    monkeypatch.setattr("bot.cli._db", times_out)
+    with caplog.at_level("DEBUG", logger="bot.cli"):
+        assert main(["db", "current"]) == 1
+    assert capsys.readouterr().err == "moodlift: error: TimeoutError\n"
+    assert "Traceback" in caplog.text and "times_out" in caplog.text
+
+
 def test_a_bad_number_is_named_as_such(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["catalog", "art", "--limit", "x"])

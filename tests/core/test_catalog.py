@@ -24,6 +24,7 @@ from core.errors import CatalogError
 from core.moods import MOODS
 from core.store import Store
 from core.store.schema import Track
+from data import catalog_sources
 from data.catalog_sources import (
     ChecksumMismatch,
     SourceError,
@@ -304,6 +305,10 @@ def test_download_with_wrong_checksum_is_refused(http_server: _Server, tmp_path:
     assert list(cache.iterdir()) == []  # nothing half-trusted is left behind
 
 
+def _unreadable(path: Path) -> str:
+    raise OSError(5, "Input/output error", str(path))
+
+
 def test_a_pinned_url_is_read_from_a_verified_local_copy(
     http_server: _Server, tmp_path: Path
 ) -> None:
@@ -324,6 +329,10 @@ def test_a_pinned_url_is_read_from_a_verified_local_copy(
     assert fetched == copies / "data_moods.csv" and len(http_server.requests) == 1
     unreachable = SourceSpec("http://127.0.0.1:9/data_moods.csv", digest)
     assert fetch(unreachable, cache, progress=False, local_copies=[copies]) == fetched
+    with pytest.MonkeyPatch.context() as patch:  # a copy that cannot be read: download instead
+        patch.setattr(catalog_sources, "sha256_of", _unreadable)
+        fetched = fetch(SourceSpec(url, digest), cache, progress=False, local_copies=[copies])
+    assert fetched.parent == cache and len(http_server.requests) == 2
     with pytest.raises(SourceUnavailable, match="download failed"):
         fetch(SourceSpec(unreachable.location), cache, progress=False, local_copies=[copies])
 

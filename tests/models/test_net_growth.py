@@ -57,3 +57,6 @@ def test_growing_refuses_nets_that_differ_elsewhere() -> None:
     extra_block = build_emotion_net(NetConfig(**{**SMALL.__dict__, "blocks": (16, 32, 32)}))
     with pytest.raises(ValueError, match="down2"):
         grow(trained, extra_block)
+    shallower = build_emotion_net(NetConfig(**{**SMALL.__dict__, "middle": 0}))
+    with pytest.raises(ValueError, match="lacks trained layers \\(mid0_a_sep"):
+        grow(trained, shallower)

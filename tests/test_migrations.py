@@ -181,3 +181,11 @@ async def test_catalog_imports_arrive_in_0003_with_the_sources_tracks_name(db_ur
         assert await upgrade(db_url) == head_revision()
     finally:
         await engine.dispose()
+
+
+async def test_an_upgrade_says_where_the_database_is(tmp_path: Path, caplog) -> None:
+    """An operator's first question on a new machine: where is my data?"""
+    path = tmp_path / "moodlift.sqlite3"
+    with caplog.at_level("INFO", logger="core.store.migrate"):
+        await upgrade(f"sqlite+aiosqlite:///{path}")
+    assert f"database sqlite+aiosqlite:///{path}: schema at {head_revision()}" in caplog.text

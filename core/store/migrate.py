@@ -83,7 +83,9 @@ async def _run(url: str, work: str, revision: str | None = None) -> str | None:
 async def upgrade(url: str, revision: str = "head") -> str | None:
     """Bring the schema to ``revision`` (head by default); returns the revision now current."""
     current = await _run(url, "upgrade", revision)
-    log.info("database schema at %s", current)
+    # Where the data lives (the password hidden): an operator's first question on a new machine.
+    shown = normalize_url(url).render_as_string(hide_password=True)
+    log.info("database %s: schema at %s", shown, current)
     return current
 
 

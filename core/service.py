@@ -244,10 +244,18 @@ class MoodLifter:
             if not pending:
                 self._in_flight.pop(key, None)
 
-    async def _after_work(self, user: UserRef) -> None:
-        """Wait (bounded) until the work of ``user`` on its way (see :meth:`_working`) is done:
-        their photos answered, their picks, ratings and settings written."""
-        pending = tuple(self._in_flight.get((user.platform, user.user_id), ()))
+    def _work_on_its_way(self, user: UserRef) -> tuple[asyncio.Event, ...]:
+        """The work of ``user`` under way now (see :meth:`_working`)."""
+        return tuple(self._in_flight.get((user.platform, user.user_id), ()))
+
+    async def _after_work(
+        self, user: UserRef, pending: tuple[asyncio.Event, ...] | None = None
+    ) -> None:
+        """Wait (bounded) until the work of ``user`` on its way (``pending``; by default what
+        is under way now) is done: their photos answered, their picks, ratings and settings
+        written."""
+        if pending is None:
+            pending = self._work_on_its_way(user)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(READING_WAIT):
                 for done in pending:
@@ -380,14 +388,16 @@ class MoodLifter:
 
         It first waits for the user's work on its way (:meth:`_working`): a reading or a pick
         that landed after the deletion would store the user again, or write under the id of
-        someone else.
+        someone else. Work sent meanwhile (a /more during that wait) waits for the deletion.
         """
-        await self._after_work(user)
         if not confirmed:
+            await self._after_work(user)
             if await self.store.find_user(user.platform, user.user_id) is None:
                 return Notice(NoticeKind.FORGOTTEN, NOTHING_TO_FORGET)
             return Notice(NoticeKind.CONFIRM_FORGET, CONFIRM_FORGET)
-        async with self._working(user):  # a /more sent meanwhile waits for the deletion
+        earlier = self._work_on_its_way(user)
+        async with self._working(user):
+            await self._after_work(user, earlier)
             removed = await self.store.forget(user.platform, user.user_id)
         return Notice(NoticeKind.FORGOTTEN, FORGOTTEN if removed else NOTHING_TO_FORGET)
 

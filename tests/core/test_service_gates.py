@@ -103,3 +103,20 @@ async def test_a_forget_sent_while_a_song_is_picked_waits_for_the_pick(
             assert check.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
     finally:
         await lifter.close()
+
+
+async def test_a_more_sent_while_a_forget_waits_comes_after_the_deletion(
+    service: MoodLifter,
+) -> None:
+    """/forget waits for a photo on its way; a /more sent during that wait is answered as after
+    the deletion (before, it ran beside it, and its pick could land after it)."""
+    await service.store.record_reading(ANN.platform, ANN.user_id, "sad", {"sad": 1.0})
+    async with service.reading(ANN):  # a photo of Ann's on its way
+        forget = asyncio.create_task(service.forget(ANN, confirmed=True))
+        await asyncio.sleep(0.05)
+        more = asyncio.create_task(service.more(ANN))
+        await asyncio.sleep(0.05)
+        assert not forget.done() and not more.done()
+    assert await forget == Notice(NoticeKind.FORGOTTEN, FORGOTTEN)
+    assert await more == Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
+    assert await service.store.find_user(ANN.platform, ANN.user_id) is None

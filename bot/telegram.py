@@ -203,15 +203,24 @@ def _remember_album(recent: OrderedDict[Any, None], album: Any) -> None:
         recent.popitem(last=False)
 
 
+ALBUM_SPREAD = 30.0  # seconds within which an album's messages arrive (they come at once)
+ALBUM_SIZE = 10  # Telegram's most photos in one album
+
+
 class _AddressedToBot(filters.MessageFilter):
     """Private chats; in groups, a text/caption that mentions the bot, or (``replies``) a reply
     to one of its messages — and then also the other photos of an album so addressed (Telegram
-    puts an album's caption on its first photo only, and sends each photo as a message)."""
+    sends each photo of an album as a message, the caption on one of them, usually the first).
+
+    Photos of an album that came before the one naming the bot are kept (the messages, no
+    picture, at most :data:`ALBUM_SPREAD` seconds) so that :func:`photo` can read them too.
+    """
 
     def __init__(self, *, replies: bool) -> None:
         super().__init__()
         self.replies = replies
         self._albums: OrderedDict[tuple[int, str], None] = OrderedDict()  # addressed, recent last
+        self._unaddressed: OrderedDict[tuple[int, str], dict[int, Message]] = OrderedDict()
 
     def filter(self, message: Message) -> bool:
         if message.chat.type == ChatType.PRIVATE:
@@ -222,9 +231,36 @@ class _AddressedToBot(filters.MessageFilter):
             return addressed
         key = (message.chat.id, album)
         if not addressed:
-            return key in self._albums
+            if key in self._albums:
+                return True
+            kept = self._unaddressed.setdefault(key, {})
+            if len(kept) < ALBUM_SIZE:
+                kept[message.message_id] = message
+            self._unaddressed.move_to_end(key)
+            self._forget_unaddressed(before=message.date.timestamp() - ALBUM_SPREAD)
+            return False
         _remember_album(self._albums, key)
         return True
+
+    def _forget_unaddressed(self, before: float) -> None:
+        """Drop the kept photos of albums not added to since ``before`` (a timestamp), and the
+        oldest beyond :data:`RECENT_ALBUMS`: other people's messages are not kept longer."""
+        albums = self._unaddressed
+        while albums and (
+            len(albums) > RECENT_ALBUMS
+            or max(m.date.timestamp() for m in next(iter(albums.values())).values()) < before
+        ):
+            albums.popitem(last=False)
+
+    def earlier_of_album(self, message: Message) -> list[Message]:
+        """The album's photos that came before ``message`` named the bot (once: they are
+        forgotten here), oldest first; none older than :data:`ALBUM_SPREAD` seconds."""
+        album = message.media_group_id
+        if album is None:
+            return []
+        kept = self._unaddressed.pop((message.chat.id, album), {})
+        recent = message.date.timestamp() - ALBUM_SPREAD
+        return [m for _, m in sorted(kept.items()) if m.date.timestamp() >= recent]
 
     def _names_bot(self, message: Message) -> bool:
         bot = message.get_bot()
@@ -560,6 +596,11 @@ async def photo(update: Update, context: MoodContext) -> None:
     photos of an album in the order they were sent, see :mod:`bot.album_order`)."""
     message = _message(update)
     where = (message.chat_id, message.media_group_id, message.message_id)
+    if _in_group(update):
+        # An album's photos sent before the one that names the bot: handled like new ones
+        # (through the flood gate too), now that the album is known to be for us.
+        for earlier in ADDRESSED.earlier_of_album(message):
+            await context.update_queue.put(Update(update.update_id, message=earlier))
     async with context.album_order.handling(*where):
         await _photo(update, context, message, where)
 

@@ -961,3 +961,24 @@ async def test_the_photos_of_an_album_are_answered_in_the_order_sent(
     assert [call.reply_to for call in replies] == album
     for call, message_id in zip(replies, album, strict=True):
         assert_card(call, replying_to=message_id)
+
+
+async def test_in_a_group_album_photos_before_the_one_naming_the_bot_are_read_too(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """Any photo of an album may carry the caption: the photos sent before the one that names
+    the bot are read as well, in order; an album that never names it stays unanswered."""
+    group = group_chat(-1015, "Hike")
+    album = [
+        fake.send_photo(alice, selfie, group, media_group_id="864")["message_id"],
+        fake.send_photo(alice, selfie, group, caption="@MoodLifterBot", media_group_id="864")[
+            "message_id"
+        ],
+        fake.send_photo(alice, selfie, group, media_group_id="864")["message_id"],
+    ]
+    fake.send_photo(alice, selfie, group, media_group_id="531")
+    fake.send_photo(alice, selfie, group, media_group_id="531")
+    cards = await fake.wait_for_replies(group["id"], 3, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    assert [card.reply_to for card in fake.replies(group["id"])] == album
+    assert all(card.method == "sendPhoto" for card in cards)

@@ -1064,3 +1064,9 @@ async def test_of_several_files_the_unread_and_the_non_photos_are_named(
     card, refusal = dm.history()[before + 1 :]  # the limit of 2 a minute: one more photo read
     assert len(card.embeds) == 1
     assert refusal.content.startswith("p2.jpg, p3.jpg: Whoa, that's a lot of photos!")
+
+    before = len(dm.history())  # the minute's two photos are read: none of these six is
+    six = [(f"q{n}.jpg", astronaut_jpeg) for n in range(1, 7)]
+    await alice.send_dm("", attachments=simcord_env.backend.store_attachments(dm.id, six))
+    (refusal,) = dm.history()[before + 1 :]
+    assert refusal.content.startswith("q1.jpg, q2.jpg, q3.jpg and 3 more: Whoa")

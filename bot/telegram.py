@@ -27,6 +27,7 @@ import functools
 import hashlib
 import logging
 import operator
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -140,6 +141,11 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         )
 
     @property
+    def photoless_chats(self) -> PhotolessChats:
+        """Chats that refuse the bot's photos (see :class:`PhotolessChats`)."""
+        return self.bot_data.setdefault("photoless_chats", PhotolessChats())  # type: ignore[no-any-return]
+
+    @property
     def album_order(self) -> AlbumOrder:
         """The photos of albums being handled, answered in the order they were sent."""
         return self.bot_data.setdefault("album_order", AlbumOrder())  # type: ignore[no-any-return]
@@ -188,6 +194,37 @@ class UploadedPhotos:
 
     def forget(self, data: bytes) -> None:
         self._ids.pop(self._key(data), None)
+
+
+class PhotolessChats:
+    """Chats where Telegram refused the bot's photos for want of the right to send them (a
+    group that allows text only), for ``ttl`` seconds: a card there goes as text at once,
+    instead of after a refused photo each time. An admin's change of rights shows after ttl."""
+
+    def __init__(self, ttl: float = 600.0, capacity: int = 4096) -> None:
+        self.ttl = ttl
+        self.capacity = capacity
+        self._until: OrderedDict[int, float] = OrderedDict()
+
+    def refuses(self, chat_id: int) -> bool:
+        until = self._until.get(chat_id)
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self._until[chat_id]
+            return False
+        return True
+
+    def remember(self, chat_id: int) -> None:
+        self._until[chat_id] = time.monotonic() + self.ttl
+        self._until.move_to_end(chat_id)
+        while len(self._until) > self.capacity:
+            self._until.popitem(last=False)
+
+
+def _no_photo_rights(error: BadRequest) -> bool:
+    """Telegram's "not enough rights to send photos to the chat"."""
+    return "not enough rights to send photo" in str(error).lower()
 
 
 # --- filters ---------------------------------------------------------------------------------
@@ -881,6 +918,7 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
             reply_to=replied.message_id if replied else None,
             topic=_topic(replied),
             uploaded=context.uploaded,
+            photoless=context.photoless_chats,
         )
     return sent
 
@@ -907,7 +945,13 @@ async def _answer_in_private(
     art = await context.service.card_image(reply) if isinstance(reply, TrackCard) else None
     try:
         for outgoing in tr.render(reply, user_id=user.id, art=art):
-            await send(context.bot, user.id, outgoing, uploaded=context.uploaded)
+            await send(
+                context.bot,
+                user.id,
+                outgoing,
+                uploaded=context.uploaded,
+                photoless=context.photoless_chats,
+            )
     except (Forbidden, BadRequest) as refused:  # never started the bot, blocked it, ...
         log.info("could not answer in private: %s", refused.__class__.__name__)
         link = f"https://t.me/{context.bot.username}?start={command}"
@@ -924,9 +968,10 @@ async def send(
     reply_to: int | None = None,
     topic: int | None = None,
     uploaded: UploadedPhotos | None = None,
+    photoless: PhotolessChats | None = None,
 ) -> Message:
     """Send one rendered message (into forum ``topic``, if any); a photo Telegram refuses falls
-    back to the text alone.
+    back to the text alone (at once in a chat known to refuse photos: ``photoless``).
 
     A picture uploaded before goes by its ``file_id`` (see :class:`UploadedPhotos`); if
     Telegram no longer knows the id, the bytes are uploaded once more.
@@ -937,11 +982,13 @@ async def send(
         else None
     )
     where = {"chat_id": chat_id, "message_thread_id": topic, "reply_parameters": reply_parameters}
-    if outgoing.photo is not None:
+    if outgoing.photo is not None and not (photoless is not None and photoless.refuses(chat_id)):
         try:
             return await _send_photo(bot, where, outgoing, uploaded)
         except BadRequest as error:
             log.warning("Telegram refused the photo (%s); sending the text alone", error)
+            if photoless is not None and _no_photo_rights(error):
+                photoless.remember(chat_id)
     return await bot.send_message(
         text=outgoing.text,
         parse_mode=ParseMode.HTML,
@@ -979,6 +1026,8 @@ async def _send_photo(
         try:
             return await send_photo(known)
         except BadRequest as error:
+            if _no_photo_rights(error):
+                raise  # the id is fine; this chat takes no photos at all
             log.info("Telegram refused a file_id it gave us (%s); uploading again", error)
             uploaded.forget(data)
     sent = await send_photo(data)

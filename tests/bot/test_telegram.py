@@ -982,3 +982,25 @@ async def test_in_a_group_album_photos_before_the_one_naming_the_bot_are_read_to
     await fake.wait_until_delivered(within=WAIT)
     assert [card.reply_to for card in fake.replies(group["id"])] == album
     assert all(card.method == "sendPhoto" for card in cards)
+
+
+async def test_a_group_that_takes_no_photos_gets_text_cards_without_a_refusal_each(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """A group whose members (the bot too) may send text only: the first card's photo is
+    refused and the card goes as text; the next card goes as text at once."""
+    group = group_chat(-1016, "Text only")
+    fake.fail_next(
+        "sendPhoto",
+        status=400,
+        description="Bad Request: not enough rights to send photos to the chat",
+        times=10,
+    )
+    for replies in (2, 3):  # a refused photo and the text; then the text alone
+        fake.send_photo(alice, selfie, group, caption="@MoodLifterBot")
+        await fake.wait_for_replies(group["id"], replies, within=WAIT)
+        await fake.wait_until_delivered(within=WAIT)
+    sent = [call for call in fake.replies(group["id"]) if "_message_id" in call.params]
+    assert [call.method for call in sent] == ["sendMessage", "sendMessage"]
+    assert all("by " in shown(call) for call in sent)  # the cards, as text
+    assert len(fake.calls_to("sendPhoto")) == 1  # one refusal, not one per card

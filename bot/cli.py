@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     rec = commands.add_parser("recommend", help="pick a song for an emotion, as the bot would")
-    rec.add_argument("--user", required=True, help="a local user name (kept in the database)")
+    rec.add_argument(
+        "--user", required=True, type=_name, help="a local user name (kept in the database)"
+    )
     rec.add_argument("--emotion", required=True, type=str.lower, choices=EMOTIONS)
     rec.add_argument("--mode", type=str.lower, choices=[m.value for m in Mode])
 
@@ -94,13 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="read the faces in photos and pick a song")
     analyze.add_argument("photos", nargs="+", metavar="PHOTO", help="image files")
     analyze.add_argument("--json", action="store_true", help="one JSON object per file")
-    analyze.add_argument("--user", default="analyze", help="the local user the songs go to")
+    analyze.add_argument(
+        "--user", default="analyze", type=_name, help="the local user the songs go to"
+    )
 
     for verb, helptext in (("train", "train a model"), ("eval", "evaluate a trained model")):
         sub = commands.add_parser(verb, help=f"{helptext} (arguments go to the model command)")
         sub.add_argument("model", choices=("emotion", "music"))
         sub.add_argument("args", nargs=argparse.REMAINDER, help="passed on; try: -- --help")
     return parser
+
+
+def _name(text: str) -> str:
+    """An argparse type: a user name, refused when blank (it would be a user nobody can name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a user name cannot be blank")
+    return text.strip()
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:

@@ -152,10 +152,15 @@ def test_a_system_error_without_words_is_named_and_kept_for_debugging(
     assert "Traceback" in caplog.text and "times_out" in caplog.text
 
 
-def test_a_bad_number_is_named_as_such(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_number_or_a_blank_name_is_named_as_such(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit):
         main(["catalog", "art", "--limit", "x"])
     assert "argument --limit: 'x' is not a whole number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["recommend", "--user", " ", "--emotion", "sad"])
+    assert "argument --user: a user name cannot be blank" in capsys.readouterr().err
 
 
 def test_train_and_eval_hand_their_arguments_on(

@@ -441,6 +441,26 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+def _holds_secrets(data: Mapping[str, Any]) -> bool:
+    """Whether a config file sets a token, key or password (a ``Secret`` setting, or a
+    database URL with a password in it)."""
+    for name, values in data.items():
+        section = _SECTIONS.get(name)
+        if section is None or not isinstance(values, dict):
+            continue
+        for f in dataclasses.fields(section):
+            if f.name in values and "Secret" in str(f.type):
+                return True
+            shown = f.metadata.get("shown")
+            if (
+                f.name in values
+                and shown is not None
+                and shown(str(values[f.name])) != str(values[f.name])
+            ):
+                return True
+    return False
+
+
 def _warn_if_exposed(path: Path) -> None:
     """A token in a file others can read is a leaked token; say so (but still start)."""
     try:
@@ -469,7 +489,8 @@ def load_settings(
 
     if file is not None:
         data = _read_file(file)
-        _warn_if_exposed(file)
+        if _holds_secrets(data):  # a copy of the example file, readable by all, is fine
+            _warn_if_exposed(file)
         base = file.resolve().parent
         for name, values in data.items():
             if name not in _SECTIONS:

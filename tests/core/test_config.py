@@ -160,10 +160,17 @@ def test_warns_when_others_can_read_the_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="core.config")
-    load_settings(write(tmp_path, "", mode=0o600), env={})
+    token = '[telegram]\ntoken = "123:abc"\n'
+    load_settings(write(tmp_path, token, mode=0o600), env={})
     assert not caplog.records
-    load_settings(write(tmp_path, "", mode=0o644), env={})
-    assert "readable by other users" in caplog.text
+    load_settings(write(tmp_path, "[logging]\nlevel = 'INFO'\n", mode=0o644), env={})
+    assert not caplog.records  # nothing secret in it: nothing to say
+    load_settings(write(tmp_path, token, mode=0o644), env={})
+    assert "readable by other users" in caplog.text and "abc" not in caplog.text
+    caplog.clear()
+    url = "[database]\nurl = 'postgresql+asyncpg://bot:pw@db/moodlift'\n"
+    load_settings(write(tmp_path, url, mode=0o644), env={})
+    assert "readable by other users" in caplog.text and "pw" not in caplog.text
 
 
 def test_example_file_documents_every_setting_and_loads() -> None:

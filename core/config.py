@@ -442,22 +442,19 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _holds_secrets(data: Mapping[str, Any]) -> bool:
-    """Whether a config file sets a token, key or password (a ``Secret`` setting, or a
-    database URL with a password in it)."""
+    """Whether a config file sets a token, key or password: a value that :func:`_show` would
+    mask in a message (a ``Secret`` setting, a database URL's password)."""
     for name, values in data.items():
         section = _SECTIONS.get(name)
         if section is None or not isinstance(values, dict):
             continue
-        for f in dataclasses.fields(section):
-            if f.name in values and "Secret" in str(f.type):
-                return True
-            shown = f.metadata.get("shown")
-            if (
-                f.name in values
-                and shown is not None
-                and shown(str(values[f.name])) != str(values[f.name])
-            ):
-                return True
+        hints = typing.get_type_hints(section)
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        if any(
+            key in fields and _show(raw, hints[key], fields[key]) != repr(raw)
+            for key, raw in values.items()
+        ):
+            return True
     return False
 
 

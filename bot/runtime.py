@@ -65,16 +65,70 @@ def configured_platforms(settings: Settings) -> list[str]:
     return found
 
 
-class PlatformStartError(MoodLiftError):
-    """A chat platform refused the bot's token or could not be reached at start; the message
-    says which and what to check, and never holds the token (the libraries' errors may)."""
+class PlatformError(MoodLiftError):
+    """A chat platform failed the bot; the message says which and what to check, and never
+    holds the token (the libraries' errors may)."""
 
     def __init__(self, platform: str, problem: str, error: BaseException, token: str) -> None:
         detail = f"{type(error).__name__}: {error}"
         super().__init__(f"{platform}: {problem} ({detail.replace(token, '<token>')})")
 
 
-async def _start_telegram(service: MoodLifter, settings: Settings) -> RunningPlatform:
+class PlatformStartError(PlatformError):
+    """The platform refused the bot's token or could not be reached at start."""
+
+
+class PlatformLostError(PlatformError):
+    """A running platform's connection ended for good (a token reset, a missing intent): the
+    bot would sit offline while the process runs, so the process stops and says why."""
+
+
+OnLost = Callable[[PlatformLostError], None]
+
+# python-telegram-bot's polling task, by the name its Updater gives it (no public handle).
+TELEGRAM_POLLING_TASK = "Updater:start_polling:polling_task"
+
+
+def _watch(task: asyncio.Task, platform: str, token: str, on_lost: OnLost) -> None:
+    """Report ``task`` ending with an error: a platform's connection that gave up for good."""
+
+    def done(task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return  # stopped on purpose
+        error = task.exception()
+        assert error is not None
+        on_lost(PlatformLostError(platform, _lost_problem(platform, error), error, token))
+
+    task.add_done_callback(done)
+
+
+def _lost_problem(platform: str, error: BaseException) -> str:
+    code = getattr(error, "code", None)
+    if platform == "discord":
+        if code == 4004:
+            return (
+                "Discord refused the bot token while running (was it reset?); check "
+                "MOODLIFT_DISCORD_TOKEN or [discord] token"
+            )
+        if code == 4014 or type(error).__name__ == "PrivilegedIntentsRequired":
+            return (
+                "Discord requires the message content intent: enable it for this bot in the "
+                "Developer Portal (Bot, Privileged Gateway Intents)"
+            )
+        if code == 4011:
+            return "Discord requires sharding for this many servers: set [discord] shard_count"
+        return "Discord closed the connection for good"
+    if type(error).__name__ == "InvalidToken":
+        return (
+            "Telegram refused the bot token while running (was it revoked?); check "
+            "MOODLIFT_TELEGRAM_TOKEN or [telegram] token"
+        )
+    return "Telegram polling stopped"
+
+
+async def _start_telegram(
+    service: MoodLifter, settings: Settings, on_lost: OnLost
+) -> RunningPlatform:
     from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 
     from bot.telegram import build_application, start_polling, stop_polling
@@ -101,11 +155,18 @@ async def _start_telegram(service: MoodLifter, settings: Settings) -> RunningPla
         else:
             problem = "Telegram refused to start the bot"
         raise PlatformStartError("telegram", problem, error, token) from None
+    polling = [task for task in asyncio.all_tasks() if task.get_name() == TELEGRAM_POLLING_TASK]
+    for task in polling:
+        _watch(task, "telegram", token, on_lost)
+    if not polling:
+        log.debug("telegram: polling task not found; a token revoked later goes unnoticed")
     log.info("telegram: polling for updates")
     return RunningPlatform("telegram", lambda: stop_polling(application))
 
 
-async def _start_discord(service: MoodLifter, settings: Settings) -> RunningPlatform:
+async def _start_discord(
+    service: MoodLifter, settings: Settings, on_lost: OnLost
+) -> RunningPlatform:
     import aiohttp
     import discord
 
@@ -126,6 +187,7 @@ async def _start_discord(service: MoodLifter, settings: Settings) -> RunningPlat
             problem = "cannot reach Discord; check the network"
         raise PlatformStartError("discord", problem, error, token) from None
     task = asyncio.create_task(client.connect(), name="discord")
+    _watch(task, "discord", token, on_lost)
     log.info("discord: connecting to the gateway")
 
     async def stop() -> None:
@@ -146,7 +208,11 @@ async def serve(
     stop_event: asyncio.Event | None = None,
     ready: Callable[[MoodLifter], None] | None = None,
 ) -> None:
-    """Start ``platforms`` on one core and run until ``stop_event`` is set (or a signal)."""
+    """Start ``platforms`` on one core and run until ``stop_event`` is set (or a signal).
+
+    A platform whose connection gives up for good stops the whole process with a
+    :class:`PlatformLostError`: a supervisor restarts it, or the operator sees why it stopped.
+    """
     stop_event = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -154,6 +220,15 @@ async def serve(
             loop.add_signal_handler(sig, stop_event.set)
     service = await MoodLifter.create(settings)
     running: list[RunningPlatform] = []
+    lost: list[PlatformLostError] = []
+
+    def on_lost(error: PlatformLostError) -> None:
+        if stop_event.is_set():
+            return  # already stopping: an error on the way out is not news
+        log.error("%s; stopping", error)
+        lost.append(error)
+        stop_event.set()
+
     try:
         try:
             await ensure_catalog(settings, service.store)
@@ -169,7 +244,7 @@ async def serve(
                 error,
             )
         for name in platforms:
-            running.append(await _STARTERS[name](service, settings))
+            running.append(await _STARTERS[name](service, settings, on_lost))
         if ready is not None:
             ready(service)
         log.info("ready: %s", ", ".join(platforms) or "no platform")
@@ -186,3 +261,5 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+    if lost:
+        raise lost[0]

@@ -522,7 +522,7 @@ async def gate(update: Update, context: MoodContext) -> None:
         verdict = Throttle(allowed=False, notice=_group_full_notice(update, context))
     if query is not None:  # an alert once, else just stop the button's spinner
         notice = verdict.notice
-        await query.answer(notice.text if notice else None, show_alert=notice is not None)
+        await _acknowledge(query, notice.text if notice else None, alert=notice is not None)
     elif verdict.notice is not None:
         await _answer(update, context, verdict.notice)
     raise ApplicationHandlerStop
@@ -704,15 +704,18 @@ async def not_a_photo(update: Update, context: MoodContext) -> None:
 
 async def button(update: Update, context: MoodContext) -> None:
     """A known inline button: "Another song", 👍 / 👎, or the answer to /forget. A second press
-    of a button of the same message by the same user while the first is handled (a double
-    tap) only stops its spinner: one song, and /forget's "Done" is not overwritten."""
+    of the same button by the same user while the first is handled (a double tap) only stops
+    its spinner: one song, and /forget's "Done" is not overwritten. Another button of the same
+    card counts (👍 right after "Another song", 👎 to change one's mind), except the other
+    answer to the same /forget question."""
     query = update.callback_query
     assert query is not None and context.match is not None
     message = query.message
-    key = (message.chat.id, message.message_id, query.from_user.id) if message else query.id
+    which = "forget" if context.match["owner"] is not None else query.data
+    key = (message.chat.id, message.message_id, query.from_user.id, which) if message else query.id
     with context.presses.first(key) as first:
         if not first:
-            await query.answer()
+            await _acknowledge(query)
             return
         await _pressed(update, context, query)
 
@@ -725,24 +728,20 @@ async def _pressed(update: Update, context: MoodContext, query: CallbackQuery) -
         value = tr.RATINGS[rating]
         reply = await context.service.rate(_user(update), context.match["track"], value)
         # A refusal explains itself in more words than a toast holds: an alert, read to the end.
-        await query.answer(reply.text, show_alert=reply.kind is NoticeKind.NOT_RATABLE)
+        await _acknowledge(query, reply.text, alert=reply.kind is NoticeKind.NOT_RATABLE)
     elif owner is None:  # "Another song": for whoever pressed it
         reply = await context.service.more(_user(update))
-        # /more may have waited for a selfie on its way, past Telegram's patience with a
-        # button press ("query is too old"): the song still comes, only the spinner stays.
         if isinstance(reply, Notice):  # e.g. a bystander with no selfie: only they see it
-            with contextlib.suppress(BadRequest):
-                await query.answer(reply.text, show_alert=True)
+            await _acknowledge(query, reply.text, alert=True)
             return
-        with contextlib.suppress(BadRequest):
-            await query.answer()
+        await _acknowledge(query)
         if isinstance(reply, TrackCard) and _in_group(update):
             # It comes as a reply to someone's card: say whose song this one is.
             for_whom = wording.FOR_WHOM.format(name=query.from_user.first_name)
             reply = dataclasses.replace(reply, notes=(*reply.notes, for_whom))
         await _answer(update, context, reply)
     elif int(owner) != query.from_user.id:
-        await query.answer(wording.FORGET_NOT_YOURS, show_alert=True)
+        await _acknowledge(query, wording.FORGET_NOT_YOURS, alert=True)
     else:
         keep = context.match["answer"] == "no"
         reply = (
@@ -750,8 +749,17 @@ async def _pressed(update: Update, context: MoodContext, query: CallbackQuery) -
             if keep
             else await context.service.forget(_user(update), confirmed=True)
         )
-        await query.answer()
+        await _acknowledge(query)
         await _replace_question(update, context, reply)
+
+
+async def _acknowledge(query: CallbackQuery, text: str | None = None, alert: bool = False) -> None:
+    """Stop the press's spinner (with a toast or an alert). A press answered late — /forget or
+    /more waited for a selfie on its way, a backlog after a restart — is refused by Telegram
+    ("query is too old"); what the press did still stands and its outcome still shows, so that
+    refusal is no error to apologise for."""
+    with contextlib.suppress(BadRequest):
+        await query.answer(text, show_alert=alert)
 
 
 async def stale_button(update: Update, context: MoodContext) -> None:
@@ -759,7 +767,7 @@ async def stale_button(update: Update, context: MoodContext) -> None:
     query = update.callback_query
     assert query is not None
     log.info("ignored unknown callback data of %d bytes", len(query.data or ""))
-    await query.answer(wording.BUTTON_EXPIRED, show_alert=True)
+    await _acknowledge(query, wording.BUTTON_EXPIRED, alert=True)
 
 
 async def on_error(update: object, context: MoodContext) -> None:

@@ -444,6 +444,33 @@ async def test_forget_can_be_called_off(
     assert store_id(db_path, alice["id"]) is None
 
 
+async def test_forget_answered_late_still_shows_its_outcome_and_no_apology(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    """ "Yes, forget me" pressed while a selfie is read waits for that reading, past Telegram's
+    window for answering a press: the refused acknowledgement is no error, the question still
+    turns into "Done"."""
+    fake.send_photo(alice, selfie)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    fake.send_command(alice, "/forget")
+    confirm = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+    fake.callback_answer_window = 0.5
+    fake.stall_next("GET file", 1.5)  # the next selfie's download is slow
+    fake.send_photo(alice, selfie)
+    await fake.wait_for("getFile", within=WAIT)
+    query_id = fake.press_button(alice, confirm, confirm.buttons[0]["callback_data"])
+    (edit,) = await fake.wait_for("editMessageText", within=WAIT)
+    assert "forgotten" in shown(edit).lower() and not edit.buttons
+    await fake.wait_until_delivered(within=WAIT)
+    assert query_id not in fake.answered_callbacks  # refused: too late
+    assert all(shown(call) != wording.SOMETHING_WENT_WRONG for call in fake.replies(alice["id"]))
+    assert store_id(db_path, alice["id"]) is None
+
+
 async def test_forget_answered_on_a_question_telegram_no_longer_shows(
     app: MoodApplication,
     fake: FakeTelegramAPI,
@@ -484,6 +511,28 @@ async def test_forget_answered_on_a_question_telegram_no_longer_shows(
 def history_lines(call: ApiCall) -> list[str]:
     """The numbered song lines of a /history message."""
     return [line for line in shown(call).splitlines() if re.match(r"^\d+\. ", line)]
+
+
+async def test_rating_a_card_right_after_asking_it_for_another_song_counts(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    """Only a second press of the *same* button is a double tap: 👍 pressed while the card's
+    "Another song" is still on its way is a rating."""
+    fake.send_photo(alice, selfie)
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    track = track_url(card).rsplit("/", 1)[1]
+    like = card.buttons[2]["callback_data"]
+    fake.stall_next("sendPhoto", 1.0)  # the next song takes a while to send
+    fake.press_button(alice, card, "more")
+    liked = fake.press_button(alice, card, like)
+    await fake.wait_for(lambda c: c.params.get("callback_query_id") == liked, within=WAIT)
+    assert "👍" in fake.answered_callbacks[liked]["text"]
+    assert rows(db_path, "SELECT track_id, value FROM ratings") == [(track, 1)]
+    await fake.wait_for_replies(alice["id"], 2, within=WAIT)
 
 
 async def test_rate_see_it_in_history_change_it_and_forget_it(

@@ -207,6 +207,20 @@ def test_aligned_crop_is_48_gray_and_levels_the_eyes(detector: FaceDetector) -> 
     assert correlation(upright, levelled) > correlation(upright, unlevelled) + 0.2
 
 
+def test_exposure_is_evened_out_only_for_faces_lit_unlike_fer2013() -> None:
+    from core.faces import even_out_exposure
+
+    face = cv2.resize(cv2.cvtColor(data.astronaut()[70:180, 175:275], cv2.COLOR_RGB2GRAY), (48, 48))
+    assert even_out_exposure(face) is face  # lit like FER2013's faces: untouched
+    blank = np.full((48, 48), 9, dtype=np.uint8)
+    assert even_out_exposure(blank) is blank  # nothing to stretch
+    for dim in (face // 10, face // 3 + 160, (face // 8 + 100).astype(np.uint8)):
+        evened = even_out_exposure(dim)
+        low, high = np.percentile(evened, (1, 99))
+        assert abs(low - 25) <= 2 and abs(high - 231) <= 2
+        assert correlation(evened, face) > 0.95
+
+
 def test_crop_of_a_small_face_is_upscaled() -> None:
     face = Face(box=(10, 10, 20, 20), score=1.0, right_eye=(15, 17), left_eye=(25, 17))
     image = np.random.default_rng(0).integers(0, 256, (60, 60, 3), dtype=np.uint8)

@@ -60,6 +60,24 @@ def test_exif_rotated_selfie_is_read_upright(reader: PhotoReader) -> None:
     assert overlaps(face.box, ASTRONAUT_FACE)
 
 
+@pytest.mark.parametrize(
+    "lighting",
+    [
+        pytest.param(lambda rgb: rgb * 0.08, id="dark room"),
+        pytest.param(lambda rgb: (rgb - 128) * 0.1 + 128, id="flat"),
+        pytest.param(lambda rgb: rgb * 0.4 + 150, id="washed out"),
+    ],
+)
+def test_a_badly_lit_selfie_reads_as_the_well_lit_one(reader: PhotoReader, lighting) -> None:
+    """The model learnt FER2013's lighting: a dark or flat face read as it is drifts to angry,
+    sad or neutral (the astronaut at 8 % brightness: angry 0.26), so its crop is evened out."""
+    (lit,) = reader.read(jpeg(Image.fromarray(data.astronaut())))
+    rgb = np.clip(lighting(data.astronaut().astype(np.float32)), 0, 255).astype(np.uint8)
+    (badly_lit,) = reader.read(jpeg(Image.fromarray(rgb)))
+    assert lit.emotion == badly_lit.emotion == "happy"
+    assert abs(badly_lit.confidence - lit.confidence) < 0.2
+
+
 def test_small_faces_of_a_big_jpeg_are_read_from_its_own_pixels(reader: PhotoReader) -> None:
     """Faces are found on a 640 px decode; a face too small to crop there is cropped from the
     full-size decode, and every box comes back in the photo's own pixels."""

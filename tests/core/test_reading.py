@@ -78,6 +78,19 @@ def test_a_badly_lit_selfie_reads_as_the_well_lit_one(reader: PhotoReader, light
     assert abs(badly_lit.confidence - lit.confidence) < 0.2
 
 
+@pytest.mark.parametrize("share", [0.7, 0.8, 0.9])
+def test_a_close_up_cut_at_forehead_and_chin_is_found(reader: PhotoReader, share: float) -> None:
+    """A selfie taken too close: the face box fills the photo and more (BlazeFace alone finds
+    nothing without some head around the face)."""
+    x, y, w, h = ASTRONAUT_FACE
+    cx, cy, half_w, half_h = x + w / 2, y + h / 2, w * share / 2, h * share / 2
+    close = Image.fromarray(data.astronaut()).crop(
+        (round(cx - half_w), round(cy - half_h), round(cx + half_w), round(cy + half_h))
+    )
+    (face,) = reader.read(jpeg(close.resize((720, 800), Image.Resampling.BICUBIC)))
+    assert face.box[2] > 600 and face.emotion == "happy"
+
+
 def test_small_faces_of_a_big_jpeg_are_read_from_its_own_pixels(reader: PhotoReader) -> None:
     """Faces are found on a 640 px decode; a face too small to crop there is cropped from the
     full-size decode, and every box comes back in the photo's own pixels."""

@@ -96,5 +96,11 @@ def looks(emotion: str) -> str:
 
 
 def reason(emotion: str, mood: str) -> str:
-    """One line a person reads under the song, e.g. "you look sad — here is something calm"."""
+    """One line a person reads under the song, e.g. "you look sad — here is something calm".
+
+    A sad song for a sad face says why (in lift mode too, by the seed's choice): "here is
+    something sad" alone reads as if the bot had not tried to lift anything.
+    """
+    if check_emotion(emotion) == "sad" and check_mood(mood) == "sad":
+        return "you look sad — here is a sad song to keep you company"
     return f"you look {looks(emotion)} — here is something {check_mood(mood)}"

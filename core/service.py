@@ -80,8 +80,8 @@ NO_FACE = (
 )
 NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has songs for it."
 NO_READING = "I haven't read a selfie of yours yet — send me one and I'll tell you what I see."
-SLOW_DOWN = "Whoa, that's a lot of photos! Give me {seconds} seconds and try again."
-TOO_MANY = "Whoa, that's a lot at once! Give me {seconds} seconds to catch up — then I'm all ears."
+SLOW_DOWN = "Whoa, that's a lot of photos! Give me {wait} and try again."
+TOO_MANY = "Whoa, that's a lot at once! Give me {wait} to catch up — then I'm all ears."
 READING_WAIT = 10.0  # seconds /more, /mood, /history, /forget wait for work on its way
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
 CONFIRM_FORGET = (
@@ -196,8 +196,8 @@ class MoodLifter:
         """
         key = (user.platform, user.user_id)
         if not self._limiter.allow(key):
-            seconds = max(1, round(self._limiter.retry_after(key)))
-            return Notice(NoticeKind.SLOW_DOWN, SLOW_DOWN.format(seconds=seconds))
+            wait = _seconds(self._limiter.retry_after(key))
+            return Notice(NoticeKind.SLOW_DOWN, SLOW_DOWN.format(wait=wait))
         return self._busy()
 
     def throttle(self, user: UserRef) -> Throttle:
@@ -212,9 +212,9 @@ class MoodLifter:
             return Throttle(allowed=True)
         if not self._told_to_slow_down.allow(key):
             return Throttle(allowed=False)
-        seconds = max(1, round(self._actions.retry_after(key)))
+        wait = _seconds(self._actions.retry_after(key))
         return Throttle(
-            allowed=False, notice=Notice(NoticeKind.SLOW_DOWN, TOO_MANY.format(seconds=seconds))
+            allowed=False, notice=Notice(NoticeKind.SLOW_DOWN, TOO_MANY.format(wait=wait))
         )
 
     @contextlib.asynccontextmanager
@@ -455,3 +455,9 @@ def _history_count(count: int | str | None) -> int | None:
             return None
         count = int(text) if len(text) <= 9 else HISTORY_MAX + 1  # more than ever listed
     return count if count >= 1 else None
+
+
+def _seconds(wait: float) -> str:
+    """A wait as people say it: "1 second", "12 seconds" (never less than one)."""
+    seconds = max(1, round(wait))
+    return f"{seconds} second{'s' if seconds != 1 else ''}"

@@ -33,6 +33,7 @@ def test_match_stays_with_the_feeling() -> None:
 
 def test_every_pair_has_a_reason() -> None:
     assert reason("sad", "calm") == "you look sad — here is something calm"
+    assert reason("sad", "sad") == "you look sad — here is a sad song to keep you company"
     for emotion in EMOTIONS:
         for mood in MOODS:
             assert reason(emotion, mood).startswith("you look ")

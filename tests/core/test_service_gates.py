@@ -47,6 +47,15 @@ def test_photos_beyond_the_budget_are_refused_before_anything_is_read(
     assert service.admit(BOB) is None  # one user's budget is theirs alone
 
 
+def test_a_wait_of_one_second_is_said_so(service: MoodLifter) -> None:
+    now = [1000.0]
+    service._limiter.clock = lambda: now[0]
+    assert service.admit(ANN) is None and service.admit(ANN) is None
+    now[0] += 59.4  # the first photo leaves the minute's window in 0.6 s
+    refused = service.admit(ANN)
+    assert isinstance(refused, Notice) and "Give me 1 second and" in refused.text
+
+
 def test_a_flood_is_told_once_then_dropped(service: MoodLifter) -> None:
     verdicts = [service.throttle(ANN) for _ in range(6)]
     assert [v.allowed for v in verdicts] == [True, True, True, False, False, False]

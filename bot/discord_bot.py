@@ -526,11 +526,15 @@ async def _another_song(interaction: discord.Interaction) -> None:
     if pressed and isinstance(reply, Notice):
         await interaction.followup.send(notice_text(reply), ephemeral=True)
         return
-    if pressed and isinstance(reply, TrackCard) and interaction.guild_id is not None:
+    if pressed and isinstance(reply, TrackCard) and _for_all_to_see(bot, interaction):
         # It comes under someone's card, for all to see: say whose song this one is.
         for_whom = wording.FOR_WHOM.format(name=interaction.user.display_name)
         reply = dataclasses.replace(reply, notes=(*reply.notes, for_whom))
     await send_followup(interaction, reply)
+
+
+def _for_all_to_see(bot: MoodLiftBot, interaction: discord.Interaction) -> bool:
+    return interaction.guild_id is not None and not bot.ephemeral_for(interaction)
 
 
 async def _cannot_show_cards(interaction: discord.Interaction) -> bool:

@@ -802,6 +802,10 @@ async def test_ephemeral_setting_keeps_answers_private_in_servers(
     assert result.ephemeral
     assert answer(result).ephemeral
     assert card_of(answer(result)).title
+    # Another song, seen by the presser alone, needs no "For alice" to say whose it is.
+    more = answer(await alice.click(answer(result).message, custom_id=ANOTHER_SONG_ID))
+    assert more.ephemeral and card_of(more).title
+    assert wording.FOR_WHOM.format(name=alice.name) not in (card_of(more).footer.text or "")
 
     in_dm = await alice.user.slash("mode")
     assert not answer(in_dm).ephemeral  # nothing to hide in a DM

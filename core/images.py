@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,6 +21,10 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
+
+# Pillow warns (on stderr) about a photo's damaged EXIF block; the photo is read all the same
+# (its orientation ignored when unreadable), so there is nothing for anyone to act on.
+warnings.filterwarnings("ignore", message="(Corrupt EXIF data|Metadata Warning)", module="PIL")
 
 # iPhones save photos as HEIC; sent as a file (not as a Telegram photo) they arrive as such.
 # libheif applies the photo's own rotation and refuses a picture bigger than its header says;

@@ -315,7 +315,17 @@ class MoodLiftBot(discord.Client):
             reply = await self.service.read_photo(user_ref(message.author), image)
             if isinstance(reply, Notice):
                 reply = dataclasses.replace(reply, text=_about(named, reply.text))
-            await where.send(**_allowed(where.permissions, await render(self.service, reply)))
+            try:
+                await where.send(**_allowed(where.permissions, await render(self.service, reply)))
+            except discord.HTTPException as refused:
+                if isinstance(reply, TrackCard):  # a song never heard is not used up
+                    await self.service.undelivered(user_ref(message.author), reply)
+                if not isinstance(refused, discord.Forbidden):
+                    raise
+                # Missing permissions, DMs closed: an apology would be refused the same way.
+                log.info(
+                    "the channel refuses the bot's answer (%s)", refused.text or refused.status
+                )
         return True
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:

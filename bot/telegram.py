@@ -918,16 +918,22 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
     chat = update.effective_chat
     assert chat is not None
     replied = update.callback_query.message if update.callback_query else update.effective_message
-    for outgoing in messages:
-        sent = await send(
-            context.bot,
-            chat.id,
-            outgoing,
-            reply_to=replied.message_id if replied else None,
-            topic=_topic(replied),
-            uploaded=context.uploaded,
-            photoless=context.photoless_chats,
-        )
+    try:
+        for outgoing in messages:
+            sent = await send(
+                context.bot,
+                chat.id,
+                outgoing,
+                reply_to=replied.message_id if replied else None,
+                topic=_topic(replied),
+                uploaded=context.uploaded,
+                photoless=context.photoless_chats,
+            )
+    except TelegramError as refused:
+        # A song Telegram refused (a timed-out send may have arrived) was never heard.
+        if isinstance(reply, TrackCard) and user is not None and not isinstance(refused, TimedOut):
+            await context.service.undelivered(_user(update), reply)
+        raise
     return sent
 
 

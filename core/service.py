@@ -357,6 +357,14 @@ class MoodLifter:
                 return Notice(NoticeKind.NOT_RATABLE, NOT_RATABLE)
         return Notice(NoticeKind.RATED, RATED[value])
 
+    async def undelivered(self, user: UserRef, card: TrackCard) -> None:
+        """The chat platform refused ``card`` (after its retries): the song was never heard, so
+        it leaves the user's history and stays theirs to get. A send that timed out may have
+        arrived after all, so callers withdraw only on a refusal."""
+        account = await self.store.find_user(user.platform, user.user_id)
+        if account is not None and await self.store.withdraw_delivery(account.id, card.track_id):
+            log.info("withdrew a song a %s user never received", user.platform)
+
     async def history(self, user: UserRef, count: int | str | None = None) -> Reply:
         """The user's last songs (10, or ``count`` up to :data:`HISTORY_MAX`) with their ratings."""
         asked = _history_count(count)

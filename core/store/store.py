@@ -665,6 +665,24 @@ class Store:
             f"record a delivery to user {user_id}", unit, conflicts=PICK_ATTEMPTS, on_conflict=lost
         )
 
+    async def withdraw_delivery(self, user_id: int, track_id: str) -> bool:
+        """Undo the user's latest delivery of ``track_id``: the card never reached them (the
+        chat platform refused it), so the song is neither in their history nor used up."""
+
+        async def unit(session: AsyncSession) -> bool:
+            latest = await session.scalar(
+                select(Delivery.id)
+                .where(Delivery.user_id == user_id, Delivery.track_id == track_id)
+                .order_by(Delivery.id.desc())
+                .limit(1)
+            )
+            if latest is None:
+                return False
+            await session.execute(delete(Delivery).where(Delivery.id == latest))
+            return True
+
+        return await self._write(f"withdraw a delivery to user {user_id}", unit)
+
     async def _write(
         self,
         what: str,

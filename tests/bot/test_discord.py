@@ -650,6 +650,28 @@ async def test_a_dm_photo_is_answered_when_discord_refuses_the_typing_indicator(
     assert embed.url and embed.url.startswith("https://open.spotify.com/track/")
 
 
+async def test_a_card_discord_refuses_is_not_used_up_nor_logged_as_a_crash(
+    simcord_env: simcord.Env, astronaut_jpeg: bytes, db_path: Path, caplog
+) -> None:
+    """DMs closed to the bot (50007) or missing permissions: the song never arrived, so it is
+    not in the user's history; nothing broke on our side, so no error with tracebacks."""
+    dave = simcord_env.create_user("dave")
+    uploads = simcord_env.backend.store_attachments(
+        dave.dm_channel.id, [("me.jpg", astronaut_jpeg)]
+    )
+    simcord_env.inject_error(
+        "POST", "/channels/*/messages", status=403, code=50007,
+        message="Cannot send messages to this user", times=None,
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="bot.discord_bot"):
+        await dave.send_dm("", attachments=uploads)
+    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(0,)]
+    assert rows(db_path, "SELECT count(*) FROM detections") == [(1,)]
+    ours = [r for r in caplog.records if r.name == "bot.discord_bot"]
+    assert not [r for r in ours if r.levelno >= logging.WARNING]
+    assert any("refuses the bot's answer" in r.getMessage() for r in ours)
+
+
 async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     simcord_env: simcord.Env,
     guild: simcord.GuildHandle,

@@ -7,8 +7,10 @@ errors. Behind both is the real core (SQLite file, shared catalog, real models).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,7 @@ async def test_when_every_retry_fails_the_failure_is_logged_and_the_bot_goes_on(
     fake: FakeTelegramAPI,
     selfie: bytes,
     caplog: pytest.LogCaptureFixture,
+    db_path: Path,
 ) -> None:
     alice = user(2003, "Alice")
     caplog.set_level(logging.WARNING)
@@ -99,9 +102,15 @@ async def test_when_every_retry_fails_the_failure_is_logged_and_the_bot_goes_on(
     assert errors[0].exc_info is not None
     retries = [r for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 3  # each retry was logged as a warning
+    # The song never arrived: it is not in the history, nor used up.
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM detections").fetchone() == (1,)
     # The bot is still there: the next selfie gets its card.
     card = await reply_to(fake, fake.send_photo(alice, selfie))
     assert card.method == "sendPhoto"
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
 
 
 async def test_a_chat_that_refuses_the_bot_is_not_sent_an_apology(
@@ -119,9 +128,13 @@ async def test_a_chat_that_refuses_the_bot_is_not_sent_an_apology(
     (refused,) = await fake.wait_for("sendPhoto", within=WAIT)
     await fake.wait_until_delivered(within=WAIT)
     assert refused.params["_failed_with"] == 403
+    for _ in range(100):  # the handler logs once the song it could not send is withdrawn
+        if any("refuses the bot" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    assert any("refuses the bot" in r.getMessage() for r in caplog.records)
     assert [c.method for c in fake.replies(alice["id"])] == ["sendPhoto"]  # and nothing after
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any("refuses the bot" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_card_whose_send_timed_out_is_not_called_a_failure(

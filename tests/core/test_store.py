@@ -186,6 +186,25 @@ async def test_ratings_are_per_user_and_track_changeable_and_only_for_songs_sent
     assert await store.ratings(bob.id) == {}
 
 
+async def test_a_withdrawn_delivery_leaves_the_history_and_comes_again(
+    store: Store, write_csv
+) -> None:
+    """A card the chat platform refused: the song is not in the history, and the next pick of
+    the round can give it (the round is not over: one song of two was heard)."""
+    async with store.sessions() as session:
+        path = write_csv("m.csv", MOODS_HEADER, [moods_line(n, "Calm") for n in range(2)])
+        await import_rows(session, read_catalog(path, moods=("calm",)).rows)
+        await session.commit()
+    ann = await store.get_or_create_user("telegram", "1")
+    heard = await store.pick_and_deliver(ann.id, "calm")
+    lost = await store.pick_and_deliver(ann.id, "calm")
+    assert await store.withdraw_delivery(ann.id, lost.track.id)
+    assert [e.track.id for e in await store.history(ann.id)] == [heard.track.id]
+    again = await store.pick_and_deliver(ann.id, "calm")
+    assert (again.track.id, again.round, again.new_round) == (lost.track.id, 1, False)
+    assert not await store.withdraw_delivery(ann.id, "never-sent")
+
+
 async def test_history_newest_first_with_emotion_mood_and_rating(store: Store, write_csv) -> None:
     async with store.sessions() as session:
         path = write_csv("m.csv", MOODS_HEADER, [moods_line(n, "Calm") for n in range(4)])

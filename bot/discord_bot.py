@@ -43,7 +43,7 @@ from core.replies import (
     Reply,
     TrackCard,
 )
-from core.service import HISTORY_MAX, UserRef
+from core.service import HISTORY_MAX, CommandSyntax, UserRef
 
 if TYPE_CHECKING:
     from core.config import DiscordSettings, Settings
@@ -60,6 +60,10 @@ RATINGS = {"up": 1, "down": -1}
 FORGET_ID = re.compile(r"moodlift:forget:(?P<answer>yes|no):(?P<owner>[0-9]{1,20})")
 """The ``custom_id`` of the /forget answers: only the user who asked may answer, and the
 buttons keep working after a restart (a dynamic item, like 👍 / 👎)."""
+
+
+SYNTAX = CommandSyntax(mode="/mode mode:{mode}", history="/history count:{count}")
+"""How help texts write a command's argument here: slash commands take named options."""
 
 
 def _has_a_button(custom_id: str) -> bool:
@@ -275,7 +279,7 @@ class MoodLiftBot(discord.Client):
                 await where.send(content=wording.NOT_A_PHOTO)
             else:
                 how = wording.discord_how_to_send(self.options.ephemeral)
-                await where.send(content=self.service.chat(message.content, how).text)
+                await where.send(content=self.service.chat(message.content, how, SYNTAX).text)
             return
         if where.permissions is not None and not where.permissions.embed_links:
             await where.send(content=wording.NEEDS_EMBED_LINKS)
@@ -478,7 +482,7 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         private = bot.ephemeral_for(interaction, personal=True)
         await interaction.response.defer(thinking=True, ephemeral=private)
         value = mode.value if mode is not None else None
-        reply = await bot.service.set_mode(user_ref(interaction.user), value)
+        reply = await bot.service.set_mode(user_ref(interaction.user), value, SYNTAX)
         await send_followup(interaction, reply, personal=True)
 
     @tree.command(name="history", description="The songs I sent you, with your ratings.")
@@ -515,7 +519,7 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
     @tree.command(name="help", description="How this bot works.")
     async def help_(interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
-        reply = bot.service.help(wording.discord_how_to_send(bot.options.ephemeral))
+        reply = bot.service.help(wording.discord_how_to_send(bot.options.ephemeral), SYNTAX)
         await send_response(interaction, reply, personal=True)
 
 

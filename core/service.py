@@ -63,8 +63,8 @@ HELP_SEND = (
 HELP_BODY = (
     "/more — another song for your last mood\n"
     "/mood — what I read in your last selfie\n"
-    "/mode lift|match — lift your mood (default) or match it\n"
-    "/history — the last 10 songs I sent you, with your ratings (/history 50 for more)\n"
+    "{mode} — lift your mood (default) or match it\n"
+    "/history — the last 10 songs I sent you, with your ratings ({history} for more)\n"
     "/forget — delete everything I know about you\n"
     "/help — this message\n\n"
     "Rate any song with 👍 or 👎: my next picks lean toward what you liked.\n\n"
@@ -72,7 +72,27 @@ HELP_BODY = (
     "I only keep the songs I sent you, your ratings, your last reading and your lift/match "
     "choice."
 )
-HELP = f"{HELP_SEND}\n\n{HELP_BODY}"
+
+
+@dataclass(frozen=True)
+class CommandSyntax:
+    """How a platform writes a command's argument, for texts that teach one: Telegram reads
+    the words after the command ("/mode lift"), Discord named options ("/mode mode:lift")."""
+
+    mode: str = "/mode {mode}"
+    history: str = "/history {count}"
+
+    def help_body(self) -> str:
+        return HELP_BODY.format(
+            mode=self.mode.format(mode="lift|match"), history=self.history.format(count=50)
+        )
+
+    def mode_choice(self) -> str:
+        return " or ".join(self.mode.format(mode=mode) for mode in moods.Mode)
+
+
+TELEGRAM_SYNTAX = CommandSyntax()
+HELP = f"{HELP_SEND}\n\n{TELEGRAM_SYNTAX.help_body()}"
 LINK_NOT_PHOTO = "I can't open links. Please send me the photo itself, not a link to it."
 NO_FACE = (
     "I couldn't find a face in that photo. Try a selfie in good light, "
@@ -95,7 +115,7 @@ MODE_SET = {
     moods.Mode.LIFT: "Okay: I'll pick songs to lift your mood.",
     moods.Mode.MATCH: "Okay: I'll pick songs that match your mood.",
 }
-MODE_NOW = "You're in {mode} mode. Use /mode lift or /mode match to change it."
+MODE_NOW = "You're in {mode} mode. Use {choice} to change it."
 CATALOG_EMPTY = (
     "I have no {mood} songs yet — my song catalog is still being set up. Please try again later."
 )
@@ -177,16 +197,19 @@ class MoodLifter:
     def welcome(self) -> Notice:
         return Notice(NoticeKind.WELCOME, WELCOME)
 
-    def help(self, how_to_send: str = HELP_SEND) -> Notice:
-        """The commands and the privacy promise; ``how_to_send`` a photo differs by platform."""
-        return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{HELP_BODY}")
+    def help(self, how_to_send: str = HELP_SEND, syntax: CommandSyntax = TELEGRAM_SYNTAX) -> Notice:
+        """The commands and the privacy promise; ``how_to_send`` a photo and the ``syntax`` of
+        a command's argument differ by platform."""
+        return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{syntax.help_body()}")
 
-    def chat(self, text: str, how_to_send: str = HELP_SEND) -> Notice:
+    def chat(
+        self, text: str, how_to_send: str = HELP_SEND, syntax: CommandSyntax = TELEGRAM_SYNTAX
+    ) -> Notice:
         """The answer to words: a link (a GIF from a picker, a photo online) gets asked for the
         picture itself; anything else, the help."""
         if _LINK.search(text):
             return Notice(NoticeKind.BAD_IMAGE, LINK_NOT_PHOTO)
-        return self.help(how_to_send)
+        return self.help(how_to_send, syntax)
 
     def admit(self, user: UserRef) -> Notice | None:
         """Whether a photo from ``user`` will be read now: None, or the notice that says why not.
@@ -323,18 +346,20 @@ class MoodLifter:
             chart_png=chart,
         )
 
-    async def set_mode(self, user: UserRef, mode: str | None) -> Reply:
+    async def set_mode(
+        self, user: UserRef, mode: str | None, syntax: CommandSyntax = TELEGRAM_SYNTAX
+    ) -> Reply:
         """Set lift/match, or say the current mode when none is given."""
         if not mode:
             account = await self.store.find_user(user.platform, user.user_id)
             current = (account.mode if account else None) or self._default_mode
-            return Notice(NoticeKind.MODE_SET, MODE_NOW.format(mode=current))
+            return Notice(
+                NoticeKind.MODE_SET, MODE_NOW.format(mode=current, choice=syntax.mode_choice())
+            )
         try:
             chosen = moods.parse_mode(mode)
         except ValueError:
-            return Notice(
-                NoticeKind.BAD_ARGUMENT, "Please choose a mode: /mode lift or /mode match."
-            )
+            return Notice(NoticeKind.BAD_ARGUMENT, f"Please choose a mode: {syntax.mode_choice()}.")
         async with self._working(user):
             account = await self.store.get_or_create_user(user.platform, user.user_id)
             await self.store.set_mode(account.id, chosen.value)

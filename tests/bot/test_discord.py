@@ -26,6 +26,7 @@ from bot import wording
 from bot.discord_bot import (
     ANOTHER_SONG_ID,
     CHART_FILENAME,
+    SYNTAX,
     DiscordOptions,
     MoodLiftBot,
     build_client,
@@ -204,9 +205,14 @@ async def test_help_explains_the_commands(
 ) -> None:
     result = await alice.slash(channel, "help")
     shown = answer(result).content
-    assert shown == service.help(wording.DISCORD_HOW_TO_SEND).text
+    assert shown == service.help(wording.DISCORD_HOW_TO_SEND, SYNTAX).text
     assert shown.startswith(wording.DISCORD_HOW_TO_SEND) and "/selfie photo:" in shown
     assert "/more" in shown and "/forget" in shown
+    # Arguments as Discord takes them (named options), not as Telegram does.
+    assert "/mode mode:lift|match" in shown and "/history count:50" in shown
+    assert "/mode lift" not in shown and "/history 50" not in shown
+    mode = answer(await alice.slash(channel, "mode")).content
+    assert "/mode mode:lift or /mode mode:match" in mode
 
 
 # --------------------------------------------------------------------------- /selfie

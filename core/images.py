@@ -71,6 +71,7 @@ _OTHER_PICTURES: tuple[tuple[bytes, str], ...] = (
     (b"gimp xcf", "GIMP"),
     (b"icns", "ICNS"),
     (b"<svg", "SVG"),
+    (b"<!DOCTYPE svg", "SVG"),
     (b"<?xml", "SVG/XML"),
     (b"\x0a\x05\x01", "PCX"),
     (b"\x59\xa6\x6a\x95", "Sun raster"),
@@ -205,8 +206,10 @@ def _unidentified(head: bytes) -> ImageError:
         if brand in _HEIF_BRANDS:  # we read these: one no reader could open is a broken one
             return CorruptImage("unreadable HEIC photo")
         return UnsupportedFormat(f"ISO-BMFF file, brand {brand!r} (a video?)")
+    # Markup may open with a byte-order mark, blank lines or a doctype.
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
     for magic, name in _OTHER_PICTURES:
-        if head.startswith(magic):
+        if head.startswith(magic) or (magic.startswith(b"<") and text.startswith(magic.lower())):
             return UnsupportedFormat(f"{name} file")
     if head[:1] == b"P" and head[1:2] in b"1234567" and head[2:3] in b" \t\r\n":
         return UnsupportedFormat("PNM file")

@@ -380,6 +380,21 @@ def test_other_picture_formats_ask_for_jpeg_or_png(astronaut: Image.Image, fmt: 
     assert "JPEG or PNG" in caught.value.user_message
 
 
+@pytest.mark.parametrize(
+    "opening",
+    [
+        b'<svg xmlns="http://www.w3.org/2000/svg">',
+        b'\xef\xbb\xbf<?xml version="1.0"?><svg>',  # a byte-order mark
+        b'\n\n  <svg width="10">',  # blank lines first
+        b'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN"><svg>',
+    ],
+)
+def test_a_drawing_in_svg_asks_for_jpeg_or_png(opening: bytes) -> None:
+    with pytest.raises(UnsupportedFormat) as caught:
+        decode_image(opening + b"<circle r='4'/></svg>", LIMITS)
+    assert "JPEG or PNG" in caught.value.user_message
+
+
 def test_formats_without_a_magic_number_are_not_pictures_to_us(astronaut: Image.Image) -> None:
     with pytest.raises((NotAnImage, UnsupportedFormat)):
         decode_image(encode(astronaut, "TGA"), LIMITS)

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import logging
 import operator
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -581,8 +582,14 @@ async def chat_text(update: Update, context: MoodContext) -> None:
 
 
 async def unknown_command(update: Update, context: MoodContext) -> None:
-    """A command the bot does not have: point to /help."""
-    await _answer(update, context, context.service.help(_how_to_send(update, context)))
+    """A command the bot does not have: say so, then what it does have."""
+    typed = _COMMAND.match(_message(update).text or "")
+    help_ = context.service.help(_how_to_send(update, context))
+    unknown = wording.UNKNOWN_COMMAND.format(command=typed[1]) if typed else ""
+    await _answer(update, context, dataclasses.replace(help_, text=unknown + help_.text))
+
+
+_COMMAND = re.compile(r"(/[A-Za-z0-9_]{1,32})(?:@\w+)?(?:\s|$)")  # what Telegram calls a command
 
 
 def _in_group(update: Update) -> bool:

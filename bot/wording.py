@@ -245,3 +245,6 @@ def _when(moment: datetime) -> str:
     if moment.tzinfo is None:  # naive datetimes from the store are UTC
         moment = moment.replace(tzinfo=UTC)
     return f"on {moment.astimezone(UTC):%Y-%m-%d at %H:%M} UTC"
+
+
+UNKNOWN_COMMAND = "I don't know {command}. "  # then the help, which starts with how to send

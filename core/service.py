@@ -54,7 +54,7 @@ class UserRef:
 
 WELCOME = (
     "Hi! Send me a selfie and I'll read the mood on your face and pick a song for it.\n"
-    "Your photo is only looked at in memory and never stored."
+    "Your photo is only looked at in memory and never stored. /help shows what else I can do."
 )
 HELP_SEND = (
     "Send me a selfie (a photo: JPEG, PNG or an iPhone's HEIC) and I'll answer with a song for "

@@ -327,7 +327,7 @@ CASES = [
     Case("video", other("send_video"), wording.NOT_A_PHOTO),
     Case("GIF (Telegram animation)", other("send_animation"), wording.NOT_A_PHOTO),
     # Commands and words.
-    Case("unknown command", command("/dance"), service.HELP),
+    Case("unknown command", command("/dance"), "I don't know /dance. " + service.HELP),
     Case("unknown command with junk", command("/x\u0000y " + "💥" * 200), service.HELP),
     Case("/more with junk arguments", command("/more ' OR 1=1; -- \u202e"), service.NEED_SELFIE),
     Case("/mood with junk arguments", command("/mood ../../etc/passwd"), service.NO_READING),

@@ -687,6 +687,11 @@ async def test_unknown_commands_and_chatter_point_to_help(
     fake.send_text(alice, "hello? مرحبا 👋")
     replies = await fake.wait_for_replies(alice["id"], 2, within=WAIT)
     assert all("/more" in shown(call) for call in replies)
+    by_reply = {call.reply_to: shown(call) for call in replies}
+    assert sorted(text.startswith("I don't know /dance.") for text in by_reply.values()) == [
+        False,
+        True,
+    ]
 
 
 async def test_forged_or_stale_callback_data_does_nothing(

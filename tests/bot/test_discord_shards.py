@@ -10,7 +10,13 @@ import pytest
 import simcord
 
 from bot import wording
-from bot.discord_bot import DiscordOptions, MoodLiftBot, ShardedMoodLiftBot, build_client
+from bot.discord_bot import (
+    SYNTAX,
+    DiscordOptions,
+    MoodLiftBot,
+    ShardedMoodLiftBot,
+    build_client,
+)
 from core.config import DiscordSettings, LimitsSettings, Settings, load_settings
 from core.errors import ConfigError
 from core.service import MoodLifter
@@ -46,7 +52,7 @@ async def test_a_sharded_bot_answers_on_each_of_its_shards(
         result = await member.slash(guild.create_text_channel("music"), "help")
         message = result.followups[-1] if result.followups else result.response
         assert message is not None
-        assert message.content == service.help(wording.DISCORD_HOW_TO_SEND).text
+        assert message.content == service.help(wording.DISCORD_HOW_TO_SEND, SYNTAX).text
 
 
 def test_unsharded_by_default_and_bad_shard_settings_fail_fast() -> None:

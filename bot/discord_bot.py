@@ -535,7 +535,13 @@ async def _another_song(interaction: discord.Interaction) -> None:
     if pressed:
         await interaction.response.defer()
     else:
-        await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
+        # Discord fixes who sees the answer when it is deferred: "send a selfie first" is
+        # for the asker alone, a song as public as the channel's cards.
+        private = bot.ephemeral_for(interaction) or (
+            interaction.guild_id is not None
+            and not await bot.service.may_have_a_mood(user_ref(interaction.user))
+        )
+        await interaction.response.defer(thinking=True, ephemeral=private)
     reply = await bot.service.more(user_ref(interaction.user))
     if pressed and isinstance(reply, Notice):
         await interaction.followup.send(notice_text(reply), ephemeral=True)

@@ -326,6 +326,15 @@ class MoodLifter:
                 return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
             return await self._card(account, detection.emotion, None, again=True)
 
+    async def may_have_a_mood(self, user: UserRef) -> bool:
+        """Whether :meth:`more` may answer with a song rather than "send a selfie first": a
+        reading is stored, or a photo is on its way. Lets an adapter that must say at once
+        who will see the answer keep that notice to the asker."""
+        if self._work_on_its_way(user):
+            return True
+        _, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
+        return detection is not None
+
     async def mood(self, user: UserRef) -> Reply:
         """The last reading: emotion, all seven probabilities, a chart, and when."""
         await self._after_work(user)

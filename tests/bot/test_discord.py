@@ -387,10 +387,12 @@ async def test_more_needs_a_selfie_first_then_gives_a_new_song(
     before = answer(await alice.slash(channel, "more"))
     assert not before.embeds
     assert before.content == f"{NEED_SELFIE}\n{wording.DISCORD_SELFIE_HOW}"  # and how, here
+    assert before.ephemeral  # for the asker alone, as when the button is pressed
 
     first = card_of(await selfie(alice, channel, astronaut_jpeg))
     result = await alice.slash(channel, "more")
     second = card_of(answer(result))
+    assert not answer(result).ephemeral  # songs are for sharing
 
     assert result.followups or result.response
     assert second.url != first.url

@@ -466,7 +466,10 @@ async def start_polling(application: MoodApplication, *, poll_timeout: float = 3
 async def stop_polling(application: MoodApplication) -> None:
     """Stop fetching, let the updates in flight finish, and close the HTTP clients."""
     if application.updater is not None and application.updater.running:
-        await application.updater.stop()
+        try:
+            await application.updater.stop()
+        except TelegramError as error:  # the polling that gave up (a revoked token) says so
+            log.debug("telegram: polling had ended with %s", type(error).__name__)
     if application.running:
         await application.stop()
     await application.shutdown()

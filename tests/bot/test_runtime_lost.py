@@ -57,8 +57,10 @@ async def test_discord_closing_the_gateway_for_good_stops_serve_with_the_reason(
 
 
 async def test_telegram_refusing_the_token_while_polling_stops_serve_with_the_reason(
-    tmp_path: Path, music_dir: Path
+    tmp_path: Path, music_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """One line says why, and the stop is clean (no "did not stop cleanly" with a traceback:
+    the updates in flight are finished, the HTTP clients closed)."""
     async with FakeTelegramAPI() as fake:
         telegram = TelegramSettings(
             token=Secret(fake.token),
@@ -78,3 +80,4 @@ async def test_telegram_refusing_the_token_while_polling_stops_serve_with_the_re
     message = str(raised.value)
     assert message.startswith("telegram: ") and "refused the bot token while running" in message
     assert fake.token not in message
+    assert not [r for r in caplog.records if r.name == "bot.runtime" and r.exc_info]

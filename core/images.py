@@ -216,10 +216,10 @@ def _unidentified(head: bytes) -> ImageError:
     return NotAnImage(f"unknown file starting with {head[:8]!r}")
 
 
-# Formats whose decoder needs several times the memory per pixel of the others, so their pixel
-# limit is that many times lower. Pillow's WebP decoder peaked at ~15 bytes a pixel (a 2 KB,
-# 8000x8000 file took +981 MB), PNG at ~4 (+264 MB); JPEG is decoded at reduced size.
-_DECODE_COST = {"WEBP": 4}
+# Pillow's WebP decoder peaked at ~15 bytes a pixel (a 2 KB, 8000x8000 file took +981 MB), PNG
+# at ~4 (+264 MB), and JPEG is decoded at reduced size: a WebP has its own, lower pixel limit,
+# which still takes a 12 MP phone photo (~250 MB at the limit).
+MAX_WEBP_PIXELS = 16_000_000
 
 
 def _decode_opened(image: Image.Image, limits: ImageLimits) -> DecodedImage:
@@ -227,7 +227,7 @@ def _decode_opened(image: Image.Image, limits: ImageLimits) -> DecodedImage:
     if fmt not in SUPPORTED_FORMATS:
         raise UnsupportedFormat(f"format {fmt}")
     width, height = image.size
-    max_pixels = limits.max_pixels // _DECODE_COST.get(fmt, 1)
+    max_pixels = min(limits.max_pixels, MAX_WEBP_PIXELS) if fmt == "WEBP" else limits.max_pixels
     if width * height > max_pixels:
         raise ImageTooLarge(f"{width}x{height} pixels > {max_pixels} for {fmt}")
     if min(width, height) < limits.min_side:

@@ -15,6 +15,7 @@ from PIL import Image, ImageFile
 from skimage import data
 
 from core.images import (
+    MAX_WEBP_PIXELS,
     CorruptImage,
     DecodedImage,
     EmptyImage,
@@ -468,16 +469,22 @@ def test_decompression_bomb_gif_refused_from_its_header(monkeypatch: pytest.Monk
 def test_a_webp_is_held_to_a_lower_pixel_limit_for_its_costlier_decoder(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A 2 KB lossless WebP of 8000 x 8000 took ~1 GB to decode (PNG: ~0.26 GB): a WebP may
-    have a quarter of the pixels, refused from its header; a PNG of that size is read."""
-    limits = ImageLimits(max_pixels=4_000_000)
-    big = Image.new("RGB", (1200, 1200), "grey")  # 1.44 MP: over a quarter of the limit
+    """A 2 KB lossless WebP of 8000 x 8000 took ~1 GB to decode (PNG: ~0.26 GB): a WebP over
+    its own limit is refused from its header; a PNG of that size is read, and a WebP within it."""
+    from core import images
+
+    monkeypatch.setattr(images, "MAX_WEBP_PIXELS", 1_000_000)
+    big = Image.new("RGB", (1200, 1200), "grey")  # 1.44 MP
     loads = _record_loads(monkeypatch)
     with pytest.raises(ImageTooLarge):
-        decode_image(encode(big, "WEBP"), limits)
+        decode_image(encode(big, "WEBP"), LIMITS)
     assert loads == []
-    assert decode_image(encode(big, "PNG"), limits).original_size == (1200, 1200)
-    assert decode_image(encode(big.resize((900, 900)), "WEBP"), limits).format == "WEBP"
+    assert decode_image(encode(big, "PNG"), LIMITS).original_size == (1200, 1200)
+    assert decode_image(encode(big.resize((900, 900)), "WEBP"), LIMITS).format == "WEBP"
+
+
+def test_a_phone_photo_as_webp_is_within_its_limit() -> None:
+    assert MAX_WEBP_PIXELS >= 4032 * 3024  # 12 MP
 
 
 def test_pixel_limit_is_a_parameter(astronaut: Image.Image) -> None:

@@ -342,14 +342,18 @@ async def _analyze(settings: Settings, args: argparse.Namespace) -> int:
 
     from core.images import ImageError
     from core.reading import group_emotion
-    from core.service import MoodLifter
+    from core.service import NO_FACE, MoodLifter
 
     service = await MoodLifter.create(settings)
     failures = 0
     try:
         account = await service.store.get_or_create_user("cli", args.user)
         for name in args.photos:
-            result: dict[str, object] = {"file": name, "faces": [], "error": None}
+            # The same keys for every file, null where there is nothing to say.
+            result: dict[str, object] = dict.fromkeys(
+                ("file", "faces", "emotion", "mood", "track", "note", "error")
+            )
+            result.update(file=name, faces=[])
             try:
                 data = await asyncio.to_thread(Path(name).read_bytes)
                 faces = await asyncio.to_thread(service.reader.read, data)
@@ -368,13 +372,14 @@ async def _analyze(settings: Settings, args: argparse.Namespace) -> int:
                 }
                 for face in faces
             ]
-            if faces:
+            if not faces:
+                result["note"] = NO_FACE
+            else:
                 emotion, _ = group_emotion(faces)
                 result["emotion"] = emotion
                 try:
                     card = await service.recommender.for_emotion(account, emotion)
                 except CatalogError as error:
-                    result["mood"], result["track"] = None, None
                     result["note"] = str(error)
                 else:
                     result["mood"] = card.mood
@@ -388,7 +393,7 @@ async def _analyze(settings: Settings, args: argparse.Namespace) -> int:
             _show_analysis(result, args.json)
     finally:
         await service.close()
-    return 1 if failures == len(args.photos) else 0
+    return 1 if failures else 0  # every file was reported; a script still learns of failures
 
 
 def _show_analysis(result: dict, as_json: bool) -> None:
@@ -401,7 +406,7 @@ def _show_analysis(result: dict, as_json: bool) -> None:
         return
     faces = result["faces"]
     if not faces:
-        print("  no face found")
+        print(f"  no face found: {result['note']}")
     for i, face in enumerate(faces, 1):
         x, y, w, h = face["box"]
         print(f"  face {i} at ({x}, {y}) {w}x{h}: {face['emotion']} {face['confidence']:.0%}")
@@ -409,7 +414,7 @@ def _show_analysis(result: dict, as_json: bool) -> None:
     if track:
         print(f"  mood: {result['mood']} — {track['title']} by {track['artist']}")
         print(f"  {track['reason']}; listen: {track['url']}")
-    elif result.get("note"):
+    elif faces and result["note"]:
         print(f"  no song: {result['note']}")
 
 

@@ -7,7 +7,8 @@ from collections.abc import Hashable, Iterator
 
 
 class PressesInFlight:
-    """The presses being handled, by (message, user).
+    """The presses being handled, by a key the adapter chooses (the message, the user and, on
+    Telegram, which button).
 
     A double tap's second press arrives while the first is still being handled: it is dropped
     (the adapter only stops its spinner), so it neither brings a second song nor overwrites

@@ -177,3 +177,38 @@ def test_train_and_eval_hand_their_arguments_on(
     monkeypatch.setitem(sys.modules, "models.evaluate_music", None)  # not importable
     assert main(["eval", "music"]) == 1
     assert "eval music is not available" in capsys.readouterr().err
+
+
+def test_analyze_reports_every_file_with_the_same_keys_and_fails_if_one_did(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from PIL import Image
+    from skimage import data
+
+    from core.emotion import EMOTIONS
+    from core.service import NO_FACE
+
+    assert main(["catalog", "import", str(catalog(env, ["Happy", "Happy", "Calm"]))]) == 0
+    selfie, blank, text = env / "me.jpg", env / "wall.png", env / "notes.jpg"
+    Image.fromarray(data.astronaut()).save(selfie, quality=92)
+    Image.new("RGB", (320, 240), (200, 190, 180)).save(blank)
+    text.write_text("not a photo")
+    capsys.readouterr()
+
+    assert main(["analyze", str(selfie), str(blank), str(text), "--json"]) == 1  # one failed
+    found, faceless, broken = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    keys = {"file", "faces", "emotion", "mood", "track", "note", "error"}
+    assert set(found) == set(faceless) == set(broken) == keys
+    (face,) = found["faces"]
+    assert len(face["box"]) == 4 and face["emotion"] == found["emotion"] == "happy"
+    assert list(face["probabilities"]) == list(EMOTIONS)
+    assert found["mood"] == "happy" and found["track"]["url"].startswith("https://open.spotify")
+    assert found["error"] is None and found["note"] is None
+    assert faceless["faces"] == [] and faceless["note"] == NO_FACE and faceless["track"] is None
+    assert broken["error"] and broken["faces"] == [] and broken["file"] == str(text)
+
+    assert main(["analyze", str(selfie), str(blank)]) == 0
+    shown = capsys.readouterr().out
+    assert "happy" in shown and f"no face found: {NO_FACE}" in shown

@@ -182,6 +182,7 @@ def _delegate(verb: str, model: str, rest: list[str]) -> int:
 
 async def _db(settings: Settings, args: argparse.Namespace) -> int:
     from core.store import current_revision, downgrade, head_revision, upgrade
+    from core.store.engine import normalize_url, sqlite_file
 
     url = settings.database_url
     if args.action == "upgrade":
@@ -191,8 +192,13 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
         now = await downgrade(url, args.revision)
         print(f"database at revision {now or 'base (empty)'}")
     else:
-        now = await current_revision(url)
         head = head_revision()
+        file = sqlite_file(normalize_url(url))
+        if file is not None and not file.is_file():
+            # Asking must not create it: a mistyped path would look like an empty database.
+            print(f"no database at {file} yet (head is {head}); `moodlift db upgrade` makes one")
+            return 0
+        now = await current_revision(url)
         state = "up to date" if now == head else f"head is {head}"
         print(f"{now or 'base (empty)'} ({state})")
     return 0

@@ -33,7 +33,8 @@ def catalog(tmp_path: Path, moods: list[str]) -> Path:
 def test_db_commands(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     head = head_revision()
     assert main(["db", "current"]) == 0
-    assert f"base (empty) (head is {head})" in capsys.readouterr().out
+    assert f"moodlift.sqlite3 yet (head is {head})" in capsys.readouterr().out
+    assert not (env / "data").exists()  # asking made nothing
     assert main(["db", "upgrade"]) == 0
     assert f"database at revision {head}" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
@@ -102,7 +103,7 @@ def test_errors_are_one_line_and_non_zero(
             ["db", "current"],
             "ConnectionRefusedError",
         ),
-        ("MOODLIFT_PATHS_DATA_DIR", "{tmp}/a-file", ["db", "current"], "a-file"),
+        ("MOODLIFT_PATHS_DATA_DIR", "{tmp}/a-file", ["db", "upgrade"], "a-file"),
         ("MOODLIFT_MODELS_EMOTION_PATH", "{tmp}/none.tflite", ["analyze", "x.jpg"], "none.tflite"),
         ("MOODLIFT_MODELS_FACES_DIR", "{tmp}", ["analyze", "x.jpg"], "not a usable face model"),
         (

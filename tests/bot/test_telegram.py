@@ -451,7 +451,7 @@ async def test_forget_answered_late_still_shows_its_outcome_and_no_apology(
     selfie: bytes,
     db_path: Path,
 ) -> None:
-    """ "Yes, forget me" pressed while a selfie is read waits for that reading, past Telegram's
+    """Pressing "Yes, forget me" while a selfie is read waits for that reading, past Telegram's
     window for answering a press: the refused acknowledgement is no error, the question still
     turns into "Done"."""
     fake.send_photo(alice, selfie)

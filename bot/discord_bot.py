@@ -181,10 +181,19 @@ class _Channel:
 
     async def send(self, **kwargs: Any) -> discord.Message:
         """Answer in the channel; in a server as a reply to the message (without a ping), so
-        it is clear whose photo a card is for — also when the message was deleted meanwhile."""
+        it is clear whose photo a card is for — also when the message was deleted meanwhile.
+        Without Read Message History a reply is refused: the answer names the author instead
+        (a mention that does not ping)."""
         if self.permissions is not None and self.permissions.read_message_history:
             reference = self.message.to_reference(fail_if_not_exists=False)
             kwargs |= {"reference": reference, "mention_author": False}
+        elif self.permissions is not None:
+            said = kwargs.get("content")
+            mention = self.message.author.mention
+            kwargs |= {
+                "content": f"{mention} {said}" if said else mention,
+                "allowed_mentions": discord.AllowedMentions.none(),
+            }
         return await self.message.channel.send(**kwargs)
 
 

@@ -781,6 +781,20 @@ async def test_a_photo_that_mentions_the_bot_in_a_server_channel_gets_a_card_in_
     )
     await alice.send(mute, f"{me}", attachments=[("me.jpg", astronaut_jpeg)])
     assert [m.author.id for m in mute.history()] == [alice.id]  # nothing it may say there
+    # Without Read Message History no reply: the card names whose photo it answers, no ping.
+    forgetful = guild.create_text_channel(
+        "no-history",
+        overwrites={guild.me: discord.PermissionOverwrite(read_message_history=False)},
+    )
+    await alice.send(forgetful, f"{me}", attachments=[("me.jpg", astronaut_jpeg)])
+    card = forgetful.last_message
+    assert card.reference is None and card.embeds[0].url.startswith("https://open.spotify.com/")
+    assert card.content == alice.mention
+    (sent,) = [
+        r.json for r in simcord_env.http_requests
+        if r.method == "POST" and (r.json or {}).get("content") == alice.mention
+    ]  # fmt: skip
+    assert sent["allowed_mentions"]["parse"] == []  # named, not pinged
 
 
 @pytest.mark.parametrize("options", [DiscordOptions(ephemeral=True)])

@@ -22,9 +22,15 @@ from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
-# Pillow warns (on stderr) about a photo's damaged EXIF block; the photo is read all the same
-# (its orientation ignored when unreadable), so there is nothing for anyone to act on.
-warnings.filterwarnings("ignore", message="(Corrupt EXIF data|Metadata Warning)", module="PIL")
+
+def silence_exif_warnings() -> None:
+    """Pillow warns (on stderr) about a photo's damaged EXIF block; the photo is read all the
+    same (its orientation ignored when unreadable), so there is nothing for anyone to act on.
+    Installed on import (a warnings filter is process-wide)."""
+    warnings.filterwarnings("ignore", message="(Corrupt EXIF data|Metadata Warning)", module="PIL")
+
+
+silence_exif_warnings()
 
 # iPhones save photos as HEIC; sent as a file (not as a Telegram photo) they arrive as such.
 # libheif applies the photo's own rotation and refuses a picture bigger than its header says;

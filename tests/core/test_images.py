@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import tracemalloc
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from core.images import (
     NotAnImage,
     UnsupportedFormat,
     decode_image,
+    silence_exif_warnings,
 )
 
 LIMITS = ImageLimits()
@@ -165,6 +167,19 @@ def test_exif_orientation_is_applied(orientation: int, fmt: str) -> None:
     red, green = decoded.rgb[10, 15].astype(int), decoded.rgb[10, -15].astype(int)
     assert red[0] > 200 and red[1] < 60, f"top-left is {red}"
     assert green[1] > 200 and green[0] < 60, f"top-right is {green}"
+
+
+def test_a_damaged_exif_block_is_read_past_without_a_warning(astronaut: Image.Image) -> None:
+    """Pillow warns on stderr about it ("Corrupt EXIF data"); nobody can act on that."""
+    app1 = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08" + b"\xff" * 40  # an IFD of garbage
+    segment = b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1
+    jpeg = encode(astronaut, "JPEG")
+    with warnings.catch_warnings(record=True) as caught:
+        # core.images installs this on import; pytest has since reset the filters for each test.
+        silence_exif_warnings()
+        decoded = decode_image(jpeg[:2] + segment + jpeg[2:], LIMITS)
+    assert decoded.original_size == astronaut.size
+    assert not [w for w in caught if "EXIF" in str(w.message) or "Metadata" in str(w.message)]
 
 
 @pytest.mark.parametrize("value", [0, 9, 65535])

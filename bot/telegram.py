@@ -320,11 +320,17 @@ class _AddressedToBot(filters.MessageFilter):
         )
 
 
+def _command_typed(message: Message) -> tuple[str, str]:
+    """``/cmd@name`` as typed: (``cmd``, ``name``), the name "" for a bare ``/cmd``."""
+    command = (message.text or "").split(maxsplit=1)[0]
+    name, _, addressee = command.removeprefix("/").partition("@")
+    return name, addressee
+
+
 def _command_parts(message: Message) -> tuple[str, str | None]:
     """``/cmd@name`` as (``cmd``, whom it names), casefolded: "" for a bare ``/cmd``, None if
     ``@name`` is us."""
-    command = (message.text or "").split(maxsplit=1)[0]
-    name, _, addressee = command.removeprefix("/").partition("@")
+    name, addressee = _command_typed(message)
     ours = (message.get_bot().username or "").casefold()
     return name.casefold(), None if addressee.casefold() == ours else addressee.casefold()
 
@@ -586,13 +592,14 @@ async def chat_text(update: Update, context: MoodContext) -> None:
 
 async def unknown_command(update: Update, context: MoodContext) -> None:
     """A command the bot does not have: say so, then what it does have."""
-    typed = _COMMAND.match(_message(update).text or "")
+    name, _ = _command_typed(_message(update))
     help_ = context.service.help(_how_to_send(update, context))
-    unknown = wording.UNKNOWN_COMMAND.format(command=typed[1]) if typed else ""
+    named = _COMMAND_NAME.fullmatch(name)  # never echo what Telegram would not call a command
+    unknown = wording.UNKNOWN_COMMAND.format(command=f"/{name}") if named else ""
     await _answer(update, context, dataclasses.replace(help_, text=unknown + help_.text))
 
 
-_COMMAND = re.compile(r"(/[A-Za-z0-9_]{1,32})(?:@\w+)?(?:\s|$)")  # what Telegram calls a command
+_COMMAND_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")  # the letters Telegram allows in a command
 
 
 def _in_group(update: Update) -> bool:

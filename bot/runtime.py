@@ -93,11 +93,9 @@ def _watch(task: asyncio.Task, platform: str, token: str, on_lost: OnLost) -> No
     """Report ``task`` ending with an error: a platform's connection that gave up for good."""
 
     def done(task: asyncio.Task) -> None:
-        if task.cancelled() or task.exception() is None:
-            return  # stopped on purpose
-        error = task.exception()
-        assert error is not None
-        on_lost(PlatformLostError(platform, _lost_problem(platform, error), error, token))
+        error = None if task.cancelled() else task.exception()
+        if error is not None:  # else stopped on purpose
+            on_lost(PlatformLostError(platform, _lost_problem(platform, error), error, token))
 
     task.add_done_callback(done)
 

@@ -51,7 +51,7 @@ class PhotoReader:
         """Limits for the first decode: a JPEG at :data:`FINDING_SIDE`, anything else as is.
 
         libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the work, and finding faces
-        needs no more than that (the detector looks at 320 px); a face the full-frame passes
+        needs no more than that (the detector looks at 480 px); a face the full-frame passes
         find (>= ~10 % of the longest side) still has >= 64 px for its 48 px crop there. Other
         formats decode in full anyway, so they are decoded once, at working size.
         """

@@ -42,8 +42,11 @@ def astronaut_head() -> np.ndarray:
     return data.astronaut()[20:300, 110:350]
 
 
-def collage(heights: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """Real faces at several sizes (every other one mirrored, one gray) on a real photo."""
+def collage(
+    heights: tuple[int, ...], gray_at: int | None = 2
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Real faces at several sizes (every other one mirrored, the one at ``gray_at`` gray) on a
+    real photo."""
     canvas = cv2.resize(data.coffee(), (1280, 900), interpolation=cv2.INTER_LINEAR)
     head = astronaut_head()
     placed, x = [], 20
@@ -52,7 +55,7 @@ def collage(heights: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[int, int, 
         tile = cv2.resize(head, (width, height), interpolation=cv2.INTER_AREA)
         if i % 2:
             tile = tile[:, ::-1]
-        if i == 2:
+        if i == gray_at:
             tile = cv2.cvtColor(cv2.cvtColor(tile, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
         y = 60 + (i * 97) % 300
         canvas[y : y + height, x : x + width] = tile
@@ -163,6 +166,19 @@ def test_collage_all_faces_largest_first(detector: FaceDetector) -> None:
         centre_y = face.box[1] + face.box[3] / 2
         assert tile[0] < centre_x < tile[0] + tile[2] and tile[1] < centre_y < tile[1] + tile[3]
         assert 0.25 < face.box[2] / tile[2] < 0.6  # a face, not the whole tile
+
+
+def test_a_row_of_small_faces_is_all_found(detector: FaceDetector) -> None:
+    """Six faces ~4 % of the photo's width (a group photo taken from a few metres): the 2x2
+    tiles used before found one of them. (A gray face that small is still missed.)"""
+    image, placed = collage((150,) * 6, gray_at=None)  # 1280x900, faces ~50 px wide
+    faces = detector.detect(image)
+    assert len(faces) == 6
+    found = sorted(faces, key=lambda face: face.box[0])
+    for face, tile in zip(found, placed, strict=True):
+        centre_x = face.box[0] + face.box[2] / 2
+        centre_y = face.box[1] + face.box[3] / 2
+        assert tile[0] < centre_x < tile[0] + tile[2] and tile[1] < centre_y < tile[1] + tile[3]
 
 
 def _grid(tiles: np.ndarray, side: int, pad: int) -> np.ndarray:
@@ -349,10 +365,8 @@ def test_size_and_order_go_by_the_whole_face(detector: FaceDetector) -> None:
             points[i, 2:] = ((x0 + x1) / 2, (y0 + y1) / 2)
         return points, np.full(len(corners), 0.9, np.float32)
 
-    view = np.zeros((200, 200, 3), np.uint8)
     faces = detector._merge(
         [run((100, 100, 140, 140), (-30, 20, 30, 80), (-55, 100, 5, 160), (-80, 120, -20, 180))],
-        view,
         200,
         200,
     )
@@ -373,7 +387,7 @@ def test_worker_threads_detect_at_once_and_agree(detector: FaceDetector) -> None
 
 
 def test_tiles_shared_with_a_spare_pool_find_the_same_faces(detector: FaceDetector) -> None:
-    """Half of the small-face tiles may run on another photo worker: same faces, in the same
+    """Four of the small-face tiles may run on another photo worker: same faces, in the same
     order, whether the pool takes them, is busy, or has shut down."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -385,4 +399,4 @@ def test_tiles_shared_with_a_spare_pool_find_the_same_faces(detector: FaceDetect
         busy = list(pool.map(lambda image: detector.detect(image, pool), images))
     closed = [detector.detect(image, pool) for image in images]
     assert shared == busy == closed == alone
-    assert [len(faces) for faces in alone] == [4, 2, 0, 1]  # the collages run the tiles
+    assert [len(faces) for faces in alone] == [4, 3, 0, 1]  # the collages run the tiles

@@ -104,6 +104,21 @@ def test_small_faces_of_a_big_jpeg_are_read_from_its_own_pixels(reader: PhotoRea
         assert 0.25 < face.box[2] / tile[2] < 0.6
 
 
+def test_a_group_photo_from_a_phone_has_every_small_face_read(reader: PhotoReader) -> None:
+    """A 4,000 px group photo with faces ~4 % of its width: found on the small decode, read
+    from the photo's own pixels, boxes in them."""
+    from tests.core.test_faces import collage
+
+    image, placed = collage((150,) * 6, gray_at=None)
+    scale = 4000 / image.shape[1]
+    big = Image.fromarray(image).resize((4000, round(image.shape[0] * scale)), Image.BICUBIC)
+    faces = reader.read(jpeg(big))
+    assert len(faces) == 6
+    for face, tile in zip(sorted(faces, key=lambda f: f.box[0]), placed, strict=True):
+        assert overlaps(face.box, tuple(v * scale for v in tile))
+        assert all(0 <= p <= 1 for p in face.probabilities.values())
+
+
 def test_no_face_is_an_empty_list(reader: PhotoReader) -> None:
     assert reader.read(jpeg(Image.fromarray(data.chelsea()))) == []
 

@@ -7,11 +7,14 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import URL, Connection, bindparam, inspect, select, text
+from sqlalchemy.engine import make_url
 
+from core.errors import StoreError
 from core.store import create_engine, current_revision, downgrade, head_revision, upgrade
 from core.store.migrate import alembic_config
 from core.store.schema import Base, CatalogImport, UTCDateTime
@@ -189,3 +192,23 @@ async def test_an_upgrade_says_where_the_database_is(tmp_path: Path, caplog) -> 
     with caplog.at_level("INFO", logger="core.store.migrate"):
         await upgrade(f"sqlite+aiosqlite:///{path}")
     assert f"database sqlite+aiosqlite:///{path}: schema at {head_revision()}" in caplog.text
+
+
+async def test_a_password_in_the_query_is_hidden_in_the_log(postgres_url: str, caplog) -> None:
+    """asyncpg takes a password as ``?password=`` too; SQLAlchemy's own masking hides only the
+    one in the user part."""
+    parsed = make_url(postgres_url)
+    password = parsed.password
+    assert password
+    in_query = parsed.set(password=None).update_query_dict({"password": password})
+    with caplog.at_level("INFO", logger="core.store.migrate"):
+        assert await upgrade(in_query.render_as_string(hide_password=False)) == head_revision()
+    assert "password=***" in caplog.text
+    assert f"password={password}" not in caplog.text
+
+
+def test_an_unusable_database_url_is_refused_without_its_password() -> None:
+    with pytest.raises(StoreError) as refused:
+        create_engine("postgresql+nosuchdriver://bob@db.example/mood?password=hunter2")
+    assert "hunter2" not in str(refused.value)
+    assert "password=***" in str(refused.value)

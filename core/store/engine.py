@@ -60,7 +60,8 @@ def create_engine(
     try:
         engine = create_async_engine(parsed, echo=echo, **options)
     except (ArgumentError, ImportError) as exc:
-        raise StoreError(f"cannot use database URL {parsed.render_as_string()}: {exc}") from None
+        shown = masked_url(parsed.render_as_string(hide_password=False))
+        raise StoreError(f"cannot use database URL {shown}: {exc}") from None
     if sqlite:
         event.listen(
             engine.sync_engine, "connect", _sqlite_pragmas(file is not None, busy_timeout_ms)

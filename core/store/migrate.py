@@ -18,6 +18,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
+from core.config import masked_url
 from core.errors import StoreError
 from core.store.engine import create_engine, normalize_url
 
@@ -83,8 +84,9 @@ async def _run(url: str, work: str, revision: str | None = None) -> str | None:
 async def upgrade(url: str, revision: str = "head") -> str | None:
     """Bring the schema to ``revision`` (head by default); returns the revision now current."""
     current = await _run(url, "upgrade", revision)
-    # Where the data lives (the password hidden): an operator's first question on a new machine.
-    shown = normalize_url(url).render_as_string(hide_password=True)
+    # Where the data lives (the password hidden, also a ?password= one): an operator's first
+    # question on a new machine.
+    shown = masked_url(normalize_url(url).render_as_string(hide_password=False))
     log.info("database %s: schema at %s", shown, current)
     return current
 

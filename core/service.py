@@ -2,8 +2,9 @@
 forget.
 
 Adapters call one method per user action and render the :mod:`core.replies` it returns. The
-CPU-heavy reading of a photo runs in a thread pool sized to the machine, behind a bounded
-queue, so the event loop keeps serving everyone else; a per-user rate limit stops floods.
+CPU-heavy reading of a photo runs in a pool of ``limits.workers`` threads, at most
+``limits.queue_size`` photos being read or waiting for a thread (beyond that the user is asked to
+try again), so the event loop keeps serving everyone else; a per-user rate limit stops floods.
 """
 
 from __future__ import annotations
@@ -165,8 +166,7 @@ class MoodLifter:
         self._executor = executor or ThreadPoolExecutor(
             max_workers=limits.workers, thread_name_prefix="moodlift-photo"
         )
-        self._queue = asyncio.BoundedSemaphore(limits.queue_size)
-        self._waiting = 0
+        self._waiting = 0  # photos being read or waiting for a photo worker
         self._limiter = RateLimiter(limit=limits.photos_per_minute, window=60.0)
         self._actions = RateLimiter(limit=limits.actions_per_minute, window=60.0)
         self._told_to_slow_down = RateLimiter(limit=1, window=60.0)  # once a minute
@@ -299,11 +299,10 @@ class MoodLifter:
             return busy
         self._waiting += 1
         try:
-            async with self._queue:
-                loop = asyncio.get_running_loop()
-                faces = await loop.run_in_executor(
-                    self._executor, self.reader.read, bytes(image), self._executor
-                )
+            loop = asyncio.get_running_loop()
+            faces = await loop.run_in_executor(
+                self._executor, self.reader.read, bytes(image), self._executor
+            )
         except ImageError as error:
             log.info("unreadable photo from %s: %s", user.platform, error)
             return Notice(NoticeKind.BAD_IMAGE, error.user_message)
@@ -462,7 +461,7 @@ class MoodLifter:
     # -- helpers -----------------------------------------------------------------------------
 
     def _busy(self) -> Notice | None:
-        """The "busy" notice while the work queue is full."""
+        """The "busy" notice while ``limits.queue_size`` photos are being read or waiting."""
         if self._waiting >= self.settings.limits.queue_size:
             return Notice(NoticeKind.BUSY, BUSY)
         return None

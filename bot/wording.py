@@ -114,11 +114,6 @@ def album_line(card: TrackCard) -> str | None:
     return f"from the album {card.album}" if card.album else None
 
 
-def mood_line(mood: str) -> str:
-    """``"mood: calm"``."""
-    return f"mood: {mood}"
-
-
 def new_round_note(card: TrackCard) -> str | None:
     """Said when every track of the mood was given and the rotation starts over."""
     if not card.new_round:
@@ -155,17 +150,6 @@ def card_facts(card: TrackCard) -> list[tuple[str, str]]:
     return facts
 
 
-def card_lines(card: TrackCard) -> list[str]:
-    """A whole card as plain lines (for captions): title, artist, album, facts, notes."""
-    lines = [card.title, artist_line(card), album_line(card)]
-    if card.emotion:
-        lines.append(emotion_line(card.emotion, card.confidence))
-    lines.append(mood_line(card.mood))
-    lines.append(card.reason or None)
-    lines.extend(card_notes(card))
-    return [line for line in lines if line]
-
-
 def summary_headline(summary: EmotionSummary) -> str:
     """``"Last time you looked sad (87 %), so I'm picking calm songs for you."``
 
@@ -191,15 +175,6 @@ def summary_footer(summary: EmotionSummary) -> str:
     if summary.faces > 1:
         return f"Read {when} from {summary.faces} faces."
     return f"Read {when}."
-
-
-def summary_lines(summary: EmotionSummary) -> list[str]:
-    """A whole summary as plain lines."""
-    return [
-        summary_headline(summary),
-        *probability_lines(summary.probabilities),
-        summary_footer(summary),
-    ]
 
 
 def history_title(history: History) -> str:

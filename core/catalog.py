@@ -457,8 +457,3 @@ async def _count_model_moods(session: AsyncSession, ids: list[str]) -> int:
             or 0
         )
     return total
-
-
-async def unassigned_tracks(session: AsyncSession) -> list[Track]:
-    """Tracks still waiting for a mood (for the song-mood model to classify)."""
-    return list(await session.scalars(select(Track).where(Track.mood.is_(None))))

@@ -25,10 +25,6 @@ class EmotionClassifier:
     def __init__(self, path: str | Path, *, views: Sequence[View] | None = None) -> None:
         self._runtime = LiteEmotionClassifier(path, views=views)
 
-    @property
-    def path(self) -> Path:
-        return self._runtime.path
-
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
         """(N, 48, 48) uint8 faces (as :func:`core.faces.align_face` makes) -> (N, 7) floats.
 
@@ -41,10 +37,3 @@ class EmotionClassifier:
         if len(faces) <= 1:
             return self._runtime.predict(faces)
         return np.concatenate([self._runtime.predict(face[None]) for face in faces])
-
-    def classify(self, faces: np.ndarray) -> list[dict[str, float]]:
-        """One {emotion: probability} dict per face, in :data:`EMOTIONS` order."""
-        return [
-            {name: float(p) for name, p in zip(EMOTIONS, row, strict=True)}
-            for row in self.probabilities(faces)
-        ]

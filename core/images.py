@@ -145,22 +145,11 @@ class DecodedImage:
     rgb: np.ndarray  # (H, W, 3) uint8, EXIF orientation applied, scaled to the working size
     format: str  # Pillow's format name, e.g. "JPEG"
     original_size: tuple[int, int]  # (width, height) of the upright photo as sent
-    animated: bool = False  # an animation (GIF/WebP/PNG) of which only the first frame is used
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of :attr:`rgb`."""
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
-
-    @property
-    def scale(self) -> float:
-        """Working pixels per original pixel (<= 1)."""
-        return self.size[0] / self.original_size[0]
-
-    def gray(self) -> np.ndarray:
-        """(H, W) uint8 luminance (ITU-R 601, as JPEG and FER2013 use)."""
-        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.clip(self.rgb @ weights + 0.5, 0, 255).astype(np.uint8)
 
     def to_original(self, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
         """Map an (x, y, w, h) box in working pixels to the photo's own pixels, clipped."""
@@ -240,7 +229,6 @@ def _decode_opened(image: Image.Image, limits: ImageLimits) -> DecodedImage:
         raise ImageTooSmall(f"{width}x{height} is smaller than {limits.min_side} px")
     if max(width, height) / min(width, height) > limits.max_aspect:
         raise ImageTooSmall(f"{width}x{height} is thinner than 1:{limits.max_aspect:g}")
-    animated = bool(getattr(image, "is_animated", False))
     try:
         if fmt in {"JPEG", "MPO"}:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: 8x faster for a big photo.
@@ -260,7 +248,7 @@ def _decode_opened(image: Image.Image, limits: ImageLimits) -> DecodedImage:
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     log.debug("decoded %s %dx%d -> %s", fmt, width, height, pixels.shape)
-    return DecodedImage(pixels, fmt, (width, height), animated)
+    return DecodedImage(pixels, fmt, (width, height))
 
 
 def _jpeg_scale(side: int, working_side: int) -> int:

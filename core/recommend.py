@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from core.moods import Mode, check_emotion, check_mood, mood_for, parse_mode, reason
+from core.moods import Mode, check_emotion, mood_for, parse_mode, reason
 from core.replies import TrackCard
 from core.store import Pick, Store, UserRecord
 
@@ -59,11 +59,6 @@ class Recommender:
         if again:
             return card(pick, mood)
         return card(pick, mood, emotion=emotion, confidence=confidence)
-
-    async def for_mood(self, user: UserRecord, mood: str) -> TrackCard:
-        """Another song of ``mood`` with no new photo (the "Another song" button)."""
-        mood = check_mood(mood)
-        return card(await self.pick(user.id, mood), mood)
 
 
 def card(

@@ -31,7 +31,6 @@ class NoticeKind(enum.StrEnum):
     NOT_RATABLE = "not_ratable"
     NO_HISTORY = "no_history"
     BAD_ARGUMENT = "bad_argument"
-    ERROR = "error"
 
 
 @dataclass(frozen=True)

@@ -394,13 +394,6 @@ class Store:
             row = found.one_or_none()
             return _user(row) if row is not None else None
 
-    async def get_user(self, user_id: int) -> UserRecord:
-        async with self.sessions() as session:
-            row = await session.get(User, user_id)
-            if row is None:
-                raise UnknownUser(f"no user {user_id}")
-            return _user(row)
-
     async def set_mode(self, user_id: int, mode: Mode | str | None) -> UserRecord:
         """Set the user's lift/match preference; None goes back to the configured default."""
         value = parse_mode(mode).value if mode is not None else None
@@ -548,14 +541,6 @@ class Store:
             return RatingRecord(track_id, value, previous, row.created_at, now)
 
         return await self._write(f"rate for user {user_id}", unit)
-
-    async def ratings(self, user_id: int) -> dict[str, int]:
-        """Every rating of the user: track id → +1 or -1."""
-        async with self.sessions() as session:
-            rows = await session.execute(
-                select(Rating.track_id, Rating.value).where(Rating.user_id == user_id)
-            )
-            return {track_id: value for track_id, value in rows}
 
     async def history(self, user_id: int, limit: int = 10) -> list[HistoryEntry]:
         """The user's last ``limit`` deliveries, newest first, each with their rating."""

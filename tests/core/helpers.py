@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
+
 from core.config import Settings, load_settings
+from core.store import Store
+from core.store.schema import Rating
 
 MOODS_HEADER = (
     "name,album,artist,id,release_date,popularity,length,danceability,acousticness,energy,"
@@ -14,6 +18,15 @@ HITS_HEADER = (
     "track,artist,uri,danceability,energy,key,loudness,mode,speechiness,acousticness,"
     "instrumentalness,liveness,valence,tempo,duration_ms,time_signature,chorus_hit,sections,target"
 )
+
+
+async def ratings(store: Store, user_id: int) -> dict[str, int]:
+    """Every rating the store holds for the user: track id -> +1 or -1."""
+    async with store.sessions() as session:
+        rows = await session.execute(
+            select(Rating.track_id, Rating.value).where(Rating.user_id == user_id)
+        )
+        return {track_id: value for track_id, value in rows}
 
 
 def track_id(n: int, prefix: str = "T") -> str:

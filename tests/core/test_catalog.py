@@ -17,7 +17,6 @@ from core.catalog import (
     ensure_catalog,
     import_rows,
     import_sources,
-    unassigned_tracks,
 )
 from core.config import load_settings
 from core.errors import CatalogError
@@ -170,7 +169,7 @@ async def test_model_moods_fill_the_gaps_but_never_override_labels(
         tmp_path,
     )
     async with store.sessions() as session:
-        waiting = await unassigned_tracks(session)
+        waiting = await session.scalars(select(Track).where(Track.mood.is_(None)))
         assert sorted(t.id for t in waiting) == [track_id(1, "H"), track_id(2, "H")]
         changed = await assign_moods(
             session,

@@ -45,7 +45,8 @@ def astronaut() -> Image.Image:
 
 
 def gray_mean(decoded: DecodedImage) -> float:
-    return float(decoded.gray().mean())
+    weights = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as JPEG and FER2013 use
+    return float((decoded.rgb @ weights).mean())
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF"])
@@ -53,7 +54,7 @@ def test_each_supported_format_decodes_to_rgb(astronaut: Image.Image, fmt: str) 
     decoded = decode_image(encode(astronaut, fmt), LIMITS)
     assert decoded.rgb.shape == (512, 512, 3) and decoded.rgb.dtype == np.uint8
     assert decoded.format == fmt
-    assert decoded.original_size == (512, 512) and decoded.scale == 1
+    assert decoded.original_size == decoded.size == (512, 512)
     reference = np.asarray(astronaut.convert("L"), dtype=np.float64).mean()
     assert abs(gray_mean(decoded) - reference) < 4
 
@@ -126,7 +127,6 @@ def test_animated_gif_uses_the_first_frame() -> None:
     frames = [Image.new("RGB", (64, 64), color) for color in ((200, 0, 0), (0, 0, 200))]
     payload = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
     decoded = decode_image(payload, LIMITS)
-    assert decoded.animated
     assert decoded.rgb[..., 0].mean() > 150 and decoded.rgb[..., 2].mean() < 50
 
 

@@ -21,6 +21,7 @@ from core.service import (
 )
 from core.store import Store
 from data.catalog_sources import SourceSpec
+from tests.core import helpers
 from tests.core.helpers import MOODS_HEADER, moods_line
 
 ANN = UserRef("telegram", "1")
@@ -67,7 +68,7 @@ async def test_nobody_rates_for_someone_else(service: MoodLifter) -> None:
     assert await service.rate(ANN, "0" * 22, 1) == refused
     assert await service.rate(ANN, anns, 7) == refused
     ann = await service.store.find_user("telegram", "1")
-    assert ann is not None and await service.store.ratings(ann.id) == {}
+    assert ann is not None and await helpers.ratings(service.store, ann.id) == {}
 
 
 @pytest.mark.parametrize("junk", ["abc", "-5", "0", "1.5", "5 songs", "٣", "50; DROP TABLE"])

@@ -67,7 +67,7 @@ from core.config import TelegramSettings
 from core.errors import ConfigError
 from core.ratelimit import RateLimiter
 from core.replies import Notice, NoticeKind, Reply, TrackCard
-from core.service import HELP_SEND, MoodLifter, Throttle, UserRef
+from core.service import HELP_SEND, CommandSyntax, MoodLifter, Throttle, UserRef
 
 log = logging.getLogger(__name__)
 
@@ -580,25 +580,29 @@ async def start(update: Update, context: MoodContext) -> None:
 
 async def help_command(update: Update, context: MoodContext) -> None:
     """List the commands and the privacy promise."""
-    await _answer(update, context, context.service.help(_how_to_send(update, context)))
+    await _answer(update, context, context.service.help(_how_to_send(update, context), SYNTAX))
 
 
 async def chat_text(update: Update, context: MoodContext) -> None:
     """Plain words in a private chat, or mentioning the bot in a group: what it understands."""
     message = update.effective_message
     text = message.text if message is not None and message.text else ""
-    await _answer(update, context, context.service.chat(text, _how_to_send(update, context)))
+    await _answer(
+        update, context, context.service.chat(text, _how_to_send(update, context), SYNTAX)
+    )
 
 
 async def unknown_command(update: Update, context: MoodContext) -> None:
     """A command the bot does not have: say so, then what it does have."""
     name, _ = _command_typed(_message(update))
-    help_ = context.service.help(_how_to_send(update, context))
+    help_ = context.service.help(_how_to_send(update, context), SYNTAX)
     named = _COMMAND_NAME.fullmatch(name)  # never echo what Telegram would not call a command
     unknown = wording.UNKNOWN_COMMAND.format(command=f"/{name}") if named else ""
     await _answer(update, context, dataclasses.replace(help_, text=unknown + help_.text))
 
 
+# Telegram reads the words after a command as its argument: "/mode lift".
+SYNTAX = CommandSyntax(mode="/mode {mode}", history="/history {count}")
 _COMMAND_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")  # the letters Telegram allows in a command
 
 
@@ -627,7 +631,7 @@ async def mood(update: Update, context: MoodContext) -> None:
 async def mode(update: Update, context: MoodContext) -> None:
     """``/mode lift|match``: cheer the user up, or stay with the feeling."""
     wanted = " ".join(context.args or ()) or None
-    await _answer(update, context, await context.service.set_mode(_user(update), wanted))
+    await _answer(update, context, await context.service.set_mode(_user(update), wanted, SYNTAX))
 
 
 async def history(update: Update, context: MoodContext) -> None:

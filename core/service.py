@@ -80,8 +80,8 @@ class CommandSyntax:
     """How a platform writes a command's argument, for texts that teach one: Telegram reads
     the words after the command ("/mode lift"), Discord named options ("/mode mode:lift")."""
 
-    mode: str = "/mode {mode}"
-    history: str = "/history {count}"
+    mode: str  # "{mode}" stands for the mode's name
+    history: str  # "{count}" for a number
 
     def help_body(self) -> str:
         return HELP_BODY.format(
@@ -92,8 +92,6 @@ class CommandSyntax:
         return " or ".join(self.mode.format(mode=mode) for mode in moods.Mode)
 
 
-TELEGRAM_SYNTAX = CommandSyntax()
-HELP = f"{HELP_SEND}\n\n{TELEGRAM_SYNTAX.help_body()}"
 LINK_NOT_PHOTO = "I can't open links. Please send me the photo itself, not a link to it."
 NO_FACE = (
     "I couldn't find a face in that photo. Try a selfie in good light, "
@@ -197,14 +195,12 @@ class MoodLifter:
     def welcome(self) -> Notice:
         return Notice(NoticeKind.WELCOME, WELCOME)
 
-    def help(self, how_to_send: str = HELP_SEND, syntax: CommandSyntax = TELEGRAM_SYNTAX) -> Notice:
+    def help(self, how_to_send: str, syntax: CommandSyntax) -> Notice:
         """The commands and the privacy promise; ``how_to_send`` a photo and the ``syntax`` of
         a command's argument differ by platform."""
         return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{syntax.help_body()}")
 
-    def chat(
-        self, text: str, how_to_send: str = HELP_SEND, syntax: CommandSyntax = TELEGRAM_SYNTAX
-    ) -> Notice:
+    def chat(self, text: str, how_to_send: str, syntax: CommandSyntax) -> Notice:
         """The answer to words: a link (a GIF from a picker, a photo online) gets asked for the
         picture itself; anything else, the help."""
         if _LINK.search(text):
@@ -354,9 +350,7 @@ class MoodLifter:
             chart_png=chart,
         )
 
-    async def set_mode(
-        self, user: UserRef, mode: str | None, syntax: CommandSyntax = TELEGRAM_SYNTAX
-    ) -> Reply:
+    async def set_mode(self, user: UserRef, mode: str | None, syntax: CommandSyntax) -> Reply:
         """Set lift/match, or say the current mode when none is given."""
         if not mode:
             account = await self.store.find_user(user.platform, user.user_id)

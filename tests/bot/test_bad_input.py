@@ -27,6 +27,7 @@ import pytest_asyncio
 from PIL import Image, ImageDraw
 from skimage import data as skdata
 
+from bot import telegram as telegram_adapter
 from bot import wording
 from bot.telegram import MoodApplication, build_application, polling
 from core import images, service
@@ -42,6 +43,7 @@ JSON = dict[str, Any]
 MAX_IMAGE_BYTES = 2_000_000
 WAIT = 120.0  # seconds; the CPU is shared with a training run
 SENDS = ("sendMessage", "sendPhoto", "sendDocument")
+TELEGRAM_HELP = f"{service.HELP_SEND}\n\n{telegram_adapter.SYNTAX.help_body()}"
 CARD = "a song card"  # the expected answer when the odd input is still a usable selfie
 PLEASE_JPEG_OR_PNG = "JPEG or PNG"
 
@@ -327,14 +329,14 @@ CASES = [
     Case("video", other("send_video"), wording.NOT_A_PHOTO),
     Case("GIF (Telegram animation)", other("send_animation"), wording.NOT_A_PHOTO),
     # Commands and words.
-    Case("unknown command", command("/dance"), "I don't know /dance. " + service.HELP),
-    Case("unknown command with junk", command("/x\u0000y " + "💥" * 200), service.HELP),
+    Case("unknown command", command("/dance"), "I don't know /dance. " + TELEGRAM_HELP),
+    Case("unknown command with junk", command("/x\u0000y " + "💥" * 200), TELEGRAM_HELP),
     Case("/more with junk arguments", command("/more ' OR 1=1; -- \u202e"), service.NEED_SELFIE),
     Case("/mood with junk arguments", command("/mood ../../etc/passwd"), service.NO_READING),
     Case("/mode with junk", command("/mode 'lift'; DROP TABLE users"), "Please choose a mode: /mode lift or /mode match."),
     Case("/history with junk", command("/history ∞; DROP TABLE ratings"), service.BAD_HISTORY_COUNT),
     Case("/history with a huge count", command("/history 99999999999999999999"), service.NO_HISTORY),
-    Case("RTL chatter", command("مرحبا، ماذا تفعل؟ \u202e"), service.HELP),
+    Case("RTL chatter", command("مرحبا، ماذا تفعل؟ \u202e"), TELEGRAM_HELP),
     Case("a link to a GIF", command("https://tenor.com/view/happy-dance-gif-25341"), service.LINK_NOT_PHOTO),
     Case("a link to a photo", command("me: www.example.com/selfie.jpg"), service.LINK_NOT_PHOTO),
     # Buttons.

@@ -177,7 +177,8 @@ async def test_polling_rides_out_errors_and_loses_no_update(
     ]
     replies = [await reply_to(fake, message) for message in sent]
     assert replies[0].method == "sendPhoto"
-    assert shown(replies[1]) == core_service.HELP
+    help_ = f"{core_service.HELP_SEND}\n\n{telegram_adapter.SYNTAX.help_body()}"
+    assert shown(replies[1]) == help_
     assert shown(replies[2]) == core_service.MODE_SET[core_service.moods.Mode.MATCH]
     failed = [c.params.get("_failed_with") for c in fake.calls_to("getUpdates")]
     assert failed.count(502) == 2 and failed.count(429) == 1

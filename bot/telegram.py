@@ -517,7 +517,7 @@ async def gate(update: Update, context: MoodContext) -> None:
         if message.sender_chat is not None:
             chat = UserRef(platform=PLATFORM, user_id=f"chat:{message.sender_chat.id}")
             verdict = context.service.throttle(chat)
-            named = ADDRESSED.check_update(update) or COMMAND_FOR_US.check_update(update)
+            named = ADDRESSED.check_update(update) or COMMAND_NOT_FOR_ANOTHER.check_update(update)
             if verdict.allowed and named:
                 await _answer(update, context, wording.WRITE_IN_PRIVATE)
             elif verdict.notice is not None:

@@ -789,11 +789,20 @@ async def test_messages_sent_as_a_chat_are_asked_to_go_private(
     (reply,) = await fake.wait_for_replies(group["id"], 1, within=WAIT)
     assert reply.reply_to == asked["message_id"]
     assert shown(reply) == wording.WRITE_IN_PRIVATE
+    # A bare command of ours (how the command menu sends it with one bot in the group) is
+    # asked the same; another bot's bare command is not ours to answer.
+    for text in ("/roll", "/more"):
+        entities = [{"type": "bot_command", "offset": 0, "length": len(text)}]
+        fake.send_message(
+            fake.new_message(placeholder, group, **as_group, text=text, entities=entities)
+        )
+    reply = (await fake.wait_for_replies(group["id"], 2, within=WAIT))[-1]
+    assert shown(reply) == wording.WRITE_IN_PRIVATE
     herself = fake.send_photo(alice, selfie, group, caption="@MoodLifterBot")  # served
-    card = (await fake.wait_for_replies(group["id"], 2, within=WAIT))[-1]
+    card = (await fake.wait_for_replies(group["id"], 3, within=WAIT))[-1]
     assert_card(card, replying_to=herself["message_id"])
     await fake.wait_until_delivered(within=WAIT)
-    assert len(fake.replies(group["id"])) == 2  # the unaddressed "hello all" got nothing
+    assert len(fake.replies(group["id"])) == 3  # "hello all" and /roll got nothing
     assert rows(db_path, "SELECT platform_user_id FROM users") == [(str(alice["id"]),)]
 
 

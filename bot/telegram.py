@@ -793,12 +793,12 @@ async def stale_button(update: Update, context: MoodContext) -> None:
 
 async def on_error(update: object, context: MoodContext) -> None:
     """Log what a handler let escape and apologise, except to a chat that refuses the bot
-    (blocked, removed from the group: logged at INFO, nothing sent). After a timeout the user
+    (blocked, removed from the group, muted in it: logged at INFO, nothing sent). After a timeout the user
     hears that the chat service was slow, not that something broke: a send that timed out is
     not repeated, so its answer may have arrived after all.
     """
     update_id = update.update_id if isinstance(update, Update) else None
-    if isinstance(context.error, Forbidden):  # blocked by the user, removed from the group
+    if _refuses_the_bot(context.error):
         log.info("Telegram update %s: the chat refuses the bot (%s)", update_id, context.error)
         return  # an apology would be refused the same way
     log.error("Telegram update %s failed", update_id, exc_info=context.error)
@@ -816,6 +816,14 @@ async def on_error(update: object, context: MoodContext) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _refuses_the_bot(error: object) -> bool:
+    """Whether the chat will take nothing from the bot: blocked by the user, removed from the
+    group (403), or a group where members may not post (Telegram says so with a 400)."""
+    if isinstance(error, Forbidden):
+        return True
+    return isinstance(error, BadRequest) and "rights to send" in error.message
 
 
 async def _replace_question(update: Update, context: MoodContext, reply: Reply | str) -> None:

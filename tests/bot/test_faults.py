@@ -113,27 +113,43 @@ async def test_when_every_retry_fails_the_failure_is_logged_and_the_bot_goes_on(
         assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
 
 
+@pytest.mark.parametrize(
+    ("status", "description", "sends"),
+    [
+        (403, "Forbidden: bot was blocked by the user", ["sendPhoto"]),
+        # A group where members (the bot too) may not post: the card's text fallback fails too.
+        (
+            400,
+            "Bad Request: not enough rights to send text messages to the chat",
+            ["sendPhoto", "sendMessage"],
+        ),
+    ],
+)
 async def test_a_chat_that_refuses_the_bot_is_not_sent_an_apology(
     app: MoodApplication,
     fake: FakeTelegramAPI,
     selfie: bytes,
     caplog: pytest.LogCaptureFixture,
+    status: int,
+    description: str,
+    sends: list[str],
 ) -> None:
-    """Blocked by the user, or removed from the group while reading: nothing is broken on our
-    side, and an apology would be refused the same way."""
+    """Blocked by the user, removed from the group or muted in it while reading: nothing is
+    broken on our side, and an apology would be refused the same way."""
     alice = user(2006, "Alice")
     caplog.set_level(logging.INFO)
-    fake.fail_next("sendPhoto", status=403, description="Forbidden: bot was blocked by the user")
+    for method in sends:
+        fake.fail_next(method, status=status, description=description)
     fake.send_photo(alice, selfie)
-    (refused,) = await fake.wait_for("sendPhoto", within=WAIT)
+    (refused,) = await fake.wait_for(sends[-1], within=WAIT)
     await fake.wait_until_delivered(within=WAIT)
-    assert refused.params["_failed_with"] == 403
+    assert refused.params["_failed_with"] == status
     for _ in range(100):  # the handler logs once the song it could not send is withdrawn
         if any("refuses the bot" in r.getMessage() for r in caplog.records):
             break
         await asyncio.sleep(0.05)
     assert any("refuses the bot" in r.getMessage() for r in caplog.records)
-    assert [c.method for c in fake.replies(alice["id"])] == ["sendPhoto"]  # and nothing after
+    assert [c.method for c in fake.replies(alice["id"])] == sends  # and nothing after
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 

@@ -684,6 +684,8 @@ async def _photo(
             return
         reply = await context.service.read_photo(_user(update), image)
         await context.album_order.turn(*where)
+        if isinstance(reply, Notice) and not _first_of_album(context, message, reply.text):
+            return  # "no face" for an album's third photo too: said once
         await _answer(update, context, reply)
 
 
@@ -702,7 +704,7 @@ async def _album_notice(
 
 
 def _first_of_album(context: MoodContext, message: Message, notice: str) -> bool:
-    """Whether to give ``notice`` ("too many photos", "not a photo", "too big") for this
+    """Whether to give ``notice`` ("not a photo", "too big", "no face", ...) for this
     message: once for an album (each of its items comes as its own message, and the same
     words four times over are noise), every time for single messages."""
     album = message.media_group_id

@@ -36,7 +36,7 @@ from core.config import (
     Settings,
     TelegramSettings,
 )
-from core.service import KEPT, NO_READING, NOT_RATABLE, NOTHING_TO_FORGET, MoodLifter
+from core.service import KEPT, NO_FACE, NO_READING, NOT_RATABLE, NOTHING_TO_FORGET, MoodLifter
 from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, shown, user
 
@@ -1024,6 +1024,23 @@ async def test_the_photos_of_an_album_are_answered_in_the_order_sent(
     assert [call.reply_to for call in replies] == album
     for call, message_id in zip(replies, album, strict=True):
         assert_card(call, replying_to=message_id)
+
+
+async def test_an_album_says_no_face_once(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """Three photos without a face in one album get the "no face" words once, not three times;
+    its selfie still gets its card."""
+    coffee = _jpeg(skdata.coffee())
+    album = [
+        fake.send_photo(alice, image, media_group_id="777")["message_id"]
+        for image in (coffee, coffee, selfie, coffee)
+    ]
+    notice, card = await fake.wait_for_replies(alice["id"], 2)
+    await fake.wait_until_delivered(within=WAIT)
+    assert shown(notice) == NO_FACE and notice.reply_to == album[0]
+    assert_card(card, replying_to=album[2])
+    assert len(fake.replies(alice["id"])) == 2
 
 
 async def test_in_a_group_album_photos_before_the_one_naming_the_bot_are_read_too(

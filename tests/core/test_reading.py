@@ -158,10 +158,15 @@ def test_group_emotion_needs_a_face() -> None:
         group_emotion([])
 
 
-def test_from_settings_uses_configured_limits_and_models() -> None:
+def test_from_settings_uses_configured_limits_and_models(tmp_path) -> None:
+    import dataclasses
+
     from core.config import Settings
+    from core.emotion import EmotionModelError
 
     reader = PhotoReader.from_settings(Settings())
     assert reader.limits.max_pixels == Settings().limits.max_pixels
-    assert reader.classifier.path.name == "emotion.tflite"
     assert np.isfinite(reader.classifier.probabilities(np.zeros((1, 48, 48), np.uint8))).all()
+    elsewhere = dataclasses.replace(Settings().models, emotion_path=tmp_path / "none.tflite")
+    with pytest.raises(EmotionModelError):
+        PhotoReader.from_settings(dataclasses.replace(Settings(), models=elsewhere))

@@ -20,6 +20,7 @@ class NoticeKind(enum.StrEnum):
     NO_FACE = "no_face"
     BAD_IMAGE = "bad_image"
     NEED_SELFIE = "need_selfie"
+    STILL_READING = "still_reading"
     CATALOG_EMPTY = "catalog_empty"
     SLOW_DOWN = "slow_down"
     BUSY = "busy"

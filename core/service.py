@@ -99,6 +99,7 @@ NO_FACE = (
 )
 NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has songs for it."
 NO_READING = "I haven't read a selfie of yours yet — send me one and I'll tell you what I see."
+STILL_READING = "I'm still reading your selfie — its song is on its way. Ask me again after it."
 SLOW_DOWN = "Whoa, that's a lot of photos! Give me {wait} and try again."
 TOO_MANY = "Whoa, that's a lot at once! Give me {wait} to catch up — then I'm all ears."
 READING_WAIT = 10.0  # seconds /more, /mood, /history, /forget wait for work on its way
@@ -170,6 +171,7 @@ class MoodLifter:
         self._told_to_slow_down = RateLimiter(limit=1, window=60.0)  # once a minute
         self._default_mode = moods.parse_mode(settings.recommender.default_mode)
         self._in_flight: dict[tuple[str, str], set[asyncio.Event]] = {}  # see _working()
+        self._forgetting: dict[tuple[str, str], asyncio.Event] = {}  # see forget()
 
     @classmethod
     async def create(cls, settings: Settings) -> MoodLifter:
@@ -250,8 +252,14 @@ class MoodLifter:
         """Mark work that writes rows about ``user`` (a photo's reading, a /more pick, a rating,
         a mode) as on its way: /forget waits for it (:meth:`_after_work`), so nothing of it
         lands after the deletion — least of all under the id of the next new user, to whom
-        SQLite gives the highest id again once it is free."""
+        SQLite gives the highest id again once it is free. Work that starts while a confirmed
+        /forget deletes waits for it first (bounded), so a selfie sent after "Yes" is kept."""
         key = (user.platform, user.user_id)
+        forgetting = self._forgetting.get(key)
+        if forgetting is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(READING_WAIT):
+                    await forgetting.wait()
         done = asyncio.Event()
         self._in_flight.setdefault(key, set()).add(done)
         try:
@@ -269,16 +277,17 @@ class MoodLifter:
 
     async def _after_work(
         self, user: UserRef, pending: tuple[asyncio.Event, ...] | None = None
-    ) -> None:
+    ) -> bool:
         """Wait (bounded) until the work of ``user`` on its way (``pending``; by default what
         is under way now) is done: their photos answered, their picks, ratings and settings
-        written."""
+        written. False when the wait ran out with some of it still under way."""
         if pending is None:
             pending = self._work_on_its_way(user)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(READING_WAIT):
                 for done in pending:
                     await done.wait()
+        return all(done.is_set() for done in pending)
 
     async def photo(self, user: UserRef, image: bytes) -> Reply:
         """Read the faces in ``image`` and answer with a song for their mood."""
@@ -314,10 +323,12 @@ class MoodLifter:
 
     async def more(self, user: UserRef) -> Reply:
         """Another song this user has not had, for the mood of their last selfie."""
-        await self._after_work(user)
+        finished = await self._after_work(user)
         async with self._working(user):
             account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
             if account is None or detection is None:
+                if not finished:  # a slow first selfie: its own song is still to come
+                    return Notice(NoticeKind.STILL_READING, STILL_READING)
                 return Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
             return await self._card(account, detection.emotion, None, again=True)
 
@@ -332,9 +343,11 @@ class MoodLifter:
 
     async def mood(self, user: UserRef) -> Reply:
         """The last reading: emotion, all seven probabilities, a chart, and when."""
-        await self._after_work(user)
+        finished = await self._after_work(user)
         account, detection = await self.store.find_user_and_reading(user.platform, user.user_id)
         if account is None or detection is None:
+            if not finished:
+                return Notice(NoticeKind.STILL_READING, STILL_READING)
             return Notice(NoticeKind.NEED_SELFIE, NO_READING)
         mood = moods.mood_for(detection.emotion, effective_mode(account, self._default_mode))
         chart = await asyncio.to_thread(
@@ -423,17 +436,27 @@ class MoodLifter:
 
         It first waits for the user's work on its way (:meth:`_working`): a reading or a pick
         that landed after the deletion would store the user again, or write under the id of
-        someone else. Work sent meanwhile (a /more during that wait) waits for the deletion.
+        someone else. Work sent meanwhile (a selfie or a /more after "Yes") waits for the
+        deletion. A photo still on its way after the wait gets the question too: it is about
+        to store something.
         """
         if not confirmed:
-            await self._after_work(user)
-            if await self.store.find_user(user.platform, user.user_id) is None:
+            finished = await self._after_work(user)
+            stored = await self.store.find_user(user.platform, user.user_id) is not None
+            if not stored and finished:
                 return Notice(NoticeKind.FORGOTTEN, NOTHING_TO_FORGET)
             return Notice(NoticeKind.CONFIRM_FORGET, CONFIRM_FORGET)
+        key = (user.platform, user.user_id)
         earlier = self._work_on_its_way(user)
         async with self._working(user):
-            await self._after_work(user, earlier)
-            removed = await self.store.forget(user.platform, user.user_id)
+            deleting = self._forgetting[key] = asyncio.Event()
+            try:
+                await self._after_work(user, earlier)
+                removed = await self.store.forget(user.platform, user.user_id)
+            finally:
+                deleting.set()
+                if self._forgetting.get(key) is deleting:
+                    del self._forgetting[key]
         return Notice(NoticeKind.FORGOTTEN, FORGOTTEN if removed else NOTHING_TO_FORGET)
 
     async def keep(self, user: UserRef) -> Notice:

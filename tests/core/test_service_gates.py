@@ -10,16 +10,26 @@ from pathlib import Path
 
 import pytest
 
+from core import service as service_module
 from core.catalog import import_sources
 from core.config import LimitsSettings, Settings
 from core.replies import Notice, NoticeKind, TrackCard
-from core.service import CATALOG_EMPTY, FORGOTTEN, NEED_SELFIE, MoodLifter, UserRef
+from core.service import (
+    CATALOG_EMPTY,
+    FORGOTTEN,
+    NEED_SELFIE,
+    STILL_READING,
+    CommandSyntax,
+    MoodLifter,
+    UserRef,
+)
 from core.store import Store
 from data.catalog_sources import SourceSpec
 from tests.core.helpers import MOODS_HEADER, moods_line
 
 ANN = UserRef("telegram", "1")
 BOB = UserRef("discord", "1")  # same id, other platform: another person
+SYNTAX = CommandSyntax(mode="/mode {mode}", history="/history {count}")
 
 
 @pytest.fixture
@@ -129,3 +139,43 @@ async def test_a_more_sent_while_a_forget_waits_comes_after_the_deletion(
     assert await forget == Notice(NoticeKind.FORGOTTEN, FORGOTTEN)
     assert await more == Notice(NoticeKind.NEED_SELFIE, NEED_SELFIE)
     assert await service.store.find_user(ANN.platform, ANN.user_id) is None
+
+
+async def test_a_selfie_sent_while_a_forget_deletes_is_kept(service: MoodLifter) -> None:
+    """ "Yes, forget me", then a new selfie while an older one is still on its way: the deletion
+    waits for the older one, the new one waits for the deletion and is stored after it."""
+    await service.store.record_reading(ANN.platform, ANN.user_id, "sad", {"sad": 1.0})
+    async with service.reading(ANN):  # the older photo, on its way
+        forget = asyncio.create_task(service.forget(ANN, confirmed=True))
+        await asyncio.sleep(0.05)
+
+        async def new_selfie() -> None:
+            async with service.reading(ANN):  # the adapter holds this from the download on
+                await service.store.record_reading(ANN.platform, ANN.user_id, "happy", {})
+
+        selfie = asyncio.create_task(new_selfie())
+        mode = asyncio.create_task(service.set_mode(ANN, "match", SYNTAX))
+        await asyncio.sleep(0.05)
+        assert not forget.done() and not selfie.done() and not mode.done()
+    assert await forget == Notice(NoticeKind.FORGOTTEN, FORGOTTEN)
+    await selfie
+    await mode
+    account, reading = await service.store.find_user_and_reading(ANN.platform, ANN.user_id)
+    assert reading is not None and reading.emotion == "happy"  # after the deletion
+    assert account is not None and account.mode is not None
+
+
+async def test_a_first_selfie_slower_than_the_wait_is_not_denied(
+    service: MoodLifter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first selfie still on its way when /more, /mood and /forget stop waiting for it: they
+    say it is coming (and /forget asks), instead of "send a selfie first" or "nothing
+    stored"."""
+    monkeypatch.setattr(service_module, "READING_WAIT", 0.05)
+    async with service.reading(ANN):
+        assert await service.more(ANN) == Notice(NoticeKind.STILL_READING, STILL_READING)
+        assert await service.mood(ANN) == Notice(NoticeKind.STILL_READING, STILL_READING)
+        asked = await service.forget(ANN, confirmed=False)
+        assert asked.kind is NoticeKind.CONFIRM_FORGET
+    assert (await service.more(ANN)).kind is NoticeKind.NEED_SELFIE  # nothing on its way now
+    assert (await service.forget(ANN, confirmed=False)).kind is NoticeKind.FORGOTTEN

@@ -51,6 +51,7 @@ class TrainSettings:
     restart_learning_rate: float = 0.0  # on resuming, set the rate to this (0: the checkpoint's)
     augment_strength: float = 1.0  # scales the geometric augmentation (below 1: fine-tuning)
     mixup: float = 0.0  # Beta(α, α) of models.mixup: blend face pairs and targets (0: off)
+    erase: float = 0.0  # random erasing (models.emotion_net.build_augmenter; 0: off)
     seed: int = 1337
     limit: int = 0  # use only this many training faces (0 = all); for quick checks
     resume_from: str = ""  # a committed checkpoint folder to continue from (seeds an empty run)
@@ -213,7 +214,7 @@ def _datasets(settings: TrainSettings, cache_dir: Path):
         y = keras.utils.to_categorical(split.labels, NUM_CLASSES).astype("float32")
         return x, y
 
-    augment = build_augmenter(settings.seed, settings.augment_strength)
+    augment = build_augmenter(settings.seed, settings.augment_strength, settings.erase)
     x_train, y_train = prepare(train)
     if settings.teachers:
         teacher = distillation.teacher_probabilities(
@@ -381,6 +382,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         default=defaults.mixup,
         help="blend pairs of training faces and their targets, mixing ratio ~ Beta(α, α); 0: off",
     )
+    parser.add_argument(
+        "--erase",
+        type=float,
+        default=defaults.erase,
+        help="random erasing: blank a noisy patch in up to this share of faces (1.0: ~half); 0: off",
+    )
     parser.add_argument("--limit", type=int, default=0, help="train on this many faces only")
     parser.add_argument(
         "--resume-from",
@@ -424,6 +431,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainSettings, str]:
         restart_learning_rate=args.restart_learning_rate,
         augment_strength=args.augment_strength,
         mixup=args.mixup,
+        erase=args.erase,
         seed=args.seed,
         limit=args.limit,
         resume_from=args.resume_from,

@@ -123,7 +123,7 @@ def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path: Path, tiny_cs
 
 def test_a_run_distils_a_trained_net(tmp_path: Path, tiny_csv: Path) -> None:
     """A teacher trained first joins the targets of a second run (here also mixed up by
-    models.mixup); the settings record both."""
+    models.mixup, and with random erasing); the settings record them."""
     teacher_run = tmp_path / "teacher"
     base = TrainSettings(data=str(tiny_csv), epochs=1, batch_size=16, net=dict(TINY_NET))
     train(replace(base, run_dir=str(teacher_run)))
@@ -146,11 +146,13 @@ def test_a_run_distils_a_trained_net(tmp_path: Path, tiny_csv: Path) -> None:
             "0.3",
             "--mixup",
             "0.4",
+            "--erase",
+            "1.0",
         ]
     )
     saved = json.loads((student_run / "settings.json").read_text())
     assert saved["teachers"] == [str(teacher_run / "best.keras")]
-    assert (saved["teacher_weight"], saved["mixup"]) == (0.3, 0.4)
+    assert (saved["teacher_weight"], saved["mixup"], saved["erase"]) == (0.3, 0.4, 1.0)
     assert json.loads((student_run / "state.json").read_text())["epoch"] == 1
     assert (student_run / "best.keras").is_file()
 

@@ -31,8 +31,9 @@ from discord import app_commands
 from bot import wording
 from bot.log_redaction import Redactor
 from bot.presses import PressesInFlight
+from core.config import MAX_IMAGE_BYTES
 from core.errors import ConfigError
-from core.palette import MOOD_COLOURS
+from core.palette import mood_colour
 from core.replies import (
     EmotionSummary,
     History,
@@ -90,7 +91,6 @@ _IMAGE_SUFFIXES = (
     ".heif",
     ".avif",
 )
-_DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class DiscordOptions:
 
     test_guild_id: int | None = None  # sync commands to this guild only (instant); else globally
     ephemeral: bool = False  # in servers, song cards too only for the user (personal answers are)
-    max_image_bytes: int = _DEFAULT_MAX_BYTES
+    max_image_bytes: int = MAX_IMAGE_BYTES
     sync_commands: bool = True
     # Sharding: None runs one gateway connection; 0 lets Discord recommend how many shards;
     # N runs N. ``shard_ids`` are the shards this process runs (default: all of them).
@@ -128,7 +128,7 @@ class DiscordOptions:
             ephemeral=section.ephemeral,
             shard_count=section.shard_count,
             shard_ids=section.shard_ids,
-            max_image_bytes=limits.max_image_bytes if limits is not None else _DEFAULT_MAX_BYTES,
+            max_image_bytes=limits.max_image_bytes if limits is not None else MAX_IMAGE_BYTES,
         )
 
 
@@ -818,7 +818,7 @@ def card_embed(card: TrackCard) -> discord.Embed:
         title=_clip(escape(card.title), 256),
         url=card.spotify_url or None,
         description=description,
-        colour=discord.Colour.from_rgb(*MOOD_COLOURS.get(card.mood, (90, 110, 200))),
+        colour=discord.Colour.from_rgb(*mood_colour(card.mood)),
     )
     for label, value in wording.card_facts(card):
         embed.add_field(
@@ -836,7 +836,7 @@ def summary_embed(summary: EmotionSummary) -> discord.Embed:
     embed = discord.Embed(
         title=wording.emotion_line(summary.emotion, summary.confidence),
         description=f"{wording.summary_headline(summary)}\n```\n{table}\n```",
-        colour=discord.Colour.from_rgb(*MOOD_COLOURS.get(summary.mood, (90, 110, 200))),
+        colour=discord.Colour.from_rgb(*mood_colour(summary.mood)),
     )
     embed.set_footer(text=wording.summary_footer(summary))
     if summary.chart_png:

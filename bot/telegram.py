@@ -63,7 +63,7 @@ from bot import wording
 from bot.album_order import AlbumOrder
 from bot.presses import PressesInFlight
 from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
-from core.config import TelegramSettings
+from core.config import MAX_IMAGE_BYTES, TelegramSettings
 from core.errors import ConfigError
 from core.ratelimit import RateLimiter
 from core.replies import Notice, NoticeKind, Reply, TrackCard
@@ -72,7 +72,6 @@ from core.service import HELP_SEND, CommandSyntax, MoodLifter, Throttle, UserRef
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024  # what the cloud Bot API lets a bot download
 # "sending a photo…" only for an answer that is not ready within a second: the limit beyond which
 # a user starts to wait (a quicker answer needs no indicator, and it saves a Bot API call).
 CHAT_ACTION_AFTER = 1.0  # seconds
@@ -404,7 +403,7 @@ def build_application(
     service: MoodLifter,
     settings: TelegramSettings,
     *,
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
     chat_action_after: float = CHAT_ACTION_AFTER,
 ) -> MoodApplication:
     """The bot, wired to ``service``; nothing is contacted until it is initialized."""

@@ -14,7 +14,7 @@ from functools import lru_cache
 from PIL import Image, ImageDraw, ImageFont
 
 from core.fonts import font as _font
-from core.palette import MOOD_COLOURS
+from core.palette import mood_colour
 from core.replies import Picture, TrackCard
 
 SIZE = 640
@@ -73,7 +73,7 @@ async def drawn_card(card: TrackCard) -> Picture:
 
 def draw_card(title: str, artist: str, mood: str) -> bytes:
     """JPEG bytes of a 640x640 card for ``title`` by ``artist`` in ``mood``'s colour."""
-    colour = MOOD_COLOURS.get(mood, (90, 110, 200))
+    colour = mood_colour(mood)
     image = _gradient(colour).copy()
     draw = ImageDraw.Draw(image)
     # A record, as a quiet hint of what the card is about.

@@ -7,7 +7,7 @@ import io
 from PIL import Image, ImageDraw
 
 from core.fonts import font as _font
-from core.palette import MOOD_COLOURS
+from core.palette import mood_colour
 
 WIDTH, ROW, PAD = 640, 54, 24
 
@@ -20,7 +20,7 @@ def emotion_chart(probabilities: dict[str, float], highlight: str, mood: str) ->
     draw = ImageDraw.Draw(image)
     title_font, label_font = _font(26), _font(22)
     draw.text((PAD, PAD - 6), "What I read in your face", fill=(40, 40, 48), font=title_font)
-    accent = MOOD_COLOURS.get(mood, (90, 110, 200))
+    accent = mood_colour(mood)
     bar_left = PAD + 130
     bar_span = WIDTH - bar_left - PAD - 80
     for i, name in enumerate(names):

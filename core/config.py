@@ -204,10 +204,14 @@ class SpotifySettings:
     timeout: float = field(default=5.0, metadata=_POSITIVE)
 
 
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # what Telegram's cloud Bot API lets a bot download
+MAX_PIXELS = 40_000_000  # a 48 MP phone photo is over; phones save 12 MP by default
+
+
 @dataclass(frozen=True)
 class LimitsSettings:
-    max_image_bytes: int = field(default=20 * 1024 * 1024, metadata=_POSITIVE)
-    max_pixels: int = field(default=40_000_000, metadata=_POSITIVE)
+    max_image_bytes: int = field(default=MAX_IMAGE_BYTES, metadata=_POSITIVE)
+    max_pixels: int = field(default=MAX_PIXELS, metadata=_POSITIVE)
     photos_per_minute: int = field(default=6, metadata=_POSITIVE)
     actions_per_minute: int = field(default=40, metadata=_POSITIVE)
     queue_size: int = field(default=32, metadata=_POSITIVE)

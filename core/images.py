@@ -20,6 +20,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
+from core.config import MAX_IMAGE_BYTES, MAX_PIXELS
+
 log = logging.getLogger(__name__)
 
 
@@ -125,8 +127,8 @@ class ImageTooSmall(ImageError):
 class ImageLimits:
     """What a photo may be; the defaults suit chat photos (Telegram sends <= 2560 px)."""
 
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 64_000_000  # width x height as the header claims
+    max_bytes: int = MAX_IMAGE_BYTES
+    max_pixels: int = MAX_PIXELS  # width x height as the header claims
     min_side: int = 32
     max_aspect: float = 20.0  # longest side / shortest side
     working_side: int = 1280  # decoded photos are scaled so the longest side is at most this

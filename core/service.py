@@ -169,7 +169,6 @@ class MoodLifter:
         self._limiter = RateLimiter(limit=limits.photos_per_minute, window=60.0)
         self._actions = RateLimiter(limit=limits.actions_per_minute, window=60.0)
         self._told_to_slow_down = RateLimiter(limit=1, window=60.0)  # once a minute
-        self._default_mode = moods.parse_mode(settings.recommender.default_mode)
         self._in_flight: dict[tuple[str, str], set[asyncio.Event]] = {}  # see _working()
         self._forgetting: dict[tuple[str, str], asyncio.Event] = {}  # see forget()
 
@@ -349,7 +348,9 @@ class MoodLifter:
             if not finished:
                 return Notice(NoticeKind.STILL_READING, STILL_READING)
             return Notice(NoticeKind.NEED_SELFIE, NO_READING)
-        mood = moods.mood_for(detection.emotion, effective_mode(account, self._default_mode))
+        mood = moods.mood_for(
+            detection.emotion, effective_mode(account, self.recommender.default_mode)
+        )
         chart = await asyncio.to_thread(
             emotion_chart, detection.probabilities, detection.emotion, mood
         )
@@ -367,7 +368,7 @@ class MoodLifter:
         """Set lift/match, or say the current mode when none is given."""
         if not mode:
             account = await self.store.find_user(user.platform, user.user_id)
-            current = (account.mode if account else None) or self._default_mode
+            current = (account.mode if account else None) or self.recommender.default_mode
             return Notice(
                 NoticeKind.MODE_SET, MODE_NOW.format(mode=current, choice=syntax.mode_choice())
             )

@@ -177,7 +177,7 @@ class MoodLifter:
         """Open the store (upgrading its schema) and load the models, ready to serve."""
         store = await Store.open(settings)
         try:
-            reader = PhotoReader.from_settings(settings)
+            reader = await asyncio.to_thread(PhotoReader.from_settings, settings)  # ~0.3 s of CPU
         except BaseException:
             await store.close()
             raise
@@ -185,8 +185,9 @@ class MoodLifter:
         return cls(settings, store, reader, artwork=artwork)
 
     async def close(self) -> None:
-        """Finish work in flight, then release the pool and the database."""
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        """Finish work in flight (the loop keeps serving meanwhile: answers to photos being
+        read still go out), then release the pool and the database."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=False)
         if self.artwork is not None:
             await self.artwork.close()
         await self.store.close()

@@ -17,9 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from core.config import Settings, load_settings
-from core.errors import CatalogError, ConfigError, MoodLiftError
+from core.errors import CatalogError, ConfigError, ModelFileError, MoodLiftError
 from core.moods import EMOTIONS, MOODS, Mode
-from models.errors import ModelFileError
 
 if TYPE_CHECKING:
     from core.store import CatalogCounts, Store
@@ -205,19 +204,15 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _catalog(settings: Settings, args: argparse.Namespace) -> int:
-    from core.catalog import classify_catalog, import_sources, load_music_model
+    from core.catalog import classify_catalog, import_sources, load_music_model, parse_sources
     from core.store import Store
-    from data.catalog_sources import parse_source
 
     store = await Store.open(settings)
     try:
         if args.action == "art":
             return await _catalog_art(settings, store, args)
         if args.action == "import":
-            try:
-                sources = [parse_source(s) for s in args.sources] or list(settings.catalog.sources)
-            except ValueError as bad:
-                raise CatalogError(str(bad)) from None
+            sources = parse_sources(args.sources) or list(settings.catalog.sources)
             reports = await import_sources(
                 store,
                 sources,

@@ -38,6 +38,7 @@ from data.catalog_sources import (
     SourceUnavailable,
     TrackRow,
     fetch,
+    parse_source,
     read_catalog,
     sha256_of,
 )
@@ -93,6 +94,15 @@ class ClassifyReport:
     @property
     def changed(self) -> int:
         return self.assigned + self.mood_changed + self.rescored
+
+
+def parse_sources(texts: Sequence[str]) -> list[SourceSpec]:
+    """Catalog sources as typed (a path or URL, optionally ``#sha256=...``); a malformed one is
+    a :class:`CatalogError` naming it."""
+    try:
+        return [parse_source(text) for text in texts]
+    except ValueError as bad:
+        raise CatalogError(str(bad)) from None
 
 
 async def import_sources(

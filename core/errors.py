@@ -6,6 +6,22 @@ or a friendly reply. Anything else that escapes is a bug and is logged with its 
 
 from __future__ import annotations
 
+from models.errors import ModelFileError
+
+__all__ = [
+    "CatalogEmpty",
+    "CatalogError",
+    "ConfigError",
+    "ModelFileError",  # raised by models/ (which cannot import core); the edges catch it here
+    "MoodLiftError",
+    "NotYourTrack",
+    "StoreError",
+    "UnknownEmotion",
+    "UnknownMode",
+    "UnknownMood",
+    "UnknownUser",
+]
+
 
 class MoodLiftError(Exception):
     """Base of every error the application raises on purpose."""

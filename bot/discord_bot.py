@@ -893,7 +893,12 @@ async def send_followup(
             await interaction.followup.send(embed=embed, ephemeral=ephemeral)
         return
     kwargs = _allowed_here(interaction, await render(bot.service, reply))
-    await interaction.followup.send(**kwargs, ephemeral=ephemeral)
+    try:
+        await interaction.followup.send(**kwargs, ephemeral=ephemeral)
+    except discord.HTTPException:
+        if isinstance(reply, TrackCard):  # a song never shown is not used up
+            await bot.service.undelivered(user_ref(interaction.user), reply)
+        raise
 
 
 async def send_response(

@@ -680,6 +680,24 @@ async def test_a_card_discord_refuses_is_not_used_up_nor_logged_as_a_crash(
     assert any("refuses the bot's answer" in r.getMessage() for r in ours)
 
 
+async def test_a_selfie_card_discord_refuses_to_follow_up_is_not_used_up(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    """/selfie's card refused by Discord (here a 400 on the follow-up): the song never arrived,
+    so it is not in the user's history and comes again; the reading is kept."""
+    simcord_env.inject_error(
+        "POST", "/webhooks/*", status=400, code=50035, message="Invalid Form Body", times=1
+    )
+    await alice.slash(channel, "selfie", photo=("selfie.jpg", astronaut_jpeg))
+    assert len(simcord_env.errors) == 1  # a real failure, logged (and so acknowledged)
+    assert rows(db_path, "SELECT count(*) FROM deliveries") == [(0,)]
+    assert rows(db_path, "SELECT count(*) FROM detections") == [(1,)]
+
+
 async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     simcord_env: simcord.Env,
     guild: simcord.GuildHandle,

@@ -42,8 +42,8 @@ TELEGRAM_GROUP_HOW_TO_SEND = (
 )
 NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
 NEEDS_EMBED_LINKS = (
-    "I can't show songs in this channel: I'm not allowed to embed links here. "
-    "Ask a server admin to give me Embed Links, or send me your selfie in a DM."
+    "I can't answer in this channel: I'm not allowed to embed links here (songs, readings and "
+    "lists are embeds). Ask a server admin to give me Embed Links, or talk to me in a DM."
 )
 DISCORD_HOW_TO_SEND = (
     "Send me a selfie with /selfie photo:, as a photo in a DM with me, or in a server channel "
@@ -53,7 +53,7 @@ DISCORD_HOW_TO_SEND_PRIVATELY = (  # where answers in servers are private (disco
     "Send me a selfie with /selfie photo:, or as a photo in a DM with me, "
     "and I'll answer with a song for your mood."
 )
-DISCORD_SELFIE_HOW = "(Here: /selfie photo:, or a photo in a DM with me.)"
+DISCORD_SELFIE_HOW = "(With /selfie photo:, or as a photo in a DM with me.)"
 PRIVATE_ANSWERS_HERE = (
     "In this server my answers are private: send your selfie with /selfie photo: "
     "(only you will see the song), or in a DM with me."

@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 # "sending a photo…" only for an answer that is not ready within a second: the limit beyond which
 # a user starts to wait (a quicker answer needs no indicator, and it saves a Bot API call).
+ALERT_LIMIT = 200  # characters Telegram shows in a button's toast or alert
 CHAT_ACTION_AFTER = 1.0  # seconds
 CHAT_ACTION_EVERY = 4.5  # seconds; Telegram shows an action for about five
 # Telegram answers an upload only once it has processed the picture; PTB's default 5 s read
@@ -754,7 +755,11 @@ async def _pressed(update: Update, context: MoodContext, query: CallbackQuery) -
     elif owner is None:  # "Another song": for whoever pressed it
         reply = await context.service.more(_user(update))
         if isinstance(reply, Notice):  # e.g. a bystander with no selfie: only they see it
-            await _acknowledge(query, reply.text, alert=True)
+            text = reply.text
+            if reply.asks_for_a_selfie and _in_group(update):  # or their selfie goes unseen
+                hint = wording.TELEGRAM_GROUP_SELFIE_HINT.format(bot=context.bot.username)
+                text = f"{text}\n{hint}"
+            await _acknowledge(query, text, alert=True)
             return
         await _acknowledge(query)
         if isinstance(reply, TrackCard) and _in_group(update):
@@ -780,6 +785,8 @@ async def _acknowledge(query: CallbackQuery, text: str | None = None, alert: boo
     /more waited for a selfie on its way, a backlog after a restart — is refused by Telegram
     ("query is too old"); what the press did still stands and its outcome still shows, so that
     refusal is no error to apologise for."""
+    if text is not None and len(text) > ALERT_LIMIT:
+        text = text[: ALERT_LIMIT - 1] + "…"  # Telegram refuses a longer one: nothing would show
     with contextlib.suppress(BadRequest):
         await query.answer(text, show_alert=alert)
 

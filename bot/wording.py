@@ -40,6 +40,8 @@ TELEGRAM_GROUP_HOW_TO_SEND = (
     "In a group, send me your selfie with @{bot} in its caption, or as a reply to one of my "
     "messages, and I'll answer with a song for your mood."
 )
+# The same, short enough for a button's alert (Telegram shows at most 200 characters there).
+TELEGRAM_GROUP_SELFIE_HINT = "In this group, put @{bot} in your selfie's caption."
 NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
 NEEDS_EMBED_LINKS = (
     "I can't answer in this channel: I'm not allowed to embed links here (songs, readings and "

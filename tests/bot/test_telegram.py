@@ -36,7 +36,15 @@ from core.config import (
     Settings,
     TelegramSettings,
 )
-from core.service import KEPT, NO_FACE, NO_READING, NOT_RATABLE, NOTHING_TO_FORGET, MoodLifter
+from core.service import (
+    KEPT,
+    NEED_SELFIE,
+    NO_FACE,
+    NO_READING,
+    NOT_RATABLE,
+    NOTHING_TO_FORGET,
+    MoodLifter,
+)
 from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, group_chat, private_chat, shown, user
 
@@ -817,7 +825,15 @@ async def test_in_a_group_readings_and_the_song_list_are_answered_in_private(
     asker's private chat, and the group hears only that (or how to open that chat)."""
     group = group_chat(-1010, "Crew")
     fake.send_photo(alice, selfie, group, caption="@MoodLifterBot")
-    await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    (card,) = await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    # Bob, no selfie yet, presses "Another song" under it: an alert only he sees, which says
+    # how a selfie reaches the bot here (a plain one would go unseen), short enough to show.
+    pressed = fake.press_button(bob, card, "more")
+    await fake.wait_for(lambda c: c.params.get("callback_query_id") == pressed, within=WAIT)
+    alert = fake.answered_callbacks[pressed]
+    hint = wording.TELEGRAM_GROUP_SELFIE_HINT.format(bot="MoodLifterBot")
+    assert alert["text"] == f"{NEED_SELFIE}\n{hint}" and alert["show_alert"] == "true"
+    assert len(alert["text"]) <= 200
     for command in ("/mood@MoodLifterBot", "/history@MoodLifterBot"):
         asked = fake.send_command(alice, command, group)
         told = (

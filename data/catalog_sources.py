@@ -28,25 +28,19 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from tqdm import tqdm
 
-from data.music import default_music_dir
+from data.music import AUDIO_COLUMNS, default_music_dir
 
 log = logging.getLogger(__name__)
 
 _TRACK_ID = re.compile(r"^[0-9A-Za-z]{22}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-FLOAT_FEATURES: tuple[str, ...] = (
-    "danceability",
-    "energy",
-    "valence",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "speechiness",
-    "loudness",
-    "tempo",
-)
 INT_FEATURES: tuple[str, ...] = ("key", "time_signature")
+# The audio features both files carry, as the song-mood model reads them; the duration is read
+# apart (the files name it differently).
+FLOAT_FEATURES: tuple[str, ...] = tuple(
+    c for c in AUDIO_COLUMNS if c not in INT_FEATURES and c != "duration_ms"
+)
 
 
 class SourceError(Exception):

@@ -684,7 +684,11 @@ async def _photo(
             return
         reply = await context.service.read_photo(_user(update), image)
         await context.album_order.turn(*where)
-        if isinstance(reply, Notice) and not _first_of_album(context, message, reply.text):
+        if (
+            isinstance(reply, Notice)
+            and reply.kind in _SAID_ONCE_PER_ALBUM
+            and not _first_of_album(context, message, reply.text)
+        ):
             return  # "no face" for an album's third photo too: said once
         await _answer(update, context, reply)
 
@@ -701,6 +705,10 @@ async def _album_notice(
     if _first_of_album(context, _message(update), notice):
         await context.album_order.turn(*where)
         await _answer(update, context, reply or wording.too_big(context.max_image_bytes))
+
+
+# What a read says of the photo itself; "busy" asks for that photo again, so each one hears it.
+_SAID_ONCE_PER_ALBUM = frozenset({NoticeKind.NO_FACE, NoticeKind.BAD_IMAGE})
 
 
 def _first_of_album(context: MoodContext, message: Message, notice: str) -> bool:

@@ -19,6 +19,8 @@ import enum
 from core.errors import UnknownEmotion, UnknownMode, UnknownMood
 from data.fer2013 import EMOTIONS  # the seven FER2013 classes, in label order
 
+# The song moods in the order the bot lists them (data.music.MOODS holds them as the song-mood
+# model labels them, sorted).
 MOODS: tuple[str, ...] = ("calm", "happy", "energetic", "sad")
 
 

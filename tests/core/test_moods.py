@@ -46,3 +46,10 @@ def test_unknown_names_are_domain_errors() -> None:
         reason("sad", "angsty")
     with pytest.raises(UnknownMode):
         parse_mode("sideways")
+
+
+def test_the_bot_lists_the_moods_the_song_model_knows() -> None:
+    """core lists them calm → sad for people; the song-mood model's labels are sorted."""
+    from data import music
+
+    assert sorted(MOODS) == sorted(music.MOODS)

@@ -440,7 +440,9 @@ class MoodLifter:
         that landed after the deletion would store the user again, or write under the id of
         someone else. Work sent meanwhile (a selfie or a /more after "Yes") waits for the
         deletion. A photo still on its way after the wait gets the question too: it is about
-        to store something.
+        to store something; a "Yes" while it is still on its way after the wait deletes
+        nothing and says so (the user asks again after it), as a deletion then would be undone
+        by what that work writes.
         """
         if not confirmed:
             finished = await self._after_work(user)
@@ -453,7 +455,8 @@ class MoodLifter:
         async with self._working(user):
             deleting = self._forgetting[key] = asyncio.Event()
             try:
-                await self._after_work(user, earlier)
+                if not await self._after_work(user, earlier):
+                    return Notice(NoticeKind.STILL_READING, STILL_READING)
                 removed = await self.store.forget(user.platform, user.user_id)
             finally:
                 deleting.set()

@@ -179,3 +179,20 @@ async def test_a_first_selfie_slower_than_the_wait_is_not_denied(
         assert asked.kind is NoticeKind.CONFIRM_FORGET
     assert (await service.more(ANN)).kind is NoticeKind.NEED_SELFIE  # nothing on its way now
     assert (await service.forget(ANN, confirmed=False)).kind is NoticeKind.FORGOTTEN
+
+
+async def test_a_yes_while_a_selfie_is_still_on_its_way_after_the_wait_deletes_nothing(
+    service: MoodLifter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Yes, forget me" while a photo's work outlasts the wait: deleting then would be undone
+    by what that photo stores, so nothing is deleted and the user is told to ask again; once
+    the photo is answered, "Yes" deletes everything, its reading too."""
+    monkeypatch.setattr(service_module, "READING_WAIT", 0.05)
+    await service.store.record_reading(ANN.platform, ANN.user_id, "sad", {"sad": 1.0})
+    async with service.reading(ANN):  # a slow photo of Ann's, on its way
+        answer = await service.forget(ANN, confirmed=True)
+        assert answer == Notice(NoticeKind.STILL_READING, STILL_READING)
+        assert await service.store.find_user(ANN.platform, ANN.user_id) is not None
+        await service.store.record_reading(ANN.platform, ANN.user_id, "happy", {})  # it lands
+    assert await service.forget(ANN, confirmed=True) == Notice(NoticeKind.FORGOTTEN, FORGOTTEN)
+    assert await service.store.find_user(ANN.platform, ANN.user_id) is None

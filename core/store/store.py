@@ -7,6 +7,7 @@ another task or after the session is gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECKPOINT_WAIT_MS = 100  # how long the checkpoint after a forget waits for readers
+CHECKPOINT_RETRY_S = 1.0  # a checkpoint kept busy by a reader is tried again this often...
+CHECKPOINT_TRIES = 300  # ...this many times (five minutes), then left to closing the store
 
 T = TypeVar("T")
 
@@ -322,6 +325,7 @@ class Store:
         self.taste = taste or TastePolicy()  # orders the picks of users who rated songs
         self.engine: AsyncEngine = create_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._checkpoint_retry: asyncio.Task[None] | None = None  # see _checkpoint()
 
     @classmethod
     async def open(cls, target: str | Settings, *, upgrade: bool = True) -> Store:
@@ -352,6 +356,13 @@ class Store:
         return await migrate.upgrade(self.url)
 
     async def close(self) -> None:
+        """Stop a pending checkpoint retry and close every connection (SQLite then moves the
+        write-ahead log into the database file and deletes it, if no other process reads)."""
+        retry, self._checkpoint_retry = self._checkpoint_retry, None
+        if retry is not None and not retry.done():
+            retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retry
         await self.engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -433,27 +444,49 @@ class Store:
         """SQLite: move the write-ahead log into the database file and empty it, so rows just
         deleted (zeroed there by secure_delete) keep no copy in the -wal file.
 
-        A reader still on an older snapshot keeps the log from being emptied: then the next
-        automatic checkpoint does it; the deletion itself is committed either way.
+        A reader still on an older snapshot keeps the log from being emptied: then it is tried
+        again in the background every :data:`CHECKPOINT_RETRY_S` until it is (an automatic
+        checkpoint copies the log but leaves its old pages in the file); the deletion itself is
+        committed either way.
         """
         if self.engine.dialect.name != "sqlite":
             return
         try:
-            async with self.engine.connect() as connection:
-                # A TRUNCATE checkpoint waits out the busy timeout for readers and holds off
-                # writers meanwhile: give up after a moment instead of stalling every write.
-                timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
-                await connection.exec_driver_sql(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
-                try:
-                    result = await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                    busy = result.scalar()
-                finally:
-                    await connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(timeout or 0)}")
+            if await self._empty_the_log():
+                return
         except DBAPIError as exc:
             log.warning("WAL checkpoint failed: %s", exc.orig)
             return
-        if busy:
-            log.info("WAL checkpoint busy (a reader is active); left to the next one")
+        log.info("WAL checkpoint busy (a reader is active); trying again in the background")
+        if self._checkpoint_retry is None or self._checkpoint_retry.done():
+            self._checkpoint_retry = asyncio.create_task(self._empty_the_log_later())
+
+    async def _empty_the_log_later(self) -> None:
+        for _ in range(CHECKPOINT_TRIES):
+            await asyncio.sleep(CHECKPOINT_RETRY_S)
+            try:
+                if await self._empty_the_log():
+                    log.info("WAL checkpoint done")
+                    return
+            except DBAPIError as exc:
+                log.warning("WAL checkpoint failed: %s", exc.orig)
+                return
+        log.warning(
+            "WAL checkpoint still busy after %d tries; left to closing the store", CHECKPOINT_TRIES
+        )
+
+    async def _empty_the_log(self) -> bool:
+        """One TRUNCATE checkpoint; whether it emptied the log."""
+        async with self.engine.connect() as connection:
+            # A TRUNCATE checkpoint waits out the busy timeout for readers and holds off
+            # writers meanwhile: give up after a moment instead of stalling every write.
+            timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+            await connection.exec_driver_sql(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+            try:
+                result = await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                return not result.scalar()
+            finally:
+                await connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(timeout or 0)}")
 
     async def forget(self, platform: str, platform_user_id: str) -> Forgotten:
         """:meth:`forget_user` by platform account; falsy when the bot never knew them."""

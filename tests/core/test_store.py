@@ -134,20 +134,36 @@ def test_sqlite_connections_zero_what_they_delete() -> None:
 
 
 async def test_forget_succeeds_while_a_reader_keeps_the_log_from_emptying(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The deletion is committed at once; the log, kept from emptying by a reader, is emptied
+    in the background as soon as the reader is done (an automatic checkpoint would leave the
+    deleted rows' old pages in the -wal file)."""
+    monkeypatch.setattr(store_module, "CHECKPOINT_RETRY_S", 0.05)
     file = tmp_path / "busy.sqlite3"
+    wal = tmp_path / "busy.sqlite3-wal"
+    ann = "account-5551234-of-ann"
     async with await Store.open(f"sqlite+aiosqlite:///{file}") as setup:
-        await setup.get_or_create_user("telegram", "ann")
+        await setup.get_or_create_user("telegram", "bob")
     reader = sqlite3.connect(file, isolation_level=None)
     store = Store(f"sqlite+aiosqlite:///{file}")  # the default 5 s busy timeout
     try:
         reader.execute("BEGIN")
         assert reader.execute("SELECT count(*) FROM users").fetchone() == (1,)  # a snapshot
+        await store.record_reading("telegram", ann, "sad", {"sad": 1.0})
         caplog.set_level(logging.INFO, logger="core.store.store")
-        assert (await store.forget("telegram", "ann")).users == 1
+        assert (await store.forget("telegram", ann)).users == 1
         assert "WAL checkpoint busy" in caplog.text
-        assert await store.find_user("telegram", "ann") is None
+        assert await store.find_user("telegram", ann) is None
+        await asyncio.sleep(0.2)
+        assert ann.encode() in _on_disk(wal)  # the reader still holds the log
+        reader.execute("COMMIT")
+        for _ in range(100):
+            if "WAL checkpoint done" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        assert "WAL checkpoint done" in caplog.text
+        assert ann.encode() not in _on_disk(wal) + _on_disk(file)
         # The checkpoint waited only briefly, and the pooled connection keeps its timeout.
         async with store.engine.connect() as connection:
             timeout = await connection.exec_driver_sql("PRAGMA busy_timeout")

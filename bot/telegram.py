@@ -899,7 +899,11 @@ async def _download(context: MoodContext, file_id: str) -> bytes | None:
         raise
     if telegram_file.file_size is not None and telegram_file.file_size > context.max_image_bytes:
         return None
-    data = await telegram_file.download_as_bytearray()
+    try:
+        data = await telegram_file.download_as_bytearray()
+    except Forbidden as error:
+        # The file server's 403 is no chat refusing the bot: the user hears the apology.
+        raise TelegramError(f"photo download refused: {error.message}") from error
     if len(data) > context.max_image_bytes:
         return None
     return bytes(data)

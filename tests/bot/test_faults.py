@@ -153,6 +153,21 @@ async def test_a_chat_that_refuses_the_bot_is_not_sent_an_apology(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_a_photo_the_file_server_refuses_gets_an_apology(
+    app: MoodApplication, fake: FakeTelegramAPI, selfie: bytes, db_path: Path
+) -> None:
+    """A 403 from the file server (an expired or foreign file link) is not the chat refusing
+    the bot: the user is told something went wrong, instead of hearing nothing."""
+    alice = user(2009, "Alice")
+    fake.fail_next("GET file", status=403, description="Forbidden")
+    apology = await reply_to(fake, fake.send_photo(alice, selfie))
+    assert shown(apology) == wording.SOMETHING_WENT_WRONG
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT count(*) FROM detections").fetchone() == (0,)
+    card = await reply_to(fake, fake.send_photo(alice, selfie))  # sent again, it is read
+    assert card.method == "sendPhoto"
+
+
 async def test_a_card_whose_send_timed_out_is_not_called_a_failure(
     service: MoodLifter,
     fake: FakeTelegramAPI,

@@ -4,7 +4,8 @@ Servable tracks (those with a mood) first, then the rest; tracks already checked
 so an interrupted run picks up where it stopped. Requests are paced by the resolver's
 :class:`~core.artwork.guard.Pacer`; after a 429 or an open breaker this waits as long as the
 upstream asked (bulk work has time a user's reply does not), and gives up when the wait is too
-long or nothing answers, leaving the rest for the next run.
+long or nothing answers, leaving the rest for the next run. An upstream whose breaker is open
+(it kept failing) is not waited for: the tracks that need it are left for the next run.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ async def prefetch_art(
               file=sys.stderr) as bar:  # fmt: skip
         for track_id in ids:
             try:
-                found = await _one(resolver, track_id, max_wait, answered=report.checked > 0)
+                found = await _one(resolver, track_id, max_wait)
             except _Stop as stop:
                 report.stopped = str(stop)
                 break
@@ -91,14 +92,13 @@ class _Stop(Exception):
     """End the run early (the next run resumes)."""
 
 
-async def _one(
-    resolver: ArtResolver, track_id: str, max_wait: float, *, answered: bool
-) -> bool | None:
+async def _one(resolver: ArtResolver, track_id: str, max_wait: float) -> bool | None:
     """Whether ``track_id`` has art; None when no upstream answered after a few tries.
 
-    When every upstream's breaker opened before anything answered this run (no network, a
-    wrong URL), the run stops at once: waiting out the breaker track after track took ~2
-    minutes a track before the run gave up.
+    When every upstream's breaker is open (no network, a wrong URL) the run stops at once, and
+    a track that needs an upstream whose breaker is open is left at once: waiting out the
+    breaker track after track took ~2 minutes a track, and a run with one dead upstream never
+    ended.
     """
     for attempt in range(3):
         try:
@@ -106,11 +106,16 @@ async def _one(
         except NoArt:
             return False
         except Unavailable as why:
-            if not answered and resolver.all_breakers_open():
+            if resolver.all_breakers_open():
                 raise _Stop(f"Spotify does not answer ({why})") from None
-            wait = resolver.wait_time()
+            wait = resolver.cool_down_time()
             if wait > max_wait:
                 raise _Stop(f"{why}; asked to wait {wait / 60:.0f} min") from None
+            if not wait and resolver.any_breaker_open():
+                log.info("%s; %s left for the next run", why, track_id)
+                return None
+            if attempt == 2:
+                break
             pause = wait or 2.0**attempt
             log.info("%s; retrying %s in %.1f s", why, track_id, pause)
             await asyncio.sleep(pause)

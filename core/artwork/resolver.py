@@ -254,7 +254,12 @@ class ArtResolver:
         """Whether every upstream failed its breaker's threshold of times in a row."""
         return all(s.guard.failures >= s.guard.threshold for s in self.sources)
 
-    def wait_time(self) -> float:
-        """Seconds until every upstream may be asked again (for bulk work, which can wait)."""
+    def any_breaker_open(self) -> bool:
+        """Whether some upstream is not asked now because it kept failing."""
+        return any(s.guard.why == "breaker open" for s in self.sources)
+
+    def cool_down_time(self) -> float:
+        """Seconds until every upstream that asked us to slow down (429) may be asked again
+        (for bulk work, which can wait)."""
         guards = [source.guard for source in self.sources]
-        return max(guard.wait_time() for guard in guards)
+        return max((g.wait_time() for g in guards if g.why == "cooling down"), default=0.0)

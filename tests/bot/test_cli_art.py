@@ -122,3 +122,33 @@ def test_catalog_art_with_spotify_unreachable_stops_at_once(
     captured = capsys.readouterr()
     assert "0 checked" in captured.out and "3 tracks left" in captured.out
     assert "stopped early: Spotify does not answer" in captured.err
+
+
+def test_catalog_art_goes_on_without_waiting_for_a_dead_upstream(
+    env: Path,
+    fake: FakeSpotify,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The Web API keeps failing (500) while oEmbed answers: tracks oEmbed has art for are
+    checked, the others are left for the next run, and the run does not wait out the dead
+    upstream's breaker track after track (it never ended before)."""
+    for key, value in (("CLIENT_ID", "id"), ("CLIENT_SECRET", "secret")):
+        monkeypatch.setenv(f"MOODLIFT_SPOTIFY_{key}", value)
+    monkeypatch.setenv("MOODLIFT_SPOTIFY_API_URL", fake.api_url)
+    monkeypatch.setenv("MOODLIFT_SPOTIFY_TOKEN_URL", fake.token_url)
+    moods = env / "moods.csv"
+    moods.write_text("\r\n".join([MOODS_HEADER, *(moods_line(n, "Sad") for n in range(8))]))
+    assert main(["catalog", "import", str(moods)]) == 0
+    capsys.readouterr()
+    found = [track_id(n) for n in (1, 6)]
+    for key in found:
+        fake.oembed_found(key, key)
+    for n in range(8):  # oEmbed knows only those two; the Web API answers nothing
+        fake.tracks[track_id(n)] = as_json({"error": {"status": 500}}, 500)
+    started = time.monotonic()
+    main(["catalog", "art", "--rate", "100"])
+    assert time.monotonic() - started < 30
+    out = capsys.readouterr().out
+    assert "2 checked (2 found, 0 without art), 6 unanswered; 6 tracks left" in out
+    assert {key for key, (url, checked) in art_of(env).items() if checked} <= set(found)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # spotipy and requests are imported only when credentials are
     import spotipy
 
 log = logging.getLogger(__name__)
+
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,40}")  # RFC 6749's error codes: invalid_client, ...
 
 CARD_SIZE = 640
 
@@ -125,8 +128,11 @@ class WebApi:
                 raise NoArt(f"{self.name}: HTTP {status}") from None
             raise Failed(f"{self.name}: HTTP {status}") from None
         except SpotifyOauthError as error:
-            # The token endpoint said no (bad credentials, or it is down): not a secret to log.
-            raise Failed(f"{self.name}: token request refused ({error.error})") from None
+            # The token endpoint said no (bad credentials, or it is down). Its OAuth error code
+            # ("invalid_client") is logged; a body that is no such code (spotipy passes on an
+            # HTML page, a proxy's echo of the request) is not.
+            code = error.error if _OAUTH_ERROR.fullmatch(str(error.error)) else "unexpected answer"
+            raise Failed(f"{self.name}: token request refused ({code})") from None
         except requests.Timeout:
             raise Failed(f"{self.name}: timed out") from None
         except requests.RequestException as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -290,6 +291,23 @@ async def test_web_api_malformed_json_and_500_are_failures(
     track = await catalog.get_track(B)
     assert track is not None and track.art_checked_at is None
     assert keyed.sources[1].guard.failures == 3
+
+
+async def test_a_token_refusal_logs_its_oauth_code_but_no_body(
+    keyed: ArtResolver, fake: FakeSpotify, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The token endpoint's OAuth error code is worth a log line; a page that is no such code
+    (here a proxy echoing the request's credentials) is not logged."""
+    caplog.set_level(logging.DEBUG)
+    webapi = keyed.sources[1]
+    fake.token = Canned(502, b"<html>Authorization: Basic c2VjcmV0</html>", "text/html")
+    assert (await keyed.card_art(card(B))).source == "drawn"
+    fake.token = as_json({"error": "invalid_client"}, 400)
+    webapi.spotify.auth_manager.cache_handler.token_info = None
+    assert (await keyed.card_art(card(C))).source == "drawn"
+    assert "c2VjcmV0" not in caplog.text and "<html>" not in caplog.text
+    assert "token request refused (unexpected answer)" in caplog.text
+    assert "token request refused (invalid_client)" in caplog.text
 
 
 async def test_slow_upstream_times_out_to_the_drawn_card(

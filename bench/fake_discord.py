@@ -1,9 +1,12 @@
-"""The least of Discord that lets discord.py log in and connect, on 127.0.0.1 (for start-up only).
+"""The least of Discord that lets discord.py log in and connect, on 127.0.0.1.
 
 REST: who the bot is (``/users/@me``), its application, the gateway URL, and the slash-command
 sync (answered with what was sent). Gateway: HELLO, then READY after IDENTIFY, and heartbeat
-ACKs. No guilds, no events: enough to measure how long ``moodlift run`` takes to be connected
-and how much memory it holds, not to exercise the bot (the tests do that on SimCord).
+ACKs. No guilds; one event, a photo in a DM (:meth:`FakeDiscord.send_dm_photo`), with what
+answering it takes (its file, typing, messages sent, recorded in ``posted``). Enough to measure
+how long ``moodlift run`` takes to be connected and how much memory it holds, and to test what
+the real process does around a connection (a stop with an answer in flight); the bot's
+behaviour is tested on SimCord, which runs no connection.
 
 A process points discord.py here with :func:`point_discord_py_at` (``Route.BASE`` and
 ``DiscordWebSocket.DEFAULT_GATEWAY`` are constants in discord.py, not settings of ours).
@@ -48,6 +51,10 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self._ids = itertools.count(500_000_000_000_000_000)
         self.port = 0
+        self.posted: list[str] = []  # channel ids of the messages the bot sent
+        self._files: dict[str, bytes] = {}
+        self._gateway_socket: web.WebSocketResponse | None = None
+        self._sequence = itertools.count(1)
 
     async def __aenter__(self) -> FakeDiscord:
         app = web.Application()
@@ -58,6 +65,9 @@ class FakeDiscord:
         app.router.add_get("/api/v10/gateway", self._gateway_bot)
         app.router.add_put("/api/v10/applications/{app}/commands", self._sync)
         app.router.add_put("/api/v10/applications/{app}/guilds/{guild}/commands", self._sync)
+        app.router.add_post("/api/v10/channels/{channel}/typing", self._typing)
+        app.router.add_post("/api/v10/channels/{channel}/messages", self._message)
+        app.router.add_get("/cdn/{name}", self._file)
         app.router.add_get("/gateway", self._websocket)
         app.router.add_get("/gateway/", self._websocket)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -126,13 +136,60 @@ class FakeDiscord:
         self.synced_commands = answered
         return _json(answered)
 
+    async def _typing(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _message(self, request: web.Request) -> web.Response:
+        await request.read()
+        channel = request.match_info["channel"]
+        self.posted.append(channel)
+        return _json(self._message_json(channel, _BOT, attachments=[]))
+
+    async def _file(self, request: web.Request) -> web.Response:
+        data = self._files.get(request.match_info["name"])
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, headers={"Content-Type": "image/jpeg"})
+
+    def _message_json(self, channel: str, author: dict[str, Any], attachments: list[Any]) -> Any:
+        return {
+            "id": str(next(self._ids)),
+            "channel_id": channel,
+            "author": author,
+            "content": "",
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+        }
+
     # --- gateway -------------------------------------------------------------------------------
+
+    async def send_dm_photo(self, jpeg: bytes, channel: str, user_id: str) -> None:
+        """A user sends the bot ``jpeg`` in a DM (``channel``), as a gateway MESSAGE_CREATE."""
+        assert self._gateway_socket is not None, "the bot is not connected"
+        name = f"{next(self._ids)}.jpg"
+        self._files[name] = jpeg
+        url = f"http://127.0.0.1:{self.port}/cdn/{name}"
+        author = {"id": user_id, "username": "user", "discriminator": "0", "global_name": None,
+                  "avatar": None}  # fmt: skip
+        attachment = {"id": str(next(self._ids)), "filename": name, "size": len(jpeg),
+                      "url": url, "proxy_url": url, "content_type": "image/jpeg"}  # fmt: skip
+        data = self._message_json(channel, author, attachments=[attachment])
+        event = {"op": 0, "s": next(self._sequence), "t": "MESSAGE_CREATE", "d": data}
+        await self._gateway_socket.send_str(json.dumps(event))
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
-        sequence = itertools.count(1)
+        self._gateway_socket = ws
         async for message in ws:
             if message.type != WSMsgType.TEXT:
                 continue
@@ -148,7 +205,7 @@ class FakeDiscord:
                     "application": {"id": APP_ID, "flags": 0},
                     "shard": [0, 1],
                 }
-                payload = {"op": 0, "s": next(sequence), "t": "READY", "d": ready}
+                payload = {"op": 0, "s": next(self._sequence), "t": "READY", "d": ready}
                 await ws.send_str(json.dumps(payload))
                 self.ready_sent += 1
             elif frame.get("op") == 1:  # HEARTBEAT

@@ -15,6 +15,7 @@ Named ``discord_bot`` so that it cannot shadow the ``discord`` package inside ``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import io
@@ -217,6 +218,7 @@ class MoodLiftBot(discord.Client):
         self.service = service
         self.options = options
         self.presses = PressesInFlight()
+        self._handlers: set[asyncio.Task[Any]] = set()  # see handling()
         self.tree = _CommandTree(self)
         self.tree.error(self.on_app_command_error)
         _add_commands(self.tree)
@@ -235,6 +237,26 @@ class MoodLiftBot(discord.Client):
         else:
             synced = await self.tree.sync()
             log.info("synced %d global commands", len(synced))
+
+    def handling(self) -> None:
+        """Count the running task (a message's handler, a command, a button press) as work a
+        stop finishes (:meth:`finish_handling`) before the connection closes."""
+        task = asyncio.current_task()
+        if task is not None and task not in self._handlers:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def finish_handling(self) -> None:
+        """Return when the handlers running now, and those that start meanwhile (the gateway is
+        still open), are done; a caller bounds the wait (:attr:`unfinished` then says what is
+        left)."""
+        while self._handlers:
+            await asyncio.wait(set(self._handlers))
+
+    @property
+    def unfinished(self) -> int:
+        """Handlers still running (see :meth:`handling`)."""
+        return len(self._handlers)
 
     def ephemeral_for(self, interaction: discord.Interaction, *, personal: bool = False) -> bool:
         """Private answers in servers when configured, and always for what is only the user's
@@ -269,6 +291,7 @@ class MoodLiftBot(discord.Client):
         where = _Channel.of(message, self.user)
         if where is None:
             return
+        self.handling()
         snapshots = message.message_snapshots
         files = [*message.attachments, *(a for shot in snapshots for a in shot.attachments)]
         photos = [a for a in files if _looks_like_image(a)]
@@ -385,7 +408,10 @@ async def _let_in(interaction: discord.Interaction) -> bool:
     """The flood gate for commands and buttons: beyond what a person does by hand, the user is
     told once (only them) and the rest is dropped; a dropped button press is acknowledged
     without a word, so its spinner stops instead of ending in "This interaction failed", and a
-    dropped command gets one short line (only them), since Discord insists on an answer."""
+    dropped command gets one short line (only them), since Discord insists on an answer.
+    It runs first in the task of every command and button, so it also counts that task as
+    work a stop finishes."""
+    _bot(interaction).handling()
     verdict = _bot(interaction).service.throttle(user_ref(interaction.user))
     if verdict.allowed:
         return True

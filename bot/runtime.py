@@ -87,6 +87,8 @@ OnLost = Callable[[PlatformLostError], None]
 
 # python-telegram-bot's polling task, by the name its Updater gives it (no public handle).
 TELEGRAM_POLLING_TASK = "Updater:start_polling:polling_task"
+DISCORD_STOP_WAIT = 20.0
+"""Seconds a stop waits for Discord answers being worked on (systemd allows the whole stop 30)."""
 
 
 def _watch(task: asyncio.Task, platform: str, token: str, on_lost: OnLost) -> None:
@@ -189,6 +191,14 @@ async def _start_discord(
     log.info("discord: connecting to the gateway")
 
     async def stop() -> None:
+        # Answers being worked on are finished first: closing the client closes its HTTP
+        # session, and a card read but never sent would be lost (and its song used up).
+        try:
+            async with asyncio.timeout(DISCORD_STOP_WAIT):
+                await client.finish_handling()
+        except TimeoutError:
+            log.warning("discord: %d answers unfinished after %.0f s; stopping anyway",
+                        client.unfinished, DISCORD_STOP_WAIT)  # fmt: skip
         await client.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task

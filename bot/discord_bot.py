@@ -59,6 +59,7 @@ RATE_ID = re.compile(r"moodlift:rate:(?P<rating>up|down):(?P<track>[0-9A-Za-z]{2
 """The ``custom_id`` of 👍 / 👎: the track, never a user — a click rates for whoever clicks, and
 only a song the core sent them. A dynamic item, so old cards keep working after a restart."""
 RATINGS = {"up": 1, "down": -1}
+MOOD_LOOKUP_WAIT = 1.5  # seconds /more may look before deferring (Discord allows 3 in all)
 FORGET_ID = re.compile(r"moodlift:forget:(?P<answer>yes|no):(?P<owner>[0-9]{1,20})")
 """The ``custom_id`` of the /forget answers: only the user who asked may answer, and the
 buttons keep working after a restart (a dynamic item, like 👍 / 👎)."""
@@ -573,8 +574,7 @@ async def _another_song(interaction: discord.Interaction) -> None:
         # Discord fixes who sees the answer when it is deferred: "send a selfie first" is
         # for the asker alone, a song as public as the channel's cards.
         private = bot.ephemeral_for(interaction) or (
-            interaction.guild_id is not None
-            and not await bot.service.may_have_a_mood(user_ref(interaction.user))
+            interaction.guild_id is not None and not await _may_have_a_mood(bot, interaction)
         )
         await interaction.response.defer(thinking=True, ephemeral=private)
     reply = await bot.service.more(user_ref(interaction.user))
@@ -586,6 +586,17 @@ async def _another_song(interaction: discord.Interaction) -> None:
         for_whom = wording.FOR_WHOM.format(name=interaction.user.display_name)
         reply = dataclasses.replace(reply, notes=(*reply.notes, for_whom))
     await send_followup(interaction, reply)
+
+
+async def _may_have_a_mood(bot: MoodLiftBot, interaction: discord.Interaction) -> bool:
+    """The service's answer, if the store gives it in time for Discord's three seconds to
+    acknowledge; else yes (an asker of /more most likely has a mood: their song is public)."""
+    try:
+        async with asyncio.timeout(MOOD_LOOKUP_WAIT):
+            return await bot.service.may_have_a_mood(user_ref(interaction.user))
+    except TimeoutError:
+        log.info("/more: the store was slow to say whether a mood is stored; answering publicly")
+        return True
 
 
 def _for_all_to_see(bot: MoodLiftBot, interaction: discord.Interaction) -> bool:

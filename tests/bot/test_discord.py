@@ -8,6 +8,7 @@ music catalog, real face detection and the real emotion model. The tests act as 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import sqlite3
@@ -397,6 +398,30 @@ async def test_more_needs_a_selfie_first_then_gives_a_new_song(
     assert result.followups or result.response
     assert second.url != first.url
     assert rows(db_path, "SELECT count(DISTINCT track_id) FROM deliveries") == [(2,)]
+
+
+async def test_more_is_acknowledged_in_time_when_the_store_is_slow(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    service: MoodLifter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/more looks up whether the asker has a mood before it acknowledges (that decides who
+    sees the answer); a store slower than Discord's three seconds must not cost the answer."""
+    await selfie(alice, channel, astronaut_jpeg)
+    lookup = service.store.find_user_and_reading
+
+    async def slow_lookup(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(3.5)  # a busy database
+        return await lookup(*args, **kwargs)
+
+    monkeypatch.setattr(service.store, "find_user_and_reading", slow_lookup)
+    result = await alice.slash(channel, "more")
+    assert not simcord_env.errors, simcord_env.errors
+    assert card_of(answer(result)).title
+    assert not answer(result).ephemeral
 
 
 # --------------------------------------------------------------------------- ratings, /history

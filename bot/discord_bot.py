@@ -198,6 +198,20 @@ class _Channel:
             }
         return await self.message.channel.send(**kwargs)
 
+    async def say(self, text: str) -> None:
+        """A notice (help, "not a photo", "slow down"...). A channel that refuses the bot
+        (DMs closed, the bot blocked or muted) is logged, not raised: nothing broke on our
+        side, and an apology would be refused the same way."""
+        try:
+            await self.send(content=text)
+        except discord.Forbidden as refused:
+            _log_refusal(refused)
+
+
+def _log_refusal(refused: discord.Forbidden) -> None:
+    """Missing permissions, DMs closed, the bot blocked: no error of ours."""
+    log.info("the channel refuses the bot's answer (%s)", refused.text or refused.status)
+
 
 class MoodLiftBot(discord.Client):
     """A ``discord.Client`` with an app-command tree, holding the core service it serves."""
@@ -301,21 +315,21 @@ class MoodLiftBot(discord.Client):
         verdict = self.service.throttle(user_ref(message.author))
         if not verdict.allowed:
             if verdict.notice is not None:
-                await where.send(content=verdict.notice.text)
+                await where.say(verdict.notice.text)
             return
         if where.permissions is not None and self.options.ephemeral:
             # Answers in this server are meant to be private: none of them in the open.
-            await where.send(content=wording.PRIVATE_ANSWERS_HERE)
+            await where.say(wording.PRIVATE_ANSWERS_HERE)
             return
         if not photos:
             if files or message.stickers or any(shot.stickers for shot in snapshots):
-                await where.send(content=wording.NOT_A_PHOTO)
+                await where.say(wording.NOT_A_PHOTO)
             else:
                 how = wording.discord_how_to_send(self.options.ephemeral)
-                await where.send(content=self.service.chat(message.content, how, SYNTAX).text)
+                await where.say(self.service.chat(message.content, how, SYNTAX).text)
             return
         if where.permissions is not None and not where.permissions.embed_links:
-            await where.send(content=wording.NEEDS_EMBED_LINKS)
+            await where.say(wording.NEEDS_EMBED_LINKS)
             return
         several = len(photos) > 1
         for n, photo in enumerate(photos):
@@ -327,7 +341,7 @@ class MoodLiftBot(discord.Client):
                 return
         others = [a.filename for a in files if not _looks_like_image(a)]
         if others:  # a PDF beside the selfies: say why it got no answer
-            await where.send(content=_about(_names(others), wording.NOT_A_PHOTO))
+            await where.say(_about(_names(others), wording.NOT_A_PHOTO))
 
     async def _answer_photo(
         self,
@@ -341,11 +355,11 @@ class MoodLiftBot(discord.Client):
         ``unread`` names the photos left unread)."""
         problem = attachment_problem(photo, self.options.max_image_bytes)
         if problem is not None:
-            await where.send(content=_about(named, problem))
+            await where.say(_about(named, problem))
             return True
         refusal = self.service.admit(user_ref(message.author))  # before the download
         if refusal is not None:
-            await where.send(content=_about(unread, refusal.text))
+            await where.say(_about(unread, refusal.text))
             return False
         async with self.service.reading(user_ref(message.author)), _typing(message.channel):
             image = await photo.read()
@@ -359,10 +373,7 @@ class MoodLiftBot(discord.Client):
                     await self.service.undelivered(user_ref(message.author), reply)
                 if not isinstance(refused, discord.Forbidden):
                     raise
-                # Missing permissions, DMs closed: an apology would be refused the same way.
-                log.info(
-                    "the channel refuses the bot's answer (%s)", refused.text or refused.status
-                )
+                _log_refusal(refused)  # an apology would be refused the same way
         return True
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:

@@ -705,6 +705,27 @@ async def test_a_card_discord_refuses_is_not_used_up_nor_logged_as_a_crash(
     assert any("refuses the bot's answer" in r.getMessage() for r in ours)
 
 
+async def test_notices_to_a_dm_that_refuses_the_bot_are_no_error(
+    simcord_env: simcord.Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DMs closed right after writing: the help and "not a photo" answers are refused, which is
+    logged like a refused card (INFO), not as a crash followed by a refused apology."""
+    dave = simcord_env.create_user("dave")
+    simcord_env.inject_error(
+        "POST", "/channels/*/messages", status=403, code=50007,
+        message="Cannot send messages to this user", times=None,
+    )  # fmt: skip
+    notes = simcord_env.backend.store_attachments(dave.dm_channel.id, [("notes.txt", b"words")])
+    with caplog.at_level(logging.INFO, logger="bot.discord_bot"):
+        await dave.send_dm("hello?")
+        await dave.send_dm("", attachments=notes)
+    assert not simcord_env.errors  # nothing escaped the handler
+    ours = [r for r in caplog.records if r.name == "bot.discord_bot"]
+    assert not [r for r in ours if r.levelno >= logging.WARNING]
+    refusals = [r for r in ours if "refuses the bot's answer" in r.getMessage()]
+    assert len(refusals) == 2
+
+
 async def test_a_selfie_card_discord_refuses_to_follow_up_is_not_used_up(
     simcord_env: simcord.Env,
     alice: simcord.MemberActor,

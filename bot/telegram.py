@@ -540,12 +540,14 @@ async def gate(update: Update, context: MoodContext) -> None:
 
 def _group_has_room(update: Update, context: MoodContext) -> bool:
     """Whether one more answer fits the group's minute (always in a private chat, and for a
-    button press that posts nothing: a rating's toast, /forget's edit)."""
+    button press that posts nothing: a rating's toast, /forget's edit). "Another song" only
+    looks: most presses by someone without a selfie get an alert and post nothing, so its
+    song takes the group's slot when it is posted (:func:`_pressed`)."""
     chat, query = update.effective_chat, update.callback_query
     if chat is None or not _in_group(update):
         return True
-    if query is not None and query.data != tr.MORE:
-        return True
+    if query is not None:
+        return query.data != tr.MORE or context.group_answers.retry_after(chat.id) == 0
     return context.group_answers.allow(chat.id)
 
 
@@ -769,8 +771,15 @@ async def _pressed(update: Update, context: MoodContext, query: CallbackQuery) -
                 text = f"{text}\n{hint}"
             await _acknowledge(query, text, alert=True)
             return
+        chat = update.effective_chat
+        group = chat is not None and _in_group(update)
+        if group and isinstance(reply, TrackCard) and not context.group_answers.allow(chat.id):
+            # The group's minute filled up while the song was picked: it stays to be had.
+            await context.service.undelivered(_user(update), reply)
+            await _acknowledge(query, wording.GROUP_FULL, alert=True)
+            return
         await _acknowledge(query)
-        if isinstance(reply, TrackCard) and _in_group(update):
+        if isinstance(reply, TrackCard) and group:
             # It comes as a reply to someone's card: say whose song this one is.
             for_whom = wording.FOR_WHOM.format(name=query.from_user.first_name)
             reply = dataclasses.replace(reply, notes=(*reply.notes, for_whom))

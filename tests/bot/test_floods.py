@@ -133,6 +133,30 @@ async def test_a_busy_group_gets_what_telegram_lets_a_bot_send_it_then_one_notic
     assert "/more" in shown(private)
 
 
+async def test_presses_that_post_nothing_leave_the_group_its_answers(
+    app: MoodApplication, fake: FakeTelegramAPI, selfie: bytes
+) -> None:
+    """Bystanders without a selfie pressing "Another song" under a card get an alert each and
+    post nothing in the group, so their presses take none of its ~20 answers a minute: the
+    next selfie sent there still gets its card."""
+    group = group_chat(-1014, "Gang")
+    alice, carol = user(5301, "Alice"), user(5302, "Carol")
+    bystanders = [user(5310 + i, f"Bystander{i}") for i in range(3)]
+    fake.send_photo(alice, selfie, group, caption="@MoodLifterBot")
+    (card,) = await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    for who in bystanders:
+        for _ in range(GROUP_ANSWERS_PER_MINUTE // len(bystanders) + 1):
+            press = fake.press_button(who, card, "more")
+            await fake.wait_for(
+                lambda call, press=press: call.params.get("callback_query_id") == press,
+                within=WAIT,
+            )
+    assert len(fake.replies(group["id"])) == 1  # the presses posted nothing
+    fake.send_photo(carol, selfie, group, caption="@MoodLifterBot")
+    _, carols = await fake.wait_for_replies(group["id"], 2, within=WAIT)
+    assert is_card(carols)
+
+
 async def test_a_full_queue_says_busy_instead_of_making_everyone_wait(
     app: MoodApplication, fake: FakeTelegramAPI, selfie: bytes
 ) -> None:

@@ -243,6 +243,7 @@ def _remember_album(recent: OrderedDict[Any, None], album: Any) -> None:
 
 ALBUM_SPREAD = 30.0  # seconds within which an album's messages arrive (they come at once)
 ALBUM_SIZE = 10  # Telegram's most photos in one album
+ALBUM_ITEMS_WAIT = 2.0  # seconds a video of an album waits to learn whether it came with photos
 
 
 class _AddressedToBot(filters.MessageFilter):
@@ -512,6 +513,8 @@ async def gate(update: Update, context: MoodContext) -> None:
     """
     message, query = update.effective_message, update.callback_query
     if query is None:
+        if message is not None and message.is_automatic_forward:
+            raise ApplicationHandlerStop  # a channel's post copied to its group: nobody asked
         if message is None or not _for_us(update):
             return  # not for the bot: the handlers ignore it too
         if message.sender_chat is not None:
@@ -519,7 +522,11 @@ async def gate(update: Update, context: MoodContext) -> None:
             verdict = context.service.throttle(chat)
             named = ADDRESSED.check_update(update) or COMMAND_NOT_FOR_ANOTHER.check_update(update)
             if verdict.allowed and named:
-                await _answer(update, context, wording.WRITE_IN_PRIVATE)
+                # Once for an album, and within the group's minute like any answer.
+                if _first_of_album(context, message, "write in private") and _group_has_room(
+                    update, context
+                ):
+                    await _answer(update, context, wording.WRITE_IN_PRIVATE)
             elif verdict.notice is not None:
                 await _answer(update, context, verdict.notice)
             raise ApplicationHandlerStop
@@ -562,9 +569,13 @@ def _group_full_notice(update: Update, context: MoodContext) -> Notice | None:
 def _for_us(update: Update) -> bool:
     """A message some handler would answer: anything in private, a command not addressed to
     another bot, or in a group a mention of the bot or a photo replying to it."""
+    message = update.effective_message
+    if MENTIONED.check_update(update):
+        if message is not None and message.media_group_id is not None:
+            ADDRESSED.check_update(update)  # its album is for us, whatever this item is (a video)
+        return True
     return bool(
-        MENTIONED.check_update(update)
-        or COMMAND_NOT_FOR_ANOTHER.check_update(update)
+        COMMAND_NOT_FOR_ANOTHER.check_update(update)
         or (PHOTO_INPUT & ADDRESSED).check_update(update)
     )
 
@@ -596,10 +607,14 @@ async def chat_text(update: Update, context: MoodContext) -> None:
 
 async def unknown_command(update: Update, context: MoodContext) -> None:
     """A command the bot does not have: say so, then what it does have."""
-    name, _ = _command_typed(_message(update))
+    name, addressee = _command_typed(_message(update))
+    _, other_bot = _command_parts(_message(update))  # None when it names us
     help_ = context.service.help(_how_to_send(update, context), SYNTAX)
     named = _COMMAND_NAME.fullmatch(name)  # never echo what Telegram would not call a command
-    unknown = wording.UNKNOWN_COMMAND.format(command=f"/{name}") if named else ""
+    if named and other_bot and _COMMAND_NAME.fullmatch(addressee):  # in private: /more@OtherBot
+        unknown = wording.COMMAND_FOR_ANOTHER_BOT.format(command=f"/{name}", bot=addressee)
+    else:
+        unknown = wording.UNKNOWN_COMMAND.format(command=f"/{name}") if named else ""
     await _answer(update, context, dataclasses.replace(help_, text=unknown + help_.text))
 
 
@@ -656,13 +671,19 @@ async def photo(update: Update, context: MoodContext) -> None:
     photos of an album in the order they were sent, see :mod:`bot.album_order`)."""
     message = _message(update)
     where = (message.chat_id, message.media_group_id, message.message_id)
-    if _in_group(update):
-        # An album's photos sent before the one that names the bot: handled like new ones
-        # (through the flood gate too), now that the album is known to be for us.
-        for earlier in ADDRESSED.earlier_of_album(message):
-            await context.update_queue.put(Update(update.update_id, message=earlier))
+    if message.media_group_id is not None:
+        _remember_album(context.noticed_albums, (message.media_group_id, _HAS_PHOTOS))
+    await _read_earlier_of_album(update, context)
     async with context.album_order.handling(*where):
         await _photo(update, context, message, where)
+
+
+async def _read_earlier_of_album(update: Update, context: MoodContext) -> None:
+    """In a group, an album's photos sent before the item that names the bot: handled like new
+    ones (through the flood gate too), now that the album is known to be for us."""
+    if _in_group(update):
+        for earlier in ADDRESSED.earlier_of_album(_message(update)):
+            await context.update_queue.put(Update(update.update_id, message=earlier))
 
 
 async def _photo(
@@ -730,9 +751,19 @@ def _first_of_album(context: MoodContext, message: Message, notice: str) -> bool
 
 async def not_a_photo(update: Update, context: MoodContext) -> None:
     """A sticker, GIF, voice, video or non-image file: ask for a photo instead (once for an
-    album of them)."""
-    if _first_of_album(context, _message(update), "not a photo"):
+    album of them). A video in an album with selfies gets no word: the selfies are answered
+    (and a video that names the bot makes its album's photos ours)."""
+    message = _message(update)
+    if message.media_group_id is not None:
+        await _read_earlier_of_album(update, context)
+        await asyncio.sleep(ALBUM_ITEMS_WAIT)  # the album's other items come at the same time
+        if (message.media_group_id, _HAS_PHOTOS) in context.noticed_albums:
+            return
+    if _first_of_album(context, message, "not a photo"):
         await _answer(update, context, wording.NOT_A_PHOTO)
+
+
+_HAS_PHOTOS = "has photos"  # in MoodContext.noticed_albums: an album with a photo for us
 
 
 async def button(update: Update, context: MoodContext) -> None:

@@ -225,3 +225,4 @@ def _when(moment: datetime) -> str:
 
 
 UNKNOWN_COMMAND = "I don't know {command}. "  # then the help, which starts with how to send
+COMMAND_FOR_ANOTHER_BOT = "{command}@{bot} is for another bot, not for me. "  # then the help

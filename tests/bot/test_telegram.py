@@ -8,6 +8,7 @@ Tests act as users (:class:`FakeTelegramAPI`) and assert on what the users would
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -20,6 +21,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from bot import telegram as telegram_module
 from bot import telegram_render as tr
 from bot import wording
 from bot.telegram import (
@@ -700,6 +702,10 @@ async def test_unknown_commands_and_chatter_point_to_help(
         False,
         True,
     ]
+    fake.send_command(alice, "/more@SomeOtherBot")  # in private: not ours, yet no unknown one
+    reply = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
+    expected = wording.COMMAND_FOR_ANOTHER_BOT.format(command="/more", bot="SomeOtherBot")
+    assert shown(reply).startswith(expected)
 
 
 async def test_forged_or_stale_callback_data_does_nothing(
@@ -1078,6 +1084,63 @@ async def test_in_a_group_album_photos_before_the_one_naming_the_bot_are_read_to
     await fake.wait_until_delivered(within=WAIT)
     assert [card.reply_to for card in fake.replies(group["id"])] == album
     assert all(card.method == "sendPhoto" for card in cards)
+
+
+async def test_an_album_with_a_video_reads_its_selfies_and_says_nothing_of_the_video(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    selfie: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caption naming the bot may sit on an album's video: its photos are read. A video
+    beside selfies (here or in private) gets no "not a photo"; an album of videos alone gets
+    it once."""
+    monkeypatch.setattr(telegram_module, "ALBUM_ITEMS_WAIT", 0.5)
+    group = group_chat(-1017, "Trip")
+    fake.send_video(alice, group, caption="@MoodLifterBot which song fits us?", media_group_id="11")
+    photos = [fake.send_photo(alice, selfie, group, media_group_id="11") for _ in range(2)]
+    fake.send_photo(alice, selfie, media_group_id="12")  # in private: a selfie and a video
+    fake.send_video(alice, media_group_id="12")
+    await fake.wait_for_replies(group["id"], 2, within=WAIT)
+    await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    for _ in range(2):
+        fake.send_video(alice, media_group_id="13")  # videos alone
+    await fake.wait_for_replies(alice["id"], 2, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    await asyncio.sleep(1.5)  # past the videos' wait
+    in_group = fake.replies(group["id"])
+    assert sorted(c.reply_to for c in in_group) == sorted(p["message_id"] for p in photos)
+    assert all(c.method == "sendPhoto" for c in in_group)
+    card, notice = fake.replies(alice["id"])
+    assert card.method == "sendPhoto" and shown(notice) == wording.NOT_A_PHOTO
+
+
+async def test_what_nobody_asked_the_bot_in_a_group_gets_no_answer(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """A channel's post naming the bot, copied by Telegram into the channel's discussion group
+    (an automatic forward), asks nothing of it; an anonymous admin's album naming it is asked
+    once (not per photo) to write in private."""
+    group = group_chat(-1018, "Channel chat")
+    channel = {"id": -1007770001, "type": "channel", "title": "Music news"}
+    text = "New: @MoodLifterBot picks a song for your selfie!"
+    fake.send_message(
+        fake.new_message(
+            user(777000, "Telegram"), group, text=text, sender_chat=channel,
+            is_automatic_forward=True, entities=fake._mention_entities(text),
+        )
+    )  # fmt: skip
+    placeholder = user(1087968824, "Group")  # GroupAnonymousBot
+    for n in range(4):
+        caption = "@MoodLifterBot" if n == 0 else None
+        fake.send_photo(
+            placeholder, selfie, group, caption=caption, media_group_id="21", sender_chat=group
+        )
+    await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    await asyncio.sleep(2)  # what the other updates would have said has been sent by now
+    assert [shown(c) for c in fake.replies(group["id"])] == [wording.WRITE_IN_PRIVATE]
 
 
 async def test_a_group_that_takes_no_photos_gets_text_cards_without_a_refusal_each(

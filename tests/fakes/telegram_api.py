@@ -558,8 +558,10 @@ class FakeTelegramAPI:
         }
         return self.send_message(self.new_message(from_user, chat, voice=voice))
 
-    def send_video(self, from_user: JSON, chat: JSON | None = None) -> JSON:
-        """A user sends a video."""
+    def send_video(
+        self, from_user: JSON, chat: JSON | None = None, *, caption: str | None = None, **extra: Any
+    ) -> JSON:
+        """A user sends a video (``extra``: e.g. the ``media_group_id`` of an album)."""
         stored = self.register_file(
             b"\x00\x00\x00\x18ftypmp42", folder="videos", suffix="mp4", declared_size=12
         )
@@ -572,7 +574,13 @@ class FakeTelegramAPI:
             "mime_type": "video/mp4",
             "file_size": 12,
         }
-        return self.send_message(self.new_message(from_user, chat, video=video))
+        content: JSON = {"video": video}
+        if caption:
+            content["caption"] = caption
+            entities = self._mention_entities(caption)
+            if entities:
+                content["caption_entities"] = entities
+        return self.send_message(self.new_message(from_user, chat, **content, **extra))
 
     def send_animation(self, from_user: JSON, chat: JSON | None = None) -> JSON:
         """A user sends a GIF; Telegram delivers it as both ``animation`` and ``document``."""

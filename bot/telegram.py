@@ -42,7 +42,13 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.constants import ChatAction, ChatType, MessageEntityType, ParseMode
+from telegram.constants import (
+    ChatAction,
+    ChatMemberStatus,
+    ChatType,
+    MessageEntityType,
+    ParseMode,
+)
 from telegram.error import BadRequest, Forbidden, TelegramError, TimedOut
 from telegram.ext import (
     Application,
@@ -50,6 +56,7 @@ from telegram.ext import (
     ApplicationHandlerStop,
     CallbackContext,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     ContextTypes,
     ExtBot,
@@ -84,7 +91,11 @@ GROUP_ANSWERS_PER_MINUTE = 20
 """Telegram lets a bot send about 20 messages a minute into one group; beyond that it answers
 429 and holds every send to that group, so the group's other members would wait too."""
 GATE_GROUP = -1  # the handler group of :func:`gate`, which runs before every other handler
-UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+UPDATES = [
+    Update.MESSAGE,
+    Update.CALLBACK_QUERY,
+    Update.MY_CHAT_MEMBER,
+]  # the last: added to a group
 
 COMMANDS = (
     BotCommand("start", "What I do"),
@@ -451,6 +462,7 @@ def build_application(
     application.add_handler(
         MessageHandler(filters.TEXT & ~filters.COMMAND & NEW_MESSAGE & MENTIONED, chat_text)
     )
+    application.add_handler(ChatMemberHandler(joined_group, ChatMemberHandler.MY_CHAT_MEMBER))
     application.add_handler(CallbackQueryHandler(button, pattern=tr.CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(stale_button))
     application.add_error_handler(on_error)
@@ -589,6 +601,18 @@ async def start(update: Update, context: MoodContext) -> None:
         await _START_LINKS[deep_link](update, context)
         return
     await _answer(update, context, context.service.welcome())
+
+
+async def joined_group(update: Update, context: MoodContext) -> None:
+    """Added to a group: say once how a selfie reaches the bot there (it sees only what is
+    addressed to it, so a plain selfie in the group would go unanswered)."""
+    change = update.my_chat_member
+    if change is None or change.chat.type not in (ChatType.GROUP, ChatType.SUPERGROUP):
+        return
+    present = (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR)
+    if change.old_chat_member.status in present or change.new_chat_member.status not in present:
+        return  # promoted, demoted, restricted, removed: nothing to introduce
+    await _answer(update, context, f"{wording.GROUP_HELLO} {_how_to_send(update, context)}")
 
 
 async def help_command(update: Update, context: MoodContext) -> None:

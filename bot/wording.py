@@ -36,6 +36,7 @@ OPEN_PRIVATE_CHAT = (
     "That's between you and me, so I only show it in a private chat: open {link} and press "
     "Start (if you had blocked me, unblock me there first)."
 )
+GROUP_HELLO = "Hi everyone! I pick a song for the mood I read on your face."  # then how
 TELEGRAM_GROUP_HOW_TO_SEND = (
     "In a group, send me your selfie with @{bot} in its caption, or as a reply to one of my "
     "messages, and I'll answer with a song for your mood."

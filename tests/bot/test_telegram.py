@@ -1086,6 +1086,25 @@ async def test_in_a_group_album_photos_before_the_one_naming_the_bot_are_read_to
     assert all(card.method == "sendPhoto" for card in cards)
 
 
+async def test_added_to_a_group_it_says_how_a_selfie_reaches_it_there(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    """Once, when added (not when promoted later): in a group the bot sees only what is
+    addressed to it, so a plain selfie there would go unanswered."""
+    group = group_chat(-1019, "New friends")
+    fake.add_bot_to(group, alice)
+    (hello,) = await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    assert shown(hello).startswith(wording.GROUP_HELLO)
+    assert "@MoodLifterBot" in shown(hello)
+    other = group_chat(-1020, "Admins")
+    fake.add_bot_to(other, alice, status="administrator")
+    await fake.wait_for_replies(other["id"], 1, within=WAIT)
+    fake.add_bot_to(group, alice, status="administrator", was="member")  # promoted: no hello
+    await fake.wait_until_delivered(within=WAIT)
+    await asyncio.sleep(1)
+    assert len(fake.replies(group["id"])) == 1
+
+
 async def test_an_album_with_a_video_reads_its_selfies_and_says_nothing_of_the_video(
     app: MoodApplication,
     fake: FakeTelegramAPI,

@@ -234,7 +234,13 @@ class MoodLiftBot(discord.Client):
         self.options = options
         self.presses = PressesInFlight()
         self._handlers: set[asyncio.Task[Any]] = set()  # see handling()
-        self.tree = _CommandTree(self)
+        # Installed to servers only, used in servers and the bot's DMs: a user-installed app
+        # would also run in group DMs and others' DMs, which the bot would take for its own DM.
+        self.tree = _CommandTree(
+            self,
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True),
+            allowed_installs=app_commands.AppInstallationType(guild=True),
+        )
         self.tree.error(self.on_app_command_error)
         _add_commands(self.tree)
 

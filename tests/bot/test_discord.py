@@ -199,6 +199,10 @@ async def test_commands_are_synced_and_no_privileged_intent_is_needed(
     }
     intents = simcord_env.bot.intents
     assert not (intents.message_content or intents.members or intents.presences)
+    # Installed to servers, used there and in the bot's DMs (never in group or others' DMs).
+    tree = simcord_env.bot.tree
+    for payload in (command.to_dict(tree) for command in tree.get_commands()):
+        assert payload["contexts"] == [0, 1] and payload["integration_types"] == [0], payload
 
 
 async def test_help_explains_the_commands(

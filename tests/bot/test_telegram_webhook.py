@@ -78,7 +78,11 @@ async def test_updates_arrive_by_webhook_and_are_answered(
     (registered,) = fake.calls_to("setWebhook")
     assert registered.params["url"] == f"http://127.0.0.1:{webhook.port}/telegram"
     assert registered.params["secret_token"] == SECRET
-    assert set(registered.params["allowed_updates"]) == {"message", "callback_query", "my_chat_member"}
+    assert set(registered.params["allowed_updates"]) == {
+        "message",
+        "callback_query",
+        "my_chat_member",
+    }
 
     alice = user(2001, "Alice")
     photo = fake.send_photo(alice, selfie)

@@ -646,7 +646,7 @@ class AnotherSongButton(discord.ui.Button["CardView"]):
 
     async def callback(self, interaction: discord.Interaction) -> None:
         """Same as ``/more`` (a double click: one song)."""
-        async with _one_press(interaction) as first:
+        async with _one_press(interaction, "more") as first:
             if first:
                 await _another_song(interaction)
 
@@ -677,7 +677,13 @@ class RateButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=RATE_I
         return await _let_in(interaction)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        """Store the rating and say so in a message only the clicker sees."""
+        """Store the rating and say so in a message only the clicker sees (a double click:
+        once; 👎 right after 👍 counts, to change one's mind)."""
+        async with _one_press(interaction, f"rate:{self.rating}") as first:
+            if first:
+                await self._rate(interaction)
+
+    async def _rate(self, interaction: discord.Interaction) -> None:
         bot = _bot(interaction)
         try:
             await interaction.response.defer(thinking=True, ephemeral=True)
@@ -748,7 +754,7 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FORG
         """Forget the user for real (or not) and say so in place of the question (a double
         click: once, so "Done" is not replaced by "nothing stored")."""
         bot = _bot(interaction)
-        async with _one_press(interaction) as first:
+        async with _one_press(interaction, "forget") as first:
             if first:
                 await self._answer(interaction, bot)
 
@@ -766,11 +772,12 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FORG
 
 
 @contextlib.asynccontextmanager
-async def _one_press(interaction: discord.Interaction) -> AsyncIterator[bool]:
-    """Whether this is the first click of this user on this message still being handled; a
-    second one (a double click) is acknowledged without a word."""
+async def _one_press(interaction: discord.Interaction, which: str) -> AsyncIterator[bool]:
+    """Whether this is the first click of this user on ``which`` button of this message still
+    being handled; a second one (a double click) is acknowledged without a word. Another
+    button of the message counts ("yes" and "no" to /forget are one ``which``)."""
     message_id = interaction.message.id if interaction.message else interaction.id
-    with _bot(interaction).presses.first((message_id, interaction.user.id)) as first:
+    with _bot(interaction).presses.first((message_id, interaction.user.id, which)) as first:
         if not first:
             await interaction.response.defer()
         yield first

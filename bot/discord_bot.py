@@ -387,9 +387,12 @@ class MoodLiftBot(discord.Client):
         mentions): log, then apologise."""
         log.error("unhandled error in %s", event_method, exc_info=sys.exc_info())
         message = args[0] if args and isinstance(args[0], discord.Message) else None
-        if event_method == "on_message" and message is not None:
+        where = (
+            _Channel.of(message, self.user) if event_method == "on_message" and message else None
+        )
+        if where is not None:  # as a reply to the message, as its answer would have been
             try:
-                await message.channel.send(wording.SOMETHING_WENT_WRONG)
+                await where.say(wording.SOMETHING_WENT_WRONG)
             except discord.HTTPException:
                 log.warning("could not tell the user about the error", exc_info=True)
 

@@ -977,6 +977,25 @@ async def test_an_error_in_a_dm_is_logged_and_answered(
     assert "no such table" in str(seen)
 
 
+async def test_an_error_in_a_server_channel_is_answered_as_a_reply(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    db_path: Path,
+) -> None:
+    """The apology answers the message that failed, as its card would have: in a busy channel
+    a bare "something went wrong" is nobody's."""
+    with sqlite3.connect(db_path) as connection:
+        connection.execute("DROP TABLE detections")
+    me = simcord_env.bot.user.mention
+    posted = await alice.send(channel, f"{me} hi", attachments=[("me.jpg", astronaut_jpeg)])
+    apology = channel.last_message
+    assert apology.content == wording.SOMETHING_WENT_WRONG
+    assert apology.reference is not None and apology.reference.message_id == posted.id
+    assert len(simcord_env.errors) == 1  # seen (and so acknowledged)
+
+
 # --------------------------------------------------------------------------- rendering
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ def create_engine(
     parsed = normalize_url(url)
     file = sqlite_file(parsed)
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(file)
     sqlite = parsed.get_backend_name() == "sqlite"
     # SQLite: the pool's reset of a returned connection is ours (see _rollback_if_open), and
     # each statement is one trip to aiosqlite's thread, not four (see core.store.one_trip).
@@ -68,6 +70,16 @@ def create_engine(
         )
         event.listen(engine.sync_engine.pool, "reset", _rollback_if_open)
     return engine
+
+
+def _create_private(file: Path) -> None:
+    """Create the database file (and its folder, if missing) for its owner alone: it holds every
+    user's songs, ratings and last reading. SQLite gives the -wal and -shm files the database
+    file's permissions. An existing file or folder keeps the mode its owner chose."""
+    if not file.parent.exists():
+        file.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _rollback_if_open(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,6 +120,22 @@ async def test_forget_leaves_no_copy_in_the_sqlite_files(tmp_path: Path) -> None
             assert account.encode() not in _on_disk(path), path.name
         assert b"bob" in _on_disk(file)  # the others' rows are in the file, not only in the log
         assert await store.find_user("telegram", "bob") is not None
+
+
+async def test_a_new_sqlite_database_is_its_owners_alone(tmp_path: Path) -> None:
+    """Every user's songs, ratings and readings: not readable by other accounts on the machine,
+    whatever the umask (the write-ahead log takes the database file's permissions)."""
+    folder = tmp_path / "data" / "moodlift"
+    old_umask = os.umask(0o022)
+    try:
+        async with await Store.open(f"sqlite+aiosqlite:///{folder / 'moodlift.sqlite3'}") as store:
+            await store.get_or_create_user("telegram", "ann")
+            files = sorted(folder.iterdir())
+            assert [f.name for f in files][:2] == ["moodlift.sqlite3", "moodlift.sqlite3-shm"]
+            for path in (folder, *files):
+                assert path.stat().st_mode & 0o077 == 0, (path.name, oct(path.stat().st_mode))
+    finally:
+        os.umask(old_umask)
 
 
 def test_sqlite_connections_zero_what_they_delete() -> None:

@@ -57,17 +57,25 @@ class MusicTrainSettings:
 def parse_args(argv: list[str] | None) -> MusicTrainSettings:
     defaults = MusicTrainSettings()
     parser = argparse.ArgumentParser(
-        prog="moodlift train music", description=__doc__.split("\n")[0]
+        prog="moodlift train music",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # where it writes, by default
     )
     parser.add_argument(
         "--data",
         default=defaults.data,
         help="folder with data_moods.csv (and dataset-of-10s.csv for the catalog report)",
     )
-    parser.add_argument("--folds", type=int, default=defaults.folds)
-    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--folds", type=int, default=defaults.folds, help="folds per repeat")
+    parser.add_argument(
+        "--repeats", type=int, default=defaults.repeats, help="cross-validation repeats"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="folds and model seeds")
-    parser.add_argument("--out", default=defaults.out, help="folder for the artifact and metrics")
+    parser.add_argument(
+        "--out",
+        default=defaults.out,
+        help="folder for the artifact and metrics (the served model's own: a trial run belongs elsewhere)",
+    )
     parser.add_argument(
         "--candidates",
         default=",".join(defaults.candidates),

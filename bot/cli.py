@@ -328,14 +328,28 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         stop.set()
         await serve(settings, [], stop_event=stop)
+        songs = await _servable_songs(settings)
+        catalog = (
+            f"{songs:,} songs to serve"
+            if songs
+            else "no songs to serve yet (the catalog could not be imported: see the warning "
+            "above; a bot would answer every selfie that it has no song)"
+        )
         print(
-            "Ready, but no bot token is configured, so no bot was started.\n"
+            f"Ready ({catalog}), but no bot token is configured, so no bot was started.\n"
             "Set MOODLIFT_TELEGRAM_TOKEN and/or MOODLIFT_DISCORD_TOKEN (see README.md) and run "
             "`moodlift run` again; meanwhile `moodlift analyze PHOTO.jpg` reads a photo here."
         )
         return 0
     await serve(settings, wanted)
     return 0
+
+
+async def _servable_songs(settings: Settings) -> int:
+    from core.store import Store
+
+    async with await Store.open(settings, upgrade=False) as store:
+        return (await store.catalog_counts()).servable
 
 
 async def _analyze(settings: Settings, args: argparse.Namespace) -> int:

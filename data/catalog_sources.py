@@ -320,10 +320,11 @@ def fetch(
     if spec.sha256 and target.is_file() and sha256_of(target) == spec.sha256:
         log.info("using cached %s", target)
         return target
+    folders = local_copy_dirs() if local_copies is None else local_copies
     if not spec.sha256:
         log.warning("%s has no #sha256= pin; its content is not verified", spec.location)
     else:
-        for folder in local_copy_dirs() if local_copies is None else local_copies:
+        for folder in folders:
             copy = folder / spec.name
             try:
                 same = copy.is_file() and sha256_of(copy) == spec.sha256
@@ -333,7 +334,14 @@ def fetch(
             if same:
                 log.info("using %s: the pinned file of %s", copy, spec.location)
                 return copy
-    _download(spec, target, progress=progress, timeout=timeout)
+    try:
+        _download(spec, target, progress=progress, timeout=timeout)
+    except SourceUnavailable as error:
+        if not (spec.sha256 and folders):
+            raise
+        # Say where a copy was looked for too: a wrong MOODLIFT_SHARED_DATA is otherwise silent.
+        places = ", ".join(str(folder) for folder in folders)
+        raise SourceUnavailable(f"{error}; no copy with its pin in {places} either") from None
     return target
 
 

@@ -334,6 +334,9 @@ def test_a_pinned_url_is_read_from_a_verified_local_copy(
     assert fetched.parent == cache and len(http_server.requests) == 2
     with pytest.raises(SourceUnavailable, match="download failed"):
         fetch(SourceSpec(unreachable.location), cache, progress=False, local_copies=[copies])
+    elsewhere = tmp_path / "wrong-shared-folder"  # a pinned file not found: where it was looked for
+    with pytest.raises(SourceUnavailable, match=f"no copy with its pin in {elsewhere} either$"):
+        fetch(unreachable, cache, progress=False, local_copies=[elsewhere])
 
 
 async def test_download_errors_become_catalog_errors(

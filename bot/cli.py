@@ -223,7 +223,7 @@ async def _catalog(settings: Settings, args: argparse.Namespace) -> int:
             for report in reports:
                 print(
                     f"{report.source}: {report.rows} rows, {report.inserted} new, "
-                    f"{report.updated} updated, {report.duplicates} repeated ids, "
+                    f"{report.updated} already in the catalog, {report.duplicates} repeated ids, "
                     f"{report.skipped} skipped"
                 )
                 for issue in report.issues[:_MAX_ISSUES_SHOWN]:

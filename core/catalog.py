@@ -62,7 +62,7 @@ class ImportReport:
     format: str
     rows: int  # good rows read
     inserted: int
-    updated: int
+    updated: int  # already in the catalog: their details refreshed from the file (a label wins)
     duplicates: int  # repeated ids inside the file (the last one wins)
     issues: tuple[RowIssue, ...] = field(default_factory=tuple)
 
@@ -130,7 +130,7 @@ async def import_sources(
             await record_import(session, report, sha256=digest)
             await session.commit()
         log.info(
-            "%s: %d rows, %d new, %d updated, %d skipped",
+            "%s: %d rows, %d new, %d already in the catalog, %d skipped",
             report.source,
             report.rows,
             report.inserted,

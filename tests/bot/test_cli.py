@@ -50,7 +50,10 @@ def test_import_stats_and_recommend_without_repeats(
     source = catalog(env, ["Sad", "Sad", "Calm", "Angry"])
     assert main(["catalog", "import", str(source)]) == 0
     captured = capsys.readouterr()
-    assert "moods.csv: 3 rows, 3 new, 0 updated, 0 repeated ids, 1 skipped" in captured.out
+    assert (
+        "moods.csv: 3 rows, 3 new, 0 already in the catalog, 0 repeated ids, 1 skipped"
+        in captured.out
+    )
     assert "moods.csv:5: unknown mood 'Angry'" in captured.err
     assert main(["catalog", "stats"]) == 0
     stats = capsys.readouterr().out

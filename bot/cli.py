@@ -258,6 +258,8 @@ def _print_counts(counts: CatalogCounts) -> None:
         print(f"{name:<11}  {served:>6}  {label:>6}  {model:>6}  {held:>9}")
     print(f"{'no mood yet':<11}  {counts.unassigned:>6}")
     print(f"{'all tracks':<11}  {counts.total:>6}")
+    if not counts.total:
+        print("the catalog is empty: `moodlift run` (or `moodlift catalog import`) fills it")
     if counts.unassigned:
         print("tracks without a mood get the model's with `moodlift catalog classify`")
     held = sum(counts.held_back.values())

@@ -47,6 +47,8 @@ def test_db_commands(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_import_stats_and_recommend_without_repeats(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert main(["catalog", "stats"]) == 0
+    assert "the catalog is empty: `moodlift run`" in capsys.readouterr().out  # says how to fill it
     source = catalog(env, ["Sad", "Sad", "Calm", "Angry"])
     assert main(["catalog", "import", str(source)]) == 0
     captured = capsys.readouterr()
@@ -58,6 +60,7 @@ def test_import_stats_and_recommend_without_repeats(
     assert main(["catalog", "stats"]) == 0
     stats = capsys.readouterr().out
     assert "sad               2" in stats and "total             3" in stats
+    assert "the catalog is empty" not in stats
 
     titles = []
     for _ in range(3):

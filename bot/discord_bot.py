@@ -879,18 +879,18 @@ def card_embed(card: TrackCard) -> discord.Embed:
         escape(line) for line in (wording.artist_line(card), wording.album_line(card)) if line
     )
     embed = discord.Embed(
-        title=_clip(escape(card.title), 256),
+        title=wording.clip(escape(card.title), 256),
         url=card.spotify_url or None,
         description=description,
         colour=discord.Colour.from_rgb(*mood_colour(card.mood)),
     )
     for label, value in wording.card_facts(card):
         embed.add_field(
-            name=label, value=_clip(escape(value), 1024), inline=label != wording.LABEL_WHY
+            name=label, value=wording.clip(escape(value), 1024), inline=label != wording.LABEL_WHY
         )
     notes = wording.card_notes(card)
     if notes:
-        embed.set_footer(text=_clip("\n".join(notes), 2048))
+        embed.set_footer(text=wording.clip("\n".join(notes), 2048))
     return embed
 
 
@@ -922,11 +922,11 @@ def history_embeds(history: History) -> list[discord.Embed]:
 
 def history_line(n: int, item: HistoryItem) -> str:
     """``"3. [Title](link) by Artist · sad → calm · 👍 · 2026-11-25"`` in Discord markdown."""
-    title = discord.utils.escape_markdown(_clip(item.title, 200))
+    title = discord.utils.escape_markdown(wording.clip(item.title, wording.HISTORY_TITLE_MAX))
     title = title.replace("[", "\\[").replace("]", "\\]")
     if item.spotify_url.startswith("https://"):
         title = f"[{title}]({item.spotify_url})"
-    details = discord.utils.escape_markdown(_clip(wording.history_details(item), 300))
+    details = discord.utils.escape_markdown(wording.history_details(item))
     return f"{n}. {title} {details}"
 
 
@@ -1013,7 +1013,3 @@ def card_message(card: TrackCard, picture: Picture | None) -> dict[str, Any]:
 
 def _file(data: bytes, filename: str) -> discord.File:
     return discord.File(io.BytesIO(data), filename=filename)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -112,10 +112,10 @@ def render_history(history: History) -> list[Outgoing]:
 
 def history_line(n: int, item: HistoryItem) -> str:
     """``"3. <a href=...>Title</a> by Artist · sad → calm · 👍 · 2026-11-25"``."""
-    title = _e(item.title[:200])
+    title = _e(wording.clip(item.title, wording.HISTORY_TITLE_MAX))
     if item.spotify_url.startswith("https://"):
         title = f'<a href="{html.escape(item.spotify_url)}">{title}</a>'
-    return f"{n}. {title} {_e(wording.history_details(item)[:300])}"
+    return f"{n}. {title} {_e(wording.history_details(item))}"
 
 
 def render_summary(summary: EmotionSummary) -> Outgoing:

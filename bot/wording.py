@@ -154,10 +154,10 @@ def card_facts(card: TrackCard) -> list[tuple[str, str]]:
 
 
 def summary_headline(summary: EmotionSummary) -> str:
-    """``"Last time you looked sad (87 %), so I'm picking calm songs for you."``
+    """``"Last time you looked angry (87 %), so I'm picking calm songs for you."``
 
     ``summary.mood`` is the music mood for that look under the user's mode now (what /more
-    serves), not the face's mood: in lift mode a sad face gets calm songs.
+    serves), not the face's mood: in lift mode an angry face gets calm songs.
     """
     return (
         f"Last time you looked {looks(summary.emotion)} ({percent(summary.confidence)}), "
@@ -186,9 +186,19 @@ def history_title(history: History) -> str:
     return f"Your last {n} songs, newest first" if n > 1 else "Your last song"
 
 
+HISTORY_TITLE_MAX = 200  # characters of a title in a /history line
+HISTORY_ARTIST_MAX = 100  # ... and of its artist, so the mood, rating and date always show
+
+
+def clip(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def history_details(item: HistoryItem) -> str:
     """What follows a song's linked title: ``"by Artist · sad → calm · 👍 · 2026-11-25"``."""
-    parts = [artist_line(item), f"{item.emotion} → {item.mood}" if item.emotion else item.mood]
+    artist = f"by {clip(item.artist, HISTORY_ARTIST_MAX)}"
+    parts = [artist, f"{item.emotion} → {item.mood}" if item.emotion else item.mood]
     if item.rating in _RATING_MARKS:
         parts.append(_RATING_MARKS[item.rating])
     parts.append(f"{item.delivered_at.astimezone(UTC):%Y-%m-%d}")

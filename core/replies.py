@@ -115,8 +115,8 @@ class History:
 
     @property
     def capped(self) -> bool:
-        """More were asked for than one /history lists."""
-        return self.asked > self.limit
+        """More were asked for than one /history lists, and some were left out for it."""
+        return self.asked > self.limit and len(self.items) == self.limit
 
 
 @dataclass(frozen=True)

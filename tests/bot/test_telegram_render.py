@@ -181,6 +181,17 @@ def test_history_links_every_song_with_emotion_mood_and_rating() -> None:
     assert "&lt;0&gt; &amp; co" in out.text
 
 
+def test_a_long_artist_or_title_never_hides_the_mood_rating_and_date() -> None:
+    """Titles and artists may be hundreds of characters: they are cut (with "…"), the rest of
+    the line stays; a cap no songs were left out for is not mentioned."""
+    item = _item(0, title="T" * 300, artist="A" * 300)
+    (out,) = tr.render(History((item,), asked=500, limit=100), user_id=1)
+    title, line = visible_text(out.text).splitlines()
+    assert title == "Your last song"
+    assert f"{'T' * 199}… by {'A' * 99}… · fear → calm · 👍 · 2026-11-25" in line
+    assert "at most" not in out.text  # one song of the 500 asked for: none left out
+
+
 def test_a_long_history_takes_several_messages_within_the_limit() -> None:
     long_title = "A very long song title " * 8
     items = tuple(_item(n, title=long_title) for n in range(100))

@@ -91,11 +91,8 @@ GROUP_ANSWERS_PER_MINUTE = 20
 """Telegram lets a bot send about 20 messages a minute into one group; beyond that it answers
 429 and holds every send to that group, so the group's other members would wait too."""
 GATE_GROUP = -1  # the handler group of :func:`gate`, which runs before every other handler
-UPDATES = [
-    Update.MESSAGE,
-    Update.CALLBACK_QUERY,
-    Update.MY_CHAT_MEMBER,
-]  # the last: added to a group
+# What the bot asks Telegram for; MY_CHAT_MEMBER tells it it was added to a group.
+UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
 
 COMMANDS = (
     BotCommand("start", "What I do"),

@@ -710,6 +710,9 @@ async def _read_earlier_of_album(update: Update, context: MoodContext) -> None:
 async def _photo(
     update: Update, context: MoodContext, message: Message, where: tuple[int, str | None, int]
 ) -> None:
+    if _forwarded_from_me(message):  # one of the bot's own cards, sent back to it
+        await _album_notice(update, context, where, "own card", _OWN_CARD)
+        return
     file_id = _pick_file(message, context.max_image_bytes)
     if file_id is None:
         await _album_notice(update, context, where, "too big")
@@ -735,6 +738,16 @@ async def _photo(
         ):
             return  # "no face" for an album's third photo too: said once
         await _answer(update, context, reply)
+
+
+_OWN_CARD = Notice(NoticeKind.NO_FACE, wording.OWN_CARD)
+
+
+def _forwarded_from_me(message: Message) -> bool:
+    """A forward of one of the bot's own messages (a card's album art is no selfie)."""
+    origin = message.forward_origin
+    sender = getattr(origin, "sender_user", None)
+    return sender is not None and sender.id == message.get_bot().id
 
 
 async def _album_notice(

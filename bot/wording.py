@@ -43,6 +43,9 @@ TELEGRAM_GROUP_HOW_TO_SEND = (
 )
 # The same, short enough for a button's alert (Telegram shows at most 200 characters there).
 TELEGRAM_GROUP_SELFIE_HINT = "In this group, put @{bot} in your selfie's caption."
+OWN_CARD = (
+    "That's one of my song cards 🙂 Send me a selfie of you and I'll pick a song for your mood."
+)
 NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
 NEEDS_EMBED_LINKS = (
     "I can't answer in this channel: I'm not allowed to embed links here (songs, readings and "

@@ -1087,6 +1087,21 @@ async def test_in_a_group_album_photos_before_the_one_naming_the_bot_are_read_to
     assert all(card.method == "sendPhoto" for card in cards)
 
 
+async def test_a_card_forwarded_back_to_the_bot_is_not_read_as_a_selfie(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
+) -> None:
+    """Its picture is album art (or a drawn card), not the user: the bot says so; a photo
+    forwarded from a person is read as usual."""
+    mine = {"type": "user", "sender_user": fake.bot_user, "date": 1_700_000_000}
+    fake.send_photo(alice, selfie, forward_origin=mine)
+    (said,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    assert shown(said) == wording.OWN_CARD
+    friends = {"type": "user", "sender_user": user(4242, "Dora"), "date": 1_700_000_000}
+    fake.send_photo(alice, selfie, forward_origin=friends)
+    card = (await fake.wait_for_replies(alice["id"], 2, within=WAIT))[-1]
+    assert card.method == "sendPhoto" and card.buttons
+
+
 async def test_added_to_a_group_it_says_how_a_selfie_reaches_it_there(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
 ) -> None:

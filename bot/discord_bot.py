@@ -871,23 +871,41 @@ def notice_text(reply: Reply) -> str:
     return reply.text
 
 
+# Markdown anywhere (a "[" breaks a link, a "<" a mention), and at a line's start (a heading,
+# a list, a quote).
+_MARKDOWN = re.compile(r"([\\*_~|`\[\]<])|^([#>-])", re.MULTILINE)
+
+
+def _literal(text: str, limit: int | None = None) -> str:
+    """``text`` shown as written: every Markdown character backslash-escaped, links and mention
+    syntax (``<@123>``) included (discord.py's ``escape_markdown`` leaves the inside of
+    ``[label](url)`` as it is). Cut before escaping to fit ``limit``: no escape is split."""
+    shown = _MARKDOWN.sub(_escaped, text)
+    cut = len(text)
+    while limit is not None and len(shown) > limit:
+        cut -= len(shown) - limit
+        shown = _MARKDOWN.sub(_escaped, wording.clip(text, cut))
+    return shown
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return "\\" + match.group(0)
+
+
 def card_embed(card: TrackCard) -> discord.Embed:
     """A track as an embed: title linked to Spotify, artist and album, why, small print.
-    Names are shown as written: ``*``, ``_`` or ``~`` in them is not Markdown."""
-    escape = discord.utils.escape_markdown
+    Names are shown as written: ``*``, ``_``, ``~`` or ``[link](url)`` in them is no Markdown."""
     description = "\n".join(
-        escape(line) for line in (wording.artist_line(card), wording.album_line(card)) if line
+        _literal(line) for line in (wording.artist_line(card), wording.album_line(card)) if line
     )
     embed = discord.Embed(
-        title=wording.clip(escape(card.title), 256),
+        title=_literal(card.title, 256),
         url=card.spotify_url or None,
         description=description,
         colour=discord.Colour.from_rgb(*mood_colour(card.mood)),
     )
     for label, value in wording.card_facts(card):
-        embed.add_field(
-            name=label, value=wording.clip(escape(value), 1024), inline=label != wording.LABEL_WHY
-        )
+        embed.add_field(name=label, value=_literal(value, 1024), inline=label != wording.LABEL_WHY)
     notes = wording.card_notes(card)
     if notes:
         embed.set_footer(text=wording.clip("\n".join(notes), 2048))
@@ -921,13 +939,14 @@ def history_embeds(history: History) -> list[discord.Embed]:
 
 
 def history_line(n: int, item: HistoryItem) -> str:
-    """``"3. [Title](link) by Artist · sad → calm · 👍 · 2026-11-25"`` in Discord markdown."""
-    title = discord.utils.escape_markdown(wording.clip(item.title, wording.HISTORY_TITLE_MAX))
-    title = title.replace("[", "\\[").replace("]", "\\]")
+    """``"3. Title by Artist · sad → calm · 👍 · 2026-11-25 · [Spotify](link)"`` in Discord
+    markdown. The title is not the link: inside a link's label Discord shows the backslashes
+    that keep a name's ``*`` or ``[`` from being Markdown."""
+    title = _literal(wording.clip(item.title, wording.HISTORY_TITLE_MAX))
+    line = f"{n}. {title} {_literal(wording.history_details(item))}"
     if item.spotify_url.startswith("https://"):
-        title = f"[{title}]({item.spotify_url})"
-    details = discord.utils.escape_markdown(wording.history_details(item))
-    return f"{n}. {title} {details}"
+        line += f" · [{wording.SPOTIFY}]({item.spotify_url})"
+    return line
 
 
 async def render(service: MoodLifter, reply: Reply) -> dict[str, Any]:

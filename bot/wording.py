@@ -18,6 +18,7 @@ from core.replies import EmotionSummary, FaceReading, History, HistoryItem, Trac
 # Buttons and labels, identical on every platform.
 ANOTHER_SONG = "Another song"
 OPEN_IN_SPOTIFY = "Open in Spotify"
+SPOTIFY = "Spotify"  # a link's label after a /history line on Discord
 FORGET_YES = "Yes, forget me"
 FORGET_NO = "Keep my data"
 LIKE = "👍"

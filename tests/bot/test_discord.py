@@ -13,6 +13,7 @@ import io
 import logging
 import sqlite3
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,14 @@ from bot.discord_bot import (
     build_client,
     card_embed,
     card_message,
+    history_line,
     render,
 )
 from core.config import (
     LimitsSettings,
     Settings,
 )
-from core.replies import FaceReading, Picture, TrackCard
+from core.replies import FaceReading, HistoryItem, Picture, TrackCard
 from core.service import (
     KEPT,
     LINK_NOT_PHOTO,
@@ -1037,6 +1039,26 @@ def test_names_in_a_card_embed_are_not_markdown() -> None:
     embed = card_embed(_card(title="*NSYNC_ Live", artist="~Tilde~ & __Co__", album="**Bold**"))
     assert embed.title == "\\*NSYNC\\_ Live"
     assert embed.description == "by \\~Tilde\\~ & \\_\\_Co\\_\\_\nfrom the album \\*\\*Bold\\*\\*"
+    # A link or a mention in a name stays text: each of its characters escaped, not just the
+    # first "[" (discord.py's escape_markdown leaves a link's inside alone).
+    linked = card_embed(_card(artist="[a](https://x.example) **big** <@123>", title="x*" * 200))
+    assert (linked.description or "").splitlines()[
+        0
+    ] == "by \\[a\\](https://x.example) \\*\\*big\\*\\* \\<@123>"
+    assert linked.title is not None and len(linked.title) <= 256
+    assert linked.title.endswith("…") and not linked.title.endswith("\\…")  # no split escape
+
+
+def test_history_lines_show_names_as_written_and_link_after_them() -> None:
+    item = HistoryItem(
+        track_id="0" * 22, title="[Free](https://evil.example) (Live)", artist="A_B",
+        spotify_url="https://open.spotify.com/track/" + "0" * 22, mood="calm", emotion="fear",
+        rating=1, delivered_at=datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
+    )  # fmt: skip
+    assert history_line(3, item) == (
+        "3. \\[Free\\](https://evil.example) (Live) by A\\_B · fear → calm · 👍 · "
+        "2026-11-25 · [Spotify](https://open.spotify.com/track/0000000000000000000000)"
+    )
 
 
 def test_a_card_picture_is_attached_under_its_own_format() -> None:

@@ -849,8 +849,9 @@ def _names(filenames: list[str], shown: int = 3) -> str:
 
 
 def _about(filename: str | None, text: str) -> str:
-    """``text`` about one photo of several: prefixed with its file name."""
-    return f"{filename}: {text}" if filename else text
+    """``text`` about one photo of several: prefixed with its file name (as written: a "*" in
+    it is no Markdown)."""
+    return f"{_literal(filename)}: {text}" if filename else text
 
 
 def _looks_like_image(attachment: discord.Attachment) -> bool:

@@ -778,12 +778,12 @@ async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     before = len(dm.history())
     wall = _jpeg(np.full((480, 640, 3), 128, np.uint8))  # a grey wall: no face
     mixed = simcord_env.backend.store_attachments(
-        dm.id, [("me.jpg", astronaut_jpeg), ("wall.jpg", wall)]
+        dm.id, [("me.jpg", astronaut_jpeg), ("my_wall_.jpg", wall)]
     )
     await alice.send_dm("", attachments=mixed)
     card, notice = dm.history()[before + 1 :]
     assert len(card.embeds) == 1 and not notice.embeds
-    assert notice.content == f"wall.jpg: {NO_FACE}"
+    assert notice.content == f"my\\_wall\\_.jpg: {NO_FACE}"  # the name as written, no italics
 
     posted = await alice.send(channel, "me today", attachments=[("me.jpg", astronaut_jpeg)])
     before = len(dm.history())

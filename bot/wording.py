@@ -24,7 +24,7 @@ FORGET_NO = "Keep my data"
 LIKE = "👍"
 DISLIKE = "👎"
 LABEL_EMOTION = "Emotion"
-LABEL_MOOD = "Mood"
+LABEL_MOOD = "Song mood"  # the music's mood, beside the emotion read on the face
 LABEL_WHY = "Why"
 
 # What the adapters say on their own behalf.
@@ -47,10 +47,10 @@ TELEGRAM_GROUP_SELFIE_HINT = "In this group, put @{bot} in your selfie's caption
 OWN_CARD = (
     "That's one of my song cards 🙂 Send me a selfie of you and I'll pick a song for your mood."
 )
-NOT_A_PHOTO = "That doesn't look like a photo. Please send a selfie as a JPEG or PNG picture."
+NOT_A_PHOTO = "That doesn't look like a photo. Please send me a selfie — a photo of your face."
 NEEDS_EMBED_LINKS = (
-    "I can't answer in this channel: I'm not allowed to embed links here (songs, readings and "
-    "lists are embeds). Ask a server admin to give me Embed Links, or talk to me in a DM."
+    "I can't post my song cards in this channel: I need the Embed Links permission here. Ask a "
+    "server admin to turn it on for me, or send me your selfie in a DM."
 )
 DISCORD_HOW_TO_SEND = (
     "Send me a selfie with /selfie photo:, as a photo in a DM with me, or in a server channel "

@@ -55,7 +55,7 @@ class UserRef:
 
 WELCOME = (
     "Hi! Send me a selfie and I'll read the mood on your face and pick a song for it.\n"
-    "Your photo is only looked at in memory and never stored. /help shows what else I can do."
+    "I never save your photo. /help shows what else I can do."
 )
 HELP_SEND = (
     "Send me a selfie (a photo: JPEG, PNG or an iPhone's HEIC) and I'll answer with a song for "
@@ -64,14 +64,14 @@ HELP_SEND = (
 HELP_BODY = (
     "/more — another song for your last mood\n"
     "/mood — what I read in your last selfie\n"
-    "{mode} — lift your mood (default) or match it\n"
+    "{mode} — lift your mood or match it (you start with {default})\n"
     "/history — the last 10 songs I sent you, with your ratings ({history} for more)\n"
     "/forget — delete everything I know about you\n"
     "/help — this message\n\n"
     "Rate any song with 👍 or 👎: my next picks lean toward what you liked.\n\n"
-    "Photos are processed in memory and never written to disk or the database; "
-    "I only keep the songs I sent you, your ratings, your last reading and your lift/match "
-    "choice."
+    "I never save your photos: I only look at them while I read your face. I keep the songs I "
+    "sent you (with the emotion I read each time), your ratings, your latest reading and your "
+    "lift/match choice — /forget deletes all of it."
 )
 
 
@@ -83,9 +83,11 @@ class CommandSyntax:
     mode: str  # "{mode}" stands for the mode's name
     history: str  # "{count}" for a number
 
-    def help_body(self) -> str:
+    def help_body(self, default_mode: moods.Mode) -> str:
         return HELP_BODY.format(
-            mode=self.mode.format(mode="lift|match"), history=self.history.format(count=50)
+            mode=self.mode.format(mode="lift|match"),
+            default=default_mode.value,
+            history=self.history.format(count=50),
         )
 
     def mode_choice(self) -> str:
@@ -100,22 +102,30 @@ NO_FACE = (
 NEED_SELFIE = "Send me a selfie first, so I know your mood — then /more has songs for it."
 NO_READING = "I haven't read a selfie of yours yet — send me one and I'll tell you what I see."
 STILL_READING = "I'm still reading your selfie — its song is on its way. Ask me again after it."
+FORGET_NOT_YET = (
+    "I haven't deleted anything yet — I'm still finishing something you just sent me. "
+    "Send /forget again in a moment."
+)
 SLOW_DOWN = "Whoa, that's a lot of photos! Give me {wait} and try again."
 TOO_MANY = "Whoa, that's a lot at once! Give me {wait} to catch up — then I'm all ears."
 READING_WAIT = 10.0  # seconds /more, /mood, /history, /forget wait for work on its way
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
 CONFIRM_FORGET = (
-    "This deletes everything I know about you: the songs I sent, your ratings, your last reading "
-    "and your settings. Are you sure?"
+    "This deletes everything I know about you: the songs I sent (and the emotions I read for "
+    "them), your ratings, your last reading and your settings. Are you sure?"
 )
 FORGOTTEN = "Done — I've forgotten everything about you. Send a selfie any time to start again."
 KEPT = "Okay, I kept everything as it was."
-NOTHING_TO_FORGET = "Nothing about you is stored — there's nothing (left) to forget."
+NOTHING_TO_FORGET = "I don't have anything stored about you, so there's nothing to forget."
 MODE_SET = {
     moods.Mode.LIFT: "Okay: I'll pick songs to lift your mood.",
     moods.Mode.MATCH: "Okay: I'll pick songs that match your mood.",
 }
-MODE_NOW = "You're in {mode} mode. Use {choice} to change it."
+MODE_MEANS = {
+    moods.Mode.LIFT: "I pick songs to lift your mood.",
+    moods.Mode.MATCH: "I pick songs that match your mood.",
+}
+MODE_NOW = "You're in {mode} mode: {means} Use {choice} to change it."
 CATALOG_EMPTY = (
     "I have no {mood} songs yet — my song catalog is still being set up. Please try again later."
 )
@@ -200,7 +210,8 @@ class MoodLifter:
     def help(self, how_to_send: str, syntax: CommandSyntax) -> Notice:
         """The commands and the privacy promise; ``how_to_send`` a photo and the ``syntax`` of
         a command's argument differ by platform."""
-        return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{syntax.help_body()}")
+        body = syntax.help_body(self.recommender.default_mode)
+        return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{body}")
 
     def chat(self, text: str, how_to_send: str, syntax: CommandSyntax) -> Notice:
         """The answer to words: a link (a GIF from a picker, a photo online) gets asked for the
@@ -371,7 +382,12 @@ class MoodLifter:
             account = await self.store.find_user(user.platform, user.user_id)
             current = (account.mode if account else None) or self.recommender.default_mode
             return Notice(
-                NoticeKind.MODE_SET, MODE_NOW.format(mode=current, choice=syntax.mode_choice())
+                NoticeKind.MODE_SET,
+                MODE_NOW.format(
+                    mode=current,
+                    means=MODE_MEANS[moods.Mode(current)],
+                    choice=syntax.mode_choice(),
+                ),
             )
         try:
             chosen = moods.parse_mode(mode)
@@ -456,7 +472,7 @@ class MoodLifter:
             deleting = self._forgetting[key] = asyncio.Event()
             try:
                 if not await self._after_work(user, earlier):
-                    return Notice(NoticeKind.STILL_READING, STILL_READING)
+                    return Notice(NoticeKind.STILL_READING, FORGET_NOT_YET)
                 removed = await self.store.forget(user.platform, user.user_id)
             finally:
                 deleting.set()

@@ -33,6 +33,7 @@ from bot.telegram import MoodApplication, build_application, polling
 from core import images, service
 from core.catalog import ensure_catalog
 from core.config import LimitsSettings, Secret, TelegramSettings
+from core.moods import Mode
 from core.service import MoodLifter
 from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, private_chat, shown, user
@@ -43,7 +44,7 @@ JSON = dict[str, Any]
 MAX_IMAGE_BYTES = 2_000_000
 WAIT = 120.0  # seconds; the CPU is shared with a training run
 SENDS = ("sendMessage", "sendPhoto", "sendDocument")
-TELEGRAM_HELP = f"{service.HELP_SEND}\n\n{telegram_adapter.SYNTAX.help_body()}"
+TELEGRAM_HELP = f"{service.HELP_SEND}\n\n{telegram_adapter.SYNTAX.help_body(Mode.LIFT)}"
 CARD = "a song card"  # the expected answer when the odd input is still a usable selfie
 PLEASE_JPEG_OR_PNG = "JPEG or PNG"
 

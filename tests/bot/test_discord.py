@@ -1027,7 +1027,7 @@ def test_a_card_embed_carries_the_facts_and_the_small_print() -> None:
     assert embed.description == "by Rick Astley\nfrom the album Whenever You Need Somebody"
     assert [(f.name, f.value) for f in embed.fields] == [
         ("Emotion", "sad 87 %"),
-        ("Mood", "happy"),
+        ("Song mood", "happy"),
         ("Why", "you look sad — here is something happy"),
     ]
     assert embed.footer.text == (

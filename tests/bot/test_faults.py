@@ -27,6 +27,7 @@ from bot.telegram import MoodApplication
 from bot.telegram_http import RetryAfterLimiter, RetryingRequest
 from core import service as core_service
 from core.config import LimitsSettings, Secret, Settings, TelegramSettings
+from core.moods import Mode
 from core.service import MoodLifter
 from tests.bot.conftest import service_settings
 from tests.fakes.telegram_api import ApiCall, FakeTelegramAPI, shown, user
@@ -208,7 +209,7 @@ async def test_polling_rides_out_errors_and_loses_no_update(
     ]
     replies = [await reply_to(fake, message) for message in sent]
     assert replies[0].method == "sendPhoto"
-    help_ = f"{core_service.HELP_SEND}\n\n{telegram_adapter.SYNTAX.help_body()}"
+    help_ = f"{core_service.HELP_SEND}\n\n{telegram_adapter.SYNTAX.help_body(Mode.LIFT)}"
     assert shown(replies[1]) == help_
     assert shown(replies[2]) == core_service.MODE_SET[core_service.moods.Mode.MATCH]
     failed = [c.params.get("_failed_with") for c in fake.calls_to("getUpdates")]

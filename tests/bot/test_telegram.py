@@ -105,7 +105,7 @@ def assert_card(call: ApiCall, *, replying_to: int) -> None:
     assert call.params["parse_mode"] == "HTML"
     caption = shown(call)
     assert "by " in caption
-    assert "Mood:" in caption
+    assert "Song mood:" in caption
     labels = [button["text"] for button in call.buttons]
     assert labels == [wording.OPEN_IN_SPOTIFY, wording.ANOTHER_SONG, wording.LIKE, wording.DISLIKE]
     track = track_url(call).rsplit("/", 1)[1]
@@ -163,7 +163,7 @@ async def test_start_and_help_explain_the_bot(
     first, second = await fake.wait_for_replies(alice["id"], 2, within=WAIT)
     by_reply = {first.reply_to: first, second.reply_to: second}
     welcome = shown(by_reply[start["message_id"]])
-    assert "selfie" in welcome.lower() and "never stored" in welcome.lower()
+    assert "selfie" in welcome.lower() and "never save your photo" in welcome.lower()
     commands = shown(by_reply[help_["message_id"]])
     for command in ("/more", "/mood", "/mode", "/forget"):
         assert command in commands
@@ -311,7 +311,7 @@ async def test_more_twice_and_the_button_never_repeat(
     assert query_id in fake.answered_callbacks
     assert replies[3].reply_to == fake.sent_message(card)["message_id"]
     # A plain /more says which mood it continues and carries no new emotion reading.
-    assert "Mood:" in shown(replies[1])
+    assert "Song mood:" in shown(replies[1])
     assert "Emotion" not in shown(replies[1]) and "another" in shown(replies[1])
     assert "you look" not in shown(replies[3])  # the button's card too
 

@@ -16,6 +16,7 @@ from core.config import LimitsSettings, Settings
 from core.replies import Notice, NoticeKind, TrackCard
 from core.service import (
     CATALOG_EMPTY,
+    FORGET_NOT_YET,
     FORGOTTEN,
     NEED_SELFIE,
     STILL_READING,
@@ -191,7 +192,7 @@ async def test_a_yes_while_a_selfie_is_still_on_its_way_after_the_wait_deletes_n
     await service.store.record_reading(ANN.platform, ANN.user_id, "sad", {"sad": 1.0})
     async with service.reading(ANN):  # a slow photo of Ann's, on its way
         answer = await service.forget(ANN, confirmed=True)
-        assert answer == Notice(NoticeKind.STILL_READING, STILL_READING)
+        assert answer == Notice(NoticeKind.STILL_READING, FORGET_NOT_YET)
         assert await service.store.find_user(ANN.platform, ANN.user_id) is not None
         await service.store.record_reading(ANN.platform, ANN.user_id, "happy", {})  # it lands
     assert await service.forget(ANN, confirmed=True) == Notice(NoticeKind.FORGOTTEN, FORGOTTEN)

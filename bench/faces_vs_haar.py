@@ -55,6 +55,12 @@ def photos() -> dict[str, tuple[np.ndarray, int]]:
             cv2.cvtColor(cv2.cvtColor(ast, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB),
             1,
         ),
+        # Saved turned by an app that dropped the EXIF orientation: nothing to undo.
+        "astronaut upside down": (np.ascontiguousarray(ast[::-1, ::-1]), 1),
+        "camera sideways": (
+            cv2.cvtColor(np.ascontiguousarray(np.rot90(data.camera())), cv2.COLOR_GRAY2RGB),
+            1,
+        ),
         "collage 4 faces 65-175px": (collage((480, 360, 270, 200))[0], 4),
         "collage 4 faces 36-150px": (collage()[0], 4),
         "chelsea (cat)": (data.chelsea(), 0),

@@ -105,6 +105,8 @@ class Face:
 
 
 CLOSE_UP_BORDER = 0.25  # share of the longest side added around a photo where no face was found
+# A turned photo's face counts when both models see it at least this surely.
+CONFIRMING_SCORE = 0.75
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class DetectorSettings:
     use_full_range: bool = True  # also run the full-range model, for small faces in groups
     tile_from: int = 640  # longest side from which the full-range model also runs on tiles
     dominant_face: float = 0.15  # ... unless a face this wide (share of the longest side) is found
+    # A largest face rolled this far (degrees) lies sideways: search the photo turned upright.
+    sideways_roll: float = 45.0
 
 
 def generate_anchors(options: SsdOptions) -> np.ndarray:
@@ -304,7 +308,41 @@ class FaceDetector:
             faces = self._merge(
                 [_in_image(self._close_up(view), view, width, height)], width, height
             )
+        if not faces or abs(faces[0].roll) >= settings.sideways_roll:
+            faces = self._turned(view, width, height, faces) or faces
         return faces
+
+    def _turned(self, view: np.ndarray, width: int, height: int, faces: list[Face]) -> list[Face]:
+        """Faces found with the photo given a quarter or half turn; [] when no turn finds one.
+
+        BlazeFace finds upright faces: a photo taken sideways or upside down without an EXIF
+        orientation gives no face, or a lying one with rough eyes (the astronaut turned 90°:
+        roll -66° instead of -90°). Turned upright, the face is found with its eyes where they
+        are, and the crop turns it back as FER2013 shows faces. ``faces`` are the upright
+        search's: when the largest lies sideways only its turn is tried; when there are none,
+        all three (~2 ms each: the short-range model only, unless it sees a face). Three more
+        searches would triple the false faces on a faceless photo, so a turn counts only when
+        both models see a face in it (see :func:`_confirmed`); without the full-range model
+        none is tried.
+        """
+        if self._full is None:
+            return []
+        turns = [round(faces[0].roll / 90) % 4] if faces else [1, 2, 3]
+        min_score = self.settings.min_score
+        views = {turn: np.ascontiguousarray(np.rot90(view, turn)) for turn in turns}
+        shorts = {turn: self._short(views[turn], min_score) for turn in turns}
+        # The cheaper model looks first; the turns where it is surest are confirmed in order.
+        hopeful = [turn for turn in turns if np.any(shorts[turn][1] >= CONFIRMING_SCORE)]
+        hopeful.sort(key=lambda turn: -float(shorts[turn][1].max()))
+        for turn in hopeful:
+            full = self._full(views[turn], min_score)
+            if _confirmed(shorts[turn], full, self.settings.iou_threshold):
+                runs = [
+                    _in_image(_turned_back(run, turn, view), view, width, height)
+                    for run in (shorts[turn], full)
+                ]
+                return self._merge(runs, width, height)
+        return []
 
     def _close_up(self, view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The short-range pass on the view framed by a grey border, in the view's pixels.
@@ -363,6 +401,41 @@ def _shrunk(rgb: np.ndarray, side: int) -> np.ndarray:
         return rgb
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _confirmed(short: _Run, full: _Run, iou_threshold: float) -> bool:
+    """Whether both passes see one face at :data:`CONFIRMING_SCORE` or more.
+
+    Measured on faceless photos (random crops of 19 scikit-image photos, each in four
+    turns): 2.4 % of 912 views had a detection scoring 0.65; on coffee cups seen from above
+    both models saw one at 0.65-0.70. Selfies are seen by both surely (the astronaut 0.92 /
+    0.94, the camera man 0.80 / 0.77).
+    """
+    (short_points, short_scores), (full_points, full_scores) = short, full
+    strong_short = short_points[short_scores >= CONFIRMING_SCORE]
+    strong_full = full_points[full_scores >= CONFIRMING_SCORE]
+    return any(
+        len(strong_full) and _iou(box[:2], strong_full[:, :2]).max() > iou_threshold
+        for box in strong_short
+    )
+
+
+def _turned_back(run: _Run, turn: int, view: np.ndarray) -> _Run:
+    """A pass's detections on ``np.rot90(view, turn)`` (quarter turns anticlockwise) moved to
+    ``view``'s pixels; box corners re-sorted to top-left and bottom-right."""
+    points, scores = run
+    height, width = view.shape[:2]
+    x, y = points[..., 0], points[..., 1]
+    if turn == 1:
+        x, y = width - y, x
+    elif turn == 2:
+        x, y = width - x, height - y
+    elif turn == 3:
+        x, y = y, height - x
+    back = np.stack([x, y], axis=-1).astype(np.float32)
+    corners = back[:, :2].copy()
+    back[:, 0], back[:, 1] = corners.min(axis=1), corners.max(axis=1)
+    return back, scores
 
 
 def _in_image(run: _Run, view: np.ndarray, width: int, height: int) -> _Run:

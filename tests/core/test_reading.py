@@ -60,6 +60,19 @@ def test_exif_rotated_selfie_is_read_upright(reader: PhotoReader) -> None:
     assert overlaps(face.box, ASTRONAUT_FACE)
 
 
+@pytest.mark.parametrize("turn", [Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180])
+def test_a_selfie_turned_without_exif_reads_as_the_upright_one(
+    reader: PhotoReader, turn: Image.Transpose
+) -> None:
+    """A photo saved turned by an app that dropped its EXIF: the face is found turned and
+    its crop turned back, so it reads as upright (upside down it was "no face")."""
+    photo = Image.fromarray(data.astronaut())
+    (upright,) = reader.read(jpeg(photo))
+    (turned,) = reader.read(jpeg(photo.transpose(turn)))
+    assert turned.emotion == upright.emotion == "happy"
+    assert abs(turned.confidence - upright.confidence) < 0.05
+
+
 @pytest.mark.parametrize(
     "lighting",
     [

@@ -176,9 +176,9 @@ def probability_lines(probabilities: dict[str, float]) -> list[str]:
     return [f"{name:<{width}}  {_bar(p)}  {percent(p):>5}" for name, p in rows]
 
 
-def summary_footer(summary: EmotionSummary) -> str:
+def summary_footer(summary: EmotionSummary, now: datetime | None = None) -> str:
     """When the reading was taken and from how many faces."""
-    when = _when(summary.detected_at)
+    when = ago(summary.detected_at, now)
     if summary.faces > 1:
         return f"Read {when} from {summary.faces} faces."
     return f"Read {when}."
@@ -233,10 +233,24 @@ def _bar(probability: float) -> str:
     return "█" * filled + "·" * (_BAR_WIDTH - filled)
 
 
-def _when(moment: datetime) -> str:
+def ago(moment: datetime, now: datetime | None = None) -> str:
+    """``"just now"``, ``"5 minutes ago"``, ``"3 hours ago"``; older: ``"on 2026-11-25"``.
+
+    Relative, so it reads right in every user's time zone (a clock time in UTC made each
+    user do the sum); a date only once it is more than a day old.
+    """
     if moment.tzinfo is None:  # naive datetimes from the store are UTC
         moment = moment.replace(tzinfo=UTC)
-    return f"on {moment.astimezone(UTC):%Y-%m-%d at %H:%M} UTC"
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes > 1 else ''} ago"
+    if seconds < 86400:
+        hours = int(seconds // 3600)
+        return f"{hours} hour{'s' if hours > 1 else ''} ago"
+    return f"on {moment.astimezone(UTC):%Y-%m-%d}"
 
 
 UNKNOWN_COMMAND = "I don't know {command}. "  # then the help, which starts with how to send

@@ -347,7 +347,7 @@ async def test_mood_shows_all_seven_probabilities(
     text = shown(summary)
     for emotion in EMOTIONS:
         assert emotion in text
-    assert "Last time you looked" in text and "UTC" in text
+    assert "Last time you looked" in text and "Read just now." in text
     percents = [int(p) for p in re.findall(r"(\d{1,3}) %", text)]
     assert 95 <= sum(percents[1:]) <= 105  # the seven rows (after the headline) sum to ~100
     if summary.method == "sendPhoto":  # the chart, when core draws one

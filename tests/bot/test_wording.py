@@ -1,0 +1,34 @@
+"""Texts built from values: when a reading was taken."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from bot import wording
+
+NOW = datetime(2026, 12, 3, 6, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("before", "said"),
+    [
+        (timedelta(seconds=20), "just now"),
+        (timedelta(minutes=1, seconds=5), "1 minute ago"),
+        (timedelta(minutes=59, seconds=59), "59 minutes ago"),
+        (timedelta(hours=1), "1 hour ago"),
+        (timedelta(hours=23, minutes=59), "23 hours ago"),
+        (timedelta(days=1, hours=7), "on 2026-12-01"),
+    ],
+)
+def test_a_moment_is_said_relative_to_now(before: timedelta, said: str) -> None:
+    assert wording.ago(NOW - before, NOW) == said
+
+
+def test_a_naive_moment_from_the_store_is_utc() -> None:
+    naive = (NOW - timedelta(minutes=5)).replace(tzinfo=None)
+    assert wording.ago(naive, NOW) == "5 minutes ago"
+    # The same instant in another zone is the same moment.
+    tokyo = (NOW - timedelta(hours=2)).astimezone(timezone(timedelta(hours=9)))
+    assert wording.ago(tokyo, NOW) == "2 hours ago"

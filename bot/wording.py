@@ -237,20 +237,26 @@ def ago(moment: datetime, now: datetime | None = None) -> str:
     """``"just now"``, ``"5 minutes ago"``, ``"3 hours ago"``; older: ``"on 2026-11-25"``.
 
     Relative, so it reads right in every user's time zone (a clock time in UTC made each
-    user do the sum); a date only once it is more than a day old.
+    user do the sum); past a day, the date (UTC). Naive datetimes (the store's) are UTC. A
+    moment up to a minute ahead (another machine's clock) is "just now"; further ahead, a
+    clock is wrong and the date is said.
     """
-    if moment.tzinfo is None:  # naive datetimes from the store are UTC
-        moment = moment.replace(tzinfo=UTC)
-    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
-    if seconds < 60:
+    moment, now = _utc(moment), _utc(now or datetime.now(UTC))
+    seconds = (now - moment).total_seconds()
+    if -60 <= seconds < 60:
         return "just now"
-    if seconds < 3600:
+    if 0 < seconds < 3600:
         minutes = int(seconds // 60)
         return f"{minutes} minute{'s' if minutes > 1 else ''} ago"
-    if seconds < 86400:
+    if 0 < seconds < 86400:
         hours = int(seconds // 3600)
         return f"{hours} hour{'s' if hours > 1 else ''} ago"
     return f"on {moment.astimezone(UTC):%Y-%m-%d}"
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` with its zone; a naive one (the store's) is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 UNKNOWN_COMMAND = "I don't know {command}. "  # then the help, which starts with how to send

@@ -20,6 +20,8 @@ NOW = datetime(2026, 12, 3, 6, 30, tzinfo=UTC)
         (timedelta(hours=1), "1 hour ago"),
         (timedelta(hours=23, minutes=59), "23 hours ago"),
         (timedelta(days=1, hours=7), "on 2026-12-01"),
+        (timedelta(seconds=-30), "just now"),  # another machine's clock a little ahead
+        (timedelta(days=-2), "on 2026-12-05"),  # a clock far off: the date, not "just now"
     ],
 )
 def test_a_moment_is_said_relative_to_now(before: timedelta, said: str) -> None:
@@ -32,3 +34,4 @@ def test_a_naive_moment_from_the_store_is_utc() -> None:
     # The same instant in another zone is the same moment.
     tokyo = (NOW - timedelta(hours=2)).astimezone(timezone(timedelta(hours=9)))
     assert wording.ago(tokyo, NOW) == "2 hours ago"
+    assert wording.ago(naive, NOW.replace(tzinfo=None)) == "5 minutes ago"

@@ -284,7 +284,8 @@ class FaceDetector:
         """Faces in ``rgb`` ((H, W, 3) uint8), boxes in its pixels, largest first.
 
         ``spare``, the photo workers' pool, may take four of the small-face tiles (see
-        :func:`_tiled`); the faces are the same either way.
+        :func:`_tiled`); the faces are the same either way. A photo without a sure upright
+        face is also searched turned (see :meth:`_turned`).
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
@@ -326,17 +327,24 @@ class FaceDetector:
     def _with_turned(
         self, view: np.ndarray, width: int, height: int, faces: list[Face]
     ) -> list[Face]:
-        """``faces`` with what a turned search finds, when it finds a surer or upright face.
+        """``faces`` with what a turned search finds, decided face by face.
 
-        The turned faces replace the upright faces they overlap (the same head misread) and
-        join the others: a group photo with one person lying keeps everyone.
+        A turned face is dropped where an upright face at least as sure, with its eyes near
+        level, covers it (the upright reading was right); otherwise it replaces the upright
+        faces it overlaps (the same head misread) and joins the others: a group photo whose
+        largest face lies keeps everyone.
         """
         turned = self._turned(view, width, height, everywhere=not _upright_sure(faces))
+        lying = self.settings.sideways_roll
+        turned = [
+            t
+            for t in turned
+            if not any(
+                _overlapping(f, t) and abs(f.roll) < lying and f.score >= t.score for f in faces
+            )
+        ]
         if not turned:
             return faces
-        upright = bool(faces) and abs(faces[0].roll) < self.settings.sideways_roll
-        if upright and turned[0].score <= faces[0].score:
-            return faces  # the upright reading is as sure and upright: keep it
         kept = [face for face in faces if not any(_overlapping(face, t) for t in turned)]
         return sorted(turned + kept, key=lambda f: f.area, reverse=True)[: self.settings.max_faces]
 
@@ -348,13 +356,15 @@ class FaceDetector:
         90°: roll -66° instead of -81°). Turned upright, the face is found with its eyes where
         they are, and the crop turns it back as FER2013 shows faces. The view is searched as
         it is, then framed by a grey border as for close-ups (a face filling the photo is
-        found only so). Each turn costs a short-range pass (~2 ms); the full-range model (~4
-        ms) looks where the short-range one sees a face, and ``everywhere`` (the upright
-        search found no face it is sure of) in every turn of the unframed view, for faces too small for the
-        short-range model (a group photo's). Three turns would triple the false faces on a
-        faceless photo, so a turn counts only when both models see a face in it (see
-        :meth:`_confirmed`); without the full-range model none is tried. The small-face tiles
-        are not run turned: a sideways group photo has only its larger faces found.
+        found only so). Each turn of each framing costs a short-range pass (~2 ms); the
+        full-range model (~4 ms) runs on the whole turned view in the turns where the
+        short-range one sees a face, and, ``everywhere`` (the upright search found no face
+        it is sure of), in all three turns of the unframed view, for faces too small for the
+        short-range model (a group photo's): ~25 ms more on a faceless photo. Three turns
+        would triple the false faces on a faceless photo, so a turn counts only when both
+        models see a face in it (see :meth:`_confirmed`); without the full-range model none
+        is tried. The small-face tiles are not run turned: a sideways group photo has only
+        its larger faces found.
         """
         if self._full is None:
             return []

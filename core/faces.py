@@ -426,7 +426,8 @@ class FaceDetector:
 
     @staticmethod
     def _framed(view: np.ndarray, border: float) -> tuple[np.ndarray, int]:
-        """The view framed by a grey border of ``border`` of its longest side, and its width."""
+        """The view framed by a grey border of ``border`` of its longest side, and the border's
+        width in pixels."""
         if not border:
             return view, 0
         pad = round(border * max(view.shape[:2]))

@@ -134,6 +134,11 @@ def turned_box(box: tuple[float, ...], turns: int, width: int, height: int) -> t
     return (x, y, w, h)
 
 
+def rolled_off(roll: float, expected: float) -> float:
+    """How far ``roll`` is from ``expected``, in degrees, either way round."""
+    return abs((roll - expected + 180) % 360 - 180)
+
+
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_a_photo_turned_without_exif_has_its_face_found_upright(
     detector: FaceDetector, turns: int
@@ -145,14 +150,8 @@ def test_a_photo_turned_without_exif_has_its_face_found_upright(
     assert len(faces) == 1
     assert iou(faces[0].box, turned_box(ASTRONAUT_FACE, turns, 512, 512)) > 0.6
     # Turned anticlockwise, the head rolls anticlockwise: roll is clockwise-positive.
-    off = (faces[0].roll - (upright.roll - 90 * turns) + 180) % 360 - 180
-    assert abs(off) < 12
+    assert rolled_off(faces[0].roll, upright.roll - 90 * turns) < 12
     assert faces[0].score > 0.9
-
-
-def rolled_off(roll: float, expected: float) -> float:
-    """How far ``roll`` is from ``expected``, in degrees, either way round."""
-    return abs((roll - expected + 180) % 360 - 180)
 
 
 @pytest.mark.parametrize("turns", [1, 3])

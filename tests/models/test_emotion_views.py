@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models import emotion_views
-from models.emotion_views import MIRRORED, View, choose, symmetric
+from models.emotion_views import MIRRORED, View, choose, shifted, symmetric
 
 
 def _faces(n: int = 3) -> np.ndarray:
@@ -85,5 +86,58 @@ def test_a_group_must_gain_enough_to_be_taken() -> None:
 
 
 def test_views_round_trip_through_json() -> None:
-    views = MIRRORED + symmetric(1.1, 8.0)
+    views = MIRRORED + symmetric(1.1, 8.0) + shifted(2)
     assert emotion_views.from_json(emotion_views.to_json(views)) == views
+    older = [{"mirror": True, "scale": 1.0, "angle": 0.0}]  # an export from before shifts
+    assert emotion_views.from_json(older) == (View(mirror=True),)
+
+
+def test_a_shifted_view_moves_the_face_and_reflects_the_border() -> None:
+    x = _faces(2)
+    right_down = View(shift=(2, 1)).apply(x)
+    np.testing.assert_array_equal(right_down[:, 1:, 2:], x[:, :-1, :-2])
+    np.testing.assert_array_equal(right_down[:, 1:, :2], x[:, :-1, 1::-1])  # reflected
+    mirrored_left = View(mirror=True, shift=(-3, 0)).apply(x)
+    np.testing.assert_array_equal(mirrored_left[:, :, :-3], x[:, :, ::-1][:, :, 3:])
+
+
+def test_a_shifted_group_is_the_eight_moves_each_mirrored() -> None:
+    group = shifted(2)
+    assert len(group) == 16 and len(set(group)) == 16
+    assert {view.shift for view in group} == {
+        (dx, dy) for dx in (-2, 0, 2) for dy in (-2, 0, 2) if (dx, dy) != (0, 0)
+    }
+    assert sum(view.mirror for view in group) == 8
+    assert not set(group) & set(MIRRORED)  # as-is and mirrored are the reading's own
+    assert View(mirror=True, shift=(2, -2)).name == "mirror, shift +2,-2 px"
+
+
+def test_the_budget_lets_one_shifted_group_in_and_no_more() -> None:
+    """18 views: as-is, mirrored and one radius's 16 shifts; two radii would be 34."""
+    labels = np.arange(140) % 7
+    wrong = (labels + 1) % 7
+    base = _one_hot(np.where(np.arange(140) < 80, labels, wrong), 0.6)
+    by_view = {view: base for view in MIRRORED}
+    by_view.update({view: _one_hot(labels, 1.0) for r in (1, 2) for view in shifted(r)})
+    chosen = choose(by_view, labels, groups=[shifted(1), shifted(2)])
+    assert len(chosen) == emotion_views.MAX_SERVED_VIEWS == 18
+    assert chosen[:2] == MIRRORED and set(chosen[2:]) in ({*shifted(1)}, {*shifted(2)})
+
+
+def test_held_out_scores_the_choice_on_faces_it_did_not_see() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 7, 400)
+    wrong = (labels + 1) % 7
+    base = _one_hot(np.where(rng.random(400) < 0.6, labels, wrong), 0.6)
+    by_view = {view: base for view in MIRRORED}
+    # The zoomed pair is right on 90 % of faces; the other pair is noise.
+    by_view.update(
+        {v: _one_hot(np.where(rng.random(400) < 0.9, labels, wrong)) for v in symmetric(1.1)}
+    )
+    by_view.update({v: rng.dirichlet(np.ones(7), 400) for v in symmetric(0.9)})
+    groups = [symmetric(1.1), symmetric(0.9)]
+    helped = emotion_views.held_out(by_view, labels, splits=5, groups=groups)
+    assert helped.mirrored_accuracy == pytest.approx((base.argmax(1) == labels).mean(), abs=0.02)
+    assert helped.accuracy > helped.mirrored_accuracy + 0.1 and helped.gain_share == 1.0
+    alone = emotion_views.held_out(by_view, labels, splits=5, groups=[symmetric(0.9)], min_gain=1)
+    assert alone.accuracy == alone.mirrored_accuracy and alone.gain_share == 0.0

@@ -223,11 +223,14 @@ def _choose_views(
     """Pick the served test-time views on ``split``, score the model served with them, and
     score the choice itself on halves it did not see; ``known`` holds predictions already
     made (the as-is and mirrored faces)."""
-    # Only the views a choice within ``max_views`` can reach (a budget of two leaves none to add).
-    candidates = (
-        emotion_views.MIRRORED
-        if max_views <= len(emotion_views.MIRRORED)
-        else dict.fromkeys(v for group in emotion_views.CANDIDATES for v in group)
+    # Only the views a choice within ``max_views`` can reach: groups that fit beside as-is and
+    # mirrored (a budget of two leaves none; a shifted group needs 18).
+    room = max_views - len(emotion_views.MIRRORED)
+    candidates = dict.fromkeys(
+        [
+            *emotion_views.MIRRORED,
+            *(v for group in emotion_views.CANDIDATES if len(group) <= room for v in group),
+        ]
     )
     missing = [view for view in candidates if view not in known]
     by_view = {**known, **_predict(path, split, missing)}

@@ -386,7 +386,7 @@ def test_a_photo_that_is_a_face_crop_is_read_whole(
                     assert np.array_equal(crop, even_out_exposure(original))
                 else:
                     assert correlation(crop, original) > 0.98
-    assert found >= 100 and whole >= 0.65 * found  # measured: 76 % (89 of 117)
+    assert found >= 100 and whole >= 0.6 * found  # measured: 72 % (84 of 117)
 
 
 def test_a_face_in_a_wider_view_or_leaning_far_is_framed_as_fer2013(

@@ -92,6 +92,12 @@ def test_views_round_trip_through_json() -> None:
     assert emotion_views.from_json(older) == (View(mirror=True),)
 
 
+@pytest.mark.parametrize("shift", [[1], [1, 2, 3], [1.7, 0], "2,2", [True, 0]])
+def test_a_malformed_shift_is_refused_on_loading(shift: object) -> None:
+    with pytest.raises(ValueError, match="two whole pixels"):
+        emotion_views.from_json([{"mirror": False, "scale": 1.0, "angle": 0.0, "shift": shift}])
+
+
 def test_a_shifted_view_moves_the_face_and_reflects_the_border() -> None:
     x = _faces(2)
     right_down = View(shift=(2, 1)).apply(x)
@@ -141,3 +147,28 @@ def test_held_out_scores_the_choice_on_faces_it_did_not_see() -> None:
     assert helped.accuracy > helped.mirrored_accuracy + 0.1 and helped.gain_share == 1.0
     alone = emotion_views.held_out(by_view, labels, splits=5, groups=[symmetric(0.9)], min_gain=1)
     assert alone.accuracy == alone.mirrored_accuracy and alone.gain_share == 0.0
+
+
+def test_held_out_does_not_flatter_a_choice_among_lucky_groups() -> None:
+    """Groups that only jitter the answers: the best of them gains on the faces it is chosen
+    on, by luck, and the held-out score does not repeat that gain."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 7, 600)
+    base = rng.dirichlet(np.ones(7), 600) + 0.15 * np.eye(7)[labels]
+    by_view = {view: base for view in MIRRORED}
+    groups = [symmetric(scale) for scale in (0.8, 0.85, 0.9, 0.95, 1.05, 1.1, 1.15, 1.2)]
+    for group in groups:
+        jittered = base + rng.normal(0, 0.1, base.shape)
+        by_view.update({view: jittered for view in group})
+    mirrored = float((base.argmax(1) == labels).mean())
+    chosen = choose(by_view, labels, groups=groups, max_views=4, min_gain=0)
+    lucky = float((_mean_of(by_view, chosen).argmax(1) == labels).mean()) - mirrored
+    honest = emotion_views.held_out(
+        by_view, labels, splits=5, groups=groups, max_views=4, min_gain=0
+    )
+    assert lucky > 0.005  # chosen on the faces it is scored on (measured: 1 point)
+    assert honest.accuracy - honest.mirrored_accuracy < lucky / 2
+
+
+def _mean_of(by_view: dict, views: tuple[View, ...]) -> np.ndarray:
+    return sum(by_view[view] for view in views) / len(views)

@@ -94,8 +94,9 @@ CANDIDATES = tuple(
 # against ~3 in two views, where a chat reply waits far longer on the network.
 MAX_SERVED_VIEWS = 18
 # A group of views must earn its cost: half a point on PublicTest (18 of its 3,589 faces), more
-# than the noise of choosing among 14 groups there (``symmetric(1.0)`` is as-is and mirrored). The 59 % model gained 1.6 points from
-# zoomed views; once batch norm was re-estimated on clean faces (66.5 % mirrored), 0.3.
+# than the noise of choosing among 14 groups there (``symmetric(1.0)`` is as-is and mirrored).
+# The 59 % model gained 1.6 points from zoomed views; once batch norm was re-estimated on clean
+# faces (66.5 % mirrored), 0.3.
 MIN_GAIN = 0.005
 
 

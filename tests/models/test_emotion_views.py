@@ -162,13 +162,9 @@ def test_held_out_does_not_flatter_a_choice_among_lucky_groups() -> None:
         by_view.update({view: jittered for view in group})
     mirrored = float((base.argmax(1) == labels).mean())
     chosen = choose(by_view, labels, groups=groups, max_views=4, min_gain=0)
-    lucky = float((_mean_of(by_view, chosen).argmax(1) == labels).mean()) - mirrored
+    lucky = float((emotion_views._mean(by_view, chosen).argmax(1) == labels).mean()) - mirrored
     honest = emotion_views.held_out(
         by_view, labels, splits=5, groups=groups, max_views=4, min_gain=0
     )
     assert lucky > 0.005  # chosen on the faces it is scored on (measured: 1 point)
     assert honest.accuracy - honest.mirrored_accuracy < lucky / 2
-
-
-def _mean_of(by_view: dict, views: tuple[View, ...]) -> np.ndarray:
-    return sum(by_view[view] for view in views) / len(views)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from core.moods import looks
+from core.percents import whole_percent, whole_percents
 from core.replies import EmotionSummary, FaceReading, History, HistoryItem, TrackCard
 
 # Buttons and labels, identical on every platform.
@@ -91,7 +92,7 @@ _RATING_MARKS = {1: LIKE, -1: DISLIKE}
 
 def percent(probability: float) -> str:
     """``0.873`` → ``"87 %"`` (a narrow no-break space would not survive every client)."""
-    return f"{round(max(0.0, min(1.0, probability)) * 100)} %"
+    return f"{whole_percent(probability)} %"
 
 
 def too_big(limit_bytes: int) -> str:
@@ -170,10 +171,14 @@ def summary_headline(summary: EmotionSummary) -> str:
 
 
 def probability_lines(probabilities: dict[str, float]) -> list[str]:
-    """All seven emotions, most likely first: ``"happy     ████████▋  87 %"``-style rows."""
+    """All seven emotions, most likely first: ``"happy     ████████▋  87 %"``-style rows.
+
+    The percentages add up to 100 (:func:`core.percents.whole_percents`).
+    """
     width = max((len(name) for name in probabilities), default=0)
+    shown = whole_percents(probabilities)
     rows = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
-    return [f"{name:<{width}}  {_bar(p)}  {percent(p):>5}" for name, p in rows]
+    return [f"{name:<{width}}  {_bar(p)}  {f'{shown[name]} %':>5}" for name, p in rows]
 
 
 def summary_footer(summary: EmotionSummary, now: datetime | None = None) -> str:

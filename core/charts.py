@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 
 from core.fonts import font as _font
 from core.palette import mood_colour
+from core.percents import whole_percents
 
 WIDTH, ROW, PAD = 640, 54, 24
 
@@ -15,6 +16,7 @@ WIDTH, ROW, PAD = 640, 54, 24
 def emotion_chart(probabilities: dict[str, float], highlight: str, mood: str) -> bytes:
     """PNG bytes: one labelled bar per emotion, the detected one in the mood's colour."""
     names = list(probabilities)
+    shown = whole_percents(probabilities)  # they add up to 100, as in /mood's text
     height = PAD * 2 + ROW * len(names) + 40
     image = Image.new("RGB", (WIDTH, height), (250, 250, 252))
     draw = ImageDraw.Draw(image)
@@ -37,7 +39,10 @@ def emotion_chart(probabilities: dict[str, float], highlight: str, mood: str) ->
                 (bar_left, top + 8, right, top + ROW - 14), radius=8, fill=colour
             )
         draw.text(
-            (bar_left + bar_span + 10, top + 10), f"{p:.0%}", fill=(40, 40, 48), font=label_font
+            (bar_left + bar_span + 10, top + 10),
+            f"{shown[name]}%",
+            fill=(40, 40, 48),
+            font=label_font,
         )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)

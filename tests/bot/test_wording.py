@@ -35,3 +35,22 @@ def test_a_naive_moment_from_the_store_is_utc() -> None:
     tokyo = (NOW - timedelta(hours=2)).astimezone(timezone(timedelta(hours=9)))
     assert wording.ago(tokyo, NOW) == "2 hours ago"
     assert wording.ago(naive, NOW.replace(tzinfo=None)) == "5 minutes ago"
+
+
+def test_mood_rows_add_up_to_100_and_open_with_the_headline_figure() -> None:
+    from core.replies import EmotionSummary
+
+    reading = {
+        "angry": 0.005,
+        "disgust": 0.005,
+        "fear": 0.125,
+        "happy": 0.605,
+        "sad": 0.125,
+        "surprise": 0.005,
+        "neutral": 0.13,
+    }
+    summary = EmotionSummary("happy", 0.605, reading, "happy", datetime.now(UTC))
+    rows = wording.probability_lines(reading)
+    figures = [int(row.rsplit(maxsplit=2)[-2]) for row in rows]
+    assert sum(figures) == 100 and rows[0].startswith("happy")
+    assert f"({figures[0]} %)" in wording.summary_headline(summary)

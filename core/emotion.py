@@ -14,9 +14,9 @@ import numpy as np
 
 from data.fer2013 import EMOTIONS
 from models.emotion_runtime import EmotionModelError, LiteEmotionClassifier
-from models.emotion_views import AS_IS, View
+from models.emotion_views import AS_IS, MIRRORED, View
 
-__all__ = ["AS_IS", "EMOTIONS", "EmotionClassifier", "EmotionModelError", "View"]
+__all__ = ["AS_IS", "EMOTIONS", "MIRRORED", "EmotionClassifier", "EmotionModelError", "View"]
 
 
 class EmotionClassifier:
@@ -25,15 +25,15 @@ class EmotionClassifier:
     def __init__(self, path: str | Path, *, views: Sequence[View] | None = None) -> None:
         self._runtime = LiteEmotionClassifier(path, views=views)
 
-    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+    def probabilities(self, faces: np.ndarray, views: Sequence[View] | None = None) -> np.ndarray:
         """(N, 48, 48) uint8 faces (as :func:`core.faces.align_face` makes) -> (N, 7) floats.
 
         One face (its test-time views) per pass of the model: an interpreter is sized for its
         batch, so a photo with another number of faces than the last one cost a resize (~1-3 ms)
         and the biggest batch it ever ran stayed in its memory for good (~16 MB more in every
         photo worker after a 4-face photo). Measured per face, a pass of 4 rows costs as much as
-        a share of a bigger batch.
+        a share of a bigger batch. ``views``: other views than the model's own (fewer, cheaper).
         """
         if len(faces) <= 1:
-            return self._runtime.predict(faces)
-        return np.concatenate([self._runtime.predict(face[None]) for face in faces])
+            return self._runtime.predict(faces, views)
+        return np.concatenate([self._runtime.predict(face[None], views) for face in faces])

@@ -80,15 +80,19 @@ class LiteEmotionClassifier:
         self._runners = PerThread(lambda: _Runner(model, num_threads))
         self.views = tuple(views) if views is not None else served_views(self.path)
 
-    def predict(self, faces: np.ndarray) -> np.ndarray:
-        """(N, 48, 48[, 1]) faces, uint8 0-255 or float 0-1 -> (N, 7) float32 probabilities."""
+    def predict(self, faces: np.ndarray, views: Sequence[View] | None = None) -> np.ndarray:
+        """(N, 48, 48[, 1]) faces, uint8 0-255 or float 0-1 -> (N, 7) float32 probabilities.
+
+        ``views``: read in these instead of the classifier's own (a cheaper reading).
+        """
+        views = self.views if views is None else tuple(views)
         x = _as_input(faces)
         if len(x) == 0:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-        if self.views == emotion_views.AS_IS:
+        if views == emotion_views.AS_IS:
             return self.predict_raw(x)
-        every_view = self.predict_raw(emotion_views.render(x, self.views))
-        return emotion_views.average(every_view, len(self.views))
+        every_view = self.predict_raw(emotion_views.render(x, views))
+        return emotion_views.average(every_view, len(views))
 
     def predict_raw(self, x: np.ndarray) -> np.ndarray:
         """One pass of the model on float32 (N, 48, 48, 1) input in [0, 1]; no other views."""

@@ -132,6 +132,32 @@ def test_a_group_photo_from_a_phone_has_every_small_face_read(reader: PhotoReade
         assert all(0 <= p <= 1 for p in face.probabilities.values())
 
 
+def test_a_crowd_reads_its_largest_faces_in_every_view_and_the_rest_in_two(
+    reader: PhotoReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the four largest faces, a face is read as-is and mirrored only (its cost ~1/10)."""
+    from core import reading
+    from core.emotion import MIRRORED
+    from tests.core.test_faces import collage
+
+    image, _ = collage((190, 180, 170, 160, 150, 140), gray_at=None)
+    photo = jpeg(Image.fromarray(image))
+    served = reader.read(photo)
+    assert len(served) == 6 and reading.FULLY_READ_FACES == 4
+    two_views = PhotoReader(
+        reader.detector, EmotionClassifier(REPO_ROOT / "models" / "emotion.tflite", views=MIRRORED)
+    ).read(photo)
+    monkeypatch.setattr(reading, "FULLY_READ_FACES", 6)
+    every_view = reader.read(photo)
+
+    def table(faces: list[FaceReading]) -> np.ndarray:
+        return np.array([[face.probabilities[name] for name in EMOTIONS] for face in faces])
+
+    np.testing.assert_allclose(table(served)[:4], table(every_view)[:4], atol=1e-6)
+    np.testing.assert_allclose(table(served)[4:], table(two_views)[4:], atol=1e-6)
+    assert not np.allclose(table(every_view)[4:], table(two_views)[4:], atol=1e-3)
+
+
 def test_fer2013_faces_sent_as_photos_read_as_the_faces_themselves(
     reader: PhotoReader, fer2013_csv
 ) -> None:

@@ -129,12 +129,18 @@ def new_round_note(card: TrackCard) -> str | None:
     return f"You've heard all my {card.mood} songs — starting a new round."
 
 
+FACES_LISTED = 5  # a crowd's note names the largest faces' readings and counts the rest
+
+
 def faces_note(faces: tuple[FaceReading, ...]) -> str | None:
-    """``"3 faces: happy 87 %, sad 60 %, neutral 55 %."`` (None for a single face)."""
+    """``"3 faces: happy 87 %, sad 60 %, neutral 55 %."`` (None for a single face); past
+    :data:`FACES_LISTED` faces (largest first), ``"..., and 15 more."``."""
     if len(faces) < 2:
         return None
-    readings = ", ".join(emotion_line(face.emotion, face.confidence) for face in faces)
-    return f"{len(faces)} faces: {readings}."
+    listed = faces if len(faces) <= FACES_LISTED + 1 else faces[:FACES_LISTED]
+    readings = ", ".join(emotion_line(face.emotion, face.confidence) for face in listed)
+    more = f", and {len(faces) - len(listed)} more" if len(listed) < len(faces) else ""
+    return f"{len(faces)} faces: {readings}{more}."
 
 
 def card_notes(card: TrackCard) -> list[str]:

@@ -54,3 +54,15 @@ def test_mood_rows_add_up_to_100_and_open_with_the_headline_figure() -> None:
     figures = [int(row.rsplit(maxsplit=2)[-2]) for row in rows]
     assert sum(figures) == 100 and rows[0].startswith("happy")
     assert f"({figures[0]} %)" in wording.summary_headline(summary)
+
+
+def test_a_crowd_note_names_the_largest_faces_and_counts_the_rest() -> None:
+    from core.replies import FaceReading
+
+    def faces(n: int) -> tuple[FaceReading, ...]:
+        return tuple(FaceReading((0, 0, 9, 9), "happy", 0.9, {"happy": 0.9}) for _ in range(n))
+
+    assert wording.faces_note(faces(1)) is None
+    assert wording.faces_note(faces(6)) == "6 faces: " + ", ".join(["happy 90 %"] * 6) + "."
+    crowd = wording.faces_note(faces(20))
+    assert crowd == "20 faces: " + ", ".join(["happy 90 %"] * 5) + ", and 15 more."

@@ -313,7 +313,9 @@ class MoodLiftBot(discord.Client):
         if where is None:
             return
         self.handling()
-        snapshots = message.message_snapshots
+        # A forward of one of the bot's own cards: its drawn picture is no selfie.
+        cards = [shot for shot in message.message_snapshots if _is_card(shot.embeds)]
+        snapshots = [shot for shot in message.message_snapshots if shot not in cards]
         files = [*message.attachments, *(a for shot in snapshots for a in shot.attachments)]
         photos = [a for a in files if _looks_like_image(a)]
         if not (photos or where.named):
@@ -328,50 +330,60 @@ class MoodLiftBot(discord.Client):
             await where.say(wording.PRIVATE_ANSWERS_HERE)
             return
         if not photos:
-            if files or message.stickers or any(shot.stickers for shot in snapshots):
+            if cards and not files:
+                await where.say(wording.OWN_CARD)
+            elif files or message.stickers or any(shot.stickers for shot in snapshots):
                 await where.say(wording.NOT_A_PHOTO)
             else:
                 how = wording.discord_how_to_send(self.options.ephemeral)
-                await where.say(self.service.chat(message.content, how, SYNTAX).text)
+                await where.say(self.service.chat(message.content, how).text)
             return
         if where.permissions is not None and not where.permissions.embed_links:
             await where.say(wording.NEEDS_EMBED_LINKS)
             return
-        several = len(photos) > 1
+        # Of several photos, each notice is said once, after the cards, naming its files:
+        # "a.jpg, c.jpg: I couldn't find a face…"; "too many photos" names every one left unread.
+        notices: dict[str, list[str]] | None = {} if len(photos) > 1 else None
         for n, photo in enumerate(photos):
-            # Of several photos, a notice names its file: "b.jpg: I couldn't find a face…";
-            # "too many photos" names every one it leaves unread.
-            named = photo.filename if several else None
-            unread = _names([p.filename for p in photos[n:]]) if several else None
-            if not await self._answer_photo(message, where, photo, named, unread):
-                return
-        others = [a.filename for a in files if not _looks_like_image(a)]
-        if others:  # a PDF beside the selfies: say why it got no answer
-            await where.say(_about(_names(others), wording.NOT_A_PHOTO))
+            unread = _names([p.filename for p in photos[n:]]) if notices is not None else None
+            if not await self._answer_photo(message, where, photo, notices, unread):
+                break
+        else:
+            others = [a.filename for a in files if not _looks_like_image(a)]
+            if others:  # a PDF beside the selfies: say why it got no answer
+                notices = notices if notices is not None else {}
+                notices.setdefault(wording.NOT_A_PHOTO, []).extend(others)
+        for text, names in (notices or {}).items():
+            await where.say(_about(_names(names), text))
 
     async def _answer_photo(
         self,
         message: discord.Message,
         where: _Channel,
         photo: discord.Attachment,
-        named: str | None = None,
+        notices: dict[str, list[str]] | None = None,
         unread: str | None = None,
     ) -> bool:
         """Answer one photo of a message; False when the user may send no more for now (then
-        ``unread`` names the photos left unread)."""
+        ``unread`` names the photos left unread). ``notices``: where one of several photos
+        leaves its notice (by text, with the files it is about) instead of saying it."""
         problem = attachment_problem(photo, self.options.max_image_bytes)
         if problem is not None:
-            await where.say(_about(named, problem))
+            await self._notice(where, problem, photo, notices)
             return True
         refusal = self.service.admit(user_ref(message.author))  # before the download
         if refusal is not None:
             await where.say(_about(unread, refusal.text))
             return False
         async with self.service.reading(user_ref(message.author)), _typing(message.channel):
-            image = await photo.read()
+            image = await download(photo)
+            if image is None:
+                await self._notice(where, wording.PHOTO_GONE, photo, notices)
+                return True
             reply = await self.service.read_photo(user_ref(message.author), image)
             if isinstance(reply, Notice):
-                reply = dataclasses.replace(reply, text=_about(named, reply.text))
+                await self._notice(where, notice_text(reply), photo, notices)
+                return True
             try:
                 await where.send(**_allowed(where.permissions, await render(self.service, reply)))
             except discord.HTTPException as refused:
@@ -381,6 +393,19 @@ class MoodLiftBot(discord.Client):
                     raise
                 _log_refusal(refused)  # an apology would be refused the same way
         return True
+
+    @staticmethod
+    async def _notice(
+        where: _Channel,
+        text: str,
+        photo: discord.Attachment,
+        notices: dict[str, list[str]] | None,
+    ) -> None:
+        """Say ``text`` about a message's only photo, or leave it among ``notices``."""
+        if notices is None:
+            await where.say(text)
+        else:
+            notices.setdefault(text, []).append(photo.filename)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         """Errors outside app commands and views (the message handler: DMs and server
@@ -505,7 +530,10 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
             return
         await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
         async with bot.service.reading(user_ref(interaction.user)):
-            image = await photo.read()
+            image = await download(photo)
+            if image is None:
+                await send_followup(interaction, Notice(NoticeKind.BAD_IMAGE, wording.PHOTO_GONE))
+                return
             reply = await bot.service.read_photo(user_ref(interaction.user), image)
             await send_followup(interaction, reply)
 
@@ -809,6 +837,22 @@ def _wrap(error: Exception) -> app_commands.AppCommandError:
 def user_ref(user: discord.abc.User) -> UserRef:
     """The platform-neutral user for a Discord user."""
     return UserRef(platform="discord", user_id=str(user.id), name=user.display_name)
+
+
+async def download(attachment: discord.Attachment) -> bytes | None:
+    """The attachment's bytes, or None when Discord's file server will not give them (deleted
+    with its message before the download, an expired link): the user's to resend, no error."""
+    try:
+        return await attachment.read()
+    except discord.HTTPException as refused:
+        log.info("an attachment could not be downloaded (HTTP %s)", refused.status)
+        return None
+
+
+def _is_card(embeds: list[discord.Embed]) -> bool:
+    """Whether a message's embeds are one of the bot's song cards (by the card's song-mood
+    field): forwarded, a card has no author to tell whose it is."""
+    return any(field.name == wording.LABEL_MOOD for embed in embeds for field in embed.fields)
 
 
 def attachment_problem(attachment: discord.Attachment, max_bytes: int) -> str | None:

@@ -621,9 +621,7 @@ async def chat_text(update: Update, context: MoodContext) -> None:
     """Plain words in a private chat, or mentioning the bot in a group: what it understands."""
     message = update.effective_message
     text = message.text if message is not None and message.text else ""
-    await _answer(
-        update, context, context.service.chat(text, _how_to_send(update, context), SYNTAX)
-    )
+    await _answer(update, context, context.service.chat(text, _how_to_send(update, context)))
 
 
 async def unknown_command(update: Update, context: MoodContext) -> None:

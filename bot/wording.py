@@ -48,6 +48,7 @@ TELEGRAM_GROUP_SELFIE_HINT = "In this group, put @{bot} in your selfie's caption
 OWN_CARD = (
     "That's one of my song cards 🙂 Send me a selfie of you and I'll pick a song for your mood."
 )
+PHOTO_GONE = "I couldn't download that photo (was it deleted?). Please send it again."
 NOT_A_PHOTO = "That doesn't look like a photo. Please send me a selfie — a photo of your face."
 NEEDS_EMBED_LINKS = (
     "I can't post my song cards in this channel: I need the Embed Links permission here. Ask a "

@@ -94,6 +94,7 @@ class CommandSyntax:
         return " or ".join(self.mode.format(mode=mode) for mode in moods.Mode)
 
 
+CHAT_HINT = "/help shows everything else I can do."
 LINK_NOT_PHOTO = "I can't open links. Please send me the photo itself, not a link to it."
 NO_FACE = (
     "I couldn't find a face in that photo. Try a selfie in good light, "
@@ -213,12 +214,13 @@ class MoodLifter:
         body = syntax.help_body(self.recommender.default_mode)
         return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{body}")
 
-    def chat(self, text: str, how_to_send: str, syntax: CommandSyntax) -> Notice:
+    def chat(self, text: str, how_to_send: str) -> Notice:
         """The answer to words: a link (a GIF from a picker, a photo online) gets asked for the
-        picture itself; anything else, the help."""
+        picture itself; anything else, how to send a selfie and where the help is (the whole
+        help, ~1,000 characters, answered every "hi" or "thanks!")."""
         if _LINK.search(text):
             return Notice(NoticeKind.BAD_IMAGE, LINK_NOT_PHOTO)
-        return self.help(how_to_send, syntax)
+        return Notice(NoticeKind.HELP, f"{how_to_send}\n{CHAT_HINT}")
 
     def admit(self, user: UserRef) -> Notice | None:
         """Whether a photo from ``user`` will be read now: None, or the notice that says why not.

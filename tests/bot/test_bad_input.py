@@ -337,7 +337,7 @@ CASES = [
     Case("/mode with junk", command("/mode 'lift'; DROP TABLE users"), "Please choose a mode: /mode lift or /mode match."),
     Case("/history with junk", command("/history ∞; DROP TABLE ratings"), service.BAD_HISTORY_COUNT),
     Case("/history with a huge count", command("/history 99999999999999999999"), service.NO_HISTORY),
-    Case("RTL chatter", command("مرحبا، ماذا تفعل؟ \u202e"), TELEGRAM_HELP),
+    Case("RTL chatter", command("مرحبا، ماذا تفعل؟ \u202e"), f"{service.HELP_SEND}\n{service.CHAT_HINT}"),
     Case("a link to a GIF", command("https://tenor.com/view/happy-dance-gif-25341"), service.LINK_NOT_PHOTO),
     Case("a link to a photo", command("me: www.example.com/selfie.jpg"), service.LINK_NOT_PHOTO),
     # Buttons.

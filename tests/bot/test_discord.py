@@ -43,6 +43,7 @@ from core.config import (
 )
 from core.replies import FaceReading, HistoryItem, Picture, TrackCard
 from core.service import (
+    CHAT_HINT,
     KEPT,
     LINK_NOT_PHOTO,
     NEED_SELFIE,
@@ -667,7 +668,7 @@ async def test_a_photo_sent_in_a_dm_gets_a_card(
     assert counts(db_path, carol_id)["deliveries"] == 1
 
     await carol.send_dm("hello?")
-    assert dm.last_message.content.startswith(wording.DISCORD_HOW_TO_SEND)  # the help
+    assert dm.last_message.content == f"{wording.DISCORD_HOW_TO_SEND}\n{CHAT_HINT}"  # a hint
     await carol.send_dm("https://tenor.com/view/happy-dance-gif-25341")  # the GIF picker's
     assert dm.last_message.content == LINK_NOT_PHOTO
 
@@ -793,6 +794,63 @@ async def test_a_dm_with_a_sticker_two_photos_or_a_forwarded_photo(
     assert card.embeds[0].url.startswith("https://open.spotify.com/track/")
     user_id = internal_id(db_path, alice.id)
     assert user_id is not None and counts(db_path, user_id)["deliveries"] == 4
+
+
+async def test_several_photos_that_fail_alike_get_one_notice_after_the_cards(
+    simcord_env: simcord.Env, alice: simcord.MemberActor, astronaut_jpeg: bytes
+) -> None:
+    """Three screenshots and a selfie: the card, then one "no face" naming the three (it was
+    one notice per photo, the same words three times)."""
+    dm = alice.user.dm_channel
+    wall = _jpeg(np.full((480, 640, 3), 128, np.uint8))
+    files = [("shot_1.jpg", wall), ("me.jpg", astronaut_jpeg), ("shot_2.jpg", wall)]
+    files += [("shot_3.jpg", wall), ("notes.pdf", b"%PDF-1.4")]
+    before = len(dm.history())
+    await alice.send_dm("", attachments=simcord_env.backend.store_attachments(dm.id, files))
+    card, no_face, not_photo = dm.history()[before + 1 :]
+    assert len(card.embeds) == 1
+    assert no_face.content == f"shot\\_1.jpg, shot\\_2.jpg, shot\\_3.jpg: {NO_FACE}"
+    assert not_photo.content == f"notes.pdf: {wording.NOT_A_PHOTO}"
+
+
+async def test_a_forwarded_card_of_the_bot_is_no_selfie(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+) -> None:
+    """A card forwarded back to the bot (its drawn picture attached) is recognised, as on
+    Telegram, instead of read for a face."""
+    me = simcord_env.bot.user.mention
+    await alice.send(channel, me, attachments=[("me.jpg", astronaut_jpeg)])
+    card = channel.last_message
+    assert card.attachments  # the drawn card (no album art offline)
+    dm = alice.user.dm_channel
+    before = len(dm.history())
+    await alice.forward(card, dm)
+    (said,) = [m for m in dm.history()[before:] if m.author.id == simcord_env.bot.user.id]
+    assert said.content == wording.OWN_CARD
+
+
+async def test_a_photo_gone_before_its_download_is_asked_for_again(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deleted with its message, or its link expired: the user hears to send it again, and
+    no error is logged (it was the apology for a fault of ours, with a traceback)."""
+    monkeypatch.setattr(simcord_env.backend.cdn, "get", lambda url: None)  # a 404 for any file
+    dm = alice.user.dm_channel
+    upload = simcord_env.backend.store_attachments(dm.id, [("me.jpg", astronaut_jpeg)])
+    with caplog.at_level(logging.INFO):
+        await alice.send_dm("", attachments=upload)
+        assert dm.last_message.content == wording.PHOTO_GONE
+        result = await alice.slash(channel, "selfie", photo=("me.jpg", astronaut_jpeg))
+    assert answer(result).content == wording.PHOTO_GONE
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_a_photo_that_mentions_the_bot_in_a_server_channel_gets_a_card_in_reply(

@@ -39,6 +39,8 @@ from core.config import (
     TelegramSettings,
 )
 from core.service import (
+    CHAT_HINT,
+    HELP_SEND,
     KEPT,
     NEED_SELFIE,
     NO_FACE,
@@ -697,12 +699,11 @@ async def test_unknown_commands_and_chatter_point_to_help(
     fake.send_command(alice, "/dance")
     fake.send_text(alice, "hello? مرحبا 👋")
     replies = await fake.wait_for_replies(alice["id"], 2, within=WAIT)
-    assert all("/more" in shown(call) for call in replies)
     by_reply = {call.reply_to: shown(call) for call in replies}
-    assert sorted(text.startswith("I don't know /dance.") for text in by_reply.values()) == [
-        False,
-        True,
-    ]
+    (unknown,) = [text for text in by_reply.values() if text.startswith("I don't know /dance.")]
+    (chatter,) = [text for text in by_reply.values() if text != unknown]
+    assert "/more" in unknown  # the whole help
+    assert chatter == f"{HELP_SEND}\n{CHAT_HINT}"  # a short hint
     fake.send_command(alice, "/more@SomeOtherBot")  # in private: not ours, yet no unknown one
     reply = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
     expected = wording.COMMAND_FOR_ANOTHER_BOT.format(command="/more", bot="SomeOtherBot")
@@ -768,13 +769,18 @@ async def test_group_chat_answers_only_what_is_addressed_to_the_bot(
     assert len(fake.replies(group["id"])) == 4  # nothing for the unaddressed messages
     assert fake.calls_to("getFile") and len(fake.calls_to("getFile")) == 2
 
-    # Chatter under a card (words, a sticker) is for the group; a mention gets the help.
+    # Chatter under a card (words, a sticker) is for the group; a mention hears how to send a
+    # selfie here and where the help is.
     under_card = fake.sent_message(card)
     fake.send_text(bob, "haha great song", group, reply_to=under_card)
     fake.send_sticker(bob, group, reply_to=under_card)
     asked = fake.send_text(bob, "@MoodLifterBot what do you do?", group)
     replies = await fake.wait_for_replies(group["id"], 5, within=WAIT)
-    assert replies[4].reply_to == asked["message_id"] and "/more" in shown(replies[4])
+    assert replies[4].reply_to == asked["message_id"]
+    assert (
+        shown(replies[4])
+        == f"{wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot='MoodLifterBot')}\n{CHAT_HINT}"
+    )
     await fake.wait_until_delivered(within=WAIT)
     assert len(fake.replies(group["id"])) == 5
 

@@ -371,9 +371,10 @@ class MoodLiftBot(discord.Client):
         if problem is not None:
             await self._notice(where, problem, photo, notices)
             return True
-        refusal = self.service.admit(user_ref(message.author))  # before the download
-        if refusal is not None:
-            await where.say(_about(unread, refusal.text))
+        admission = self.service.admit(user_ref(message.author))  # before the download
+        if not admission.allowed:
+            if admission.notice is not None:
+                await where.say(_about(unread, admission.notice.text))
             return False
         async with self.service.reading(user_ref(message.author)), _typing(message.channel):
             image = await download(photo)
@@ -524,9 +525,9 @@ def _add_commands(tree: app_commands.CommandTree) -> None:
         if problem is not None:
             await interaction.response.send_message(problem, ephemeral=True)
             return
-        refusal = bot.service.admit(user_ref(interaction.user))  # before the download
-        if refusal is not None:
-            await interaction.response.send_message(refusal.text, ephemeral=True)
+        admission = bot.service.admit(user_ref(interaction.user), every_refusal=True)
+        if not admission.allowed:  # before the download
+            await interaction.response.send_message(notice_text(admission.notice), ephemeral=True)
             return
         await interaction.response.defer(thinking=True, ephemeral=bot.ephemeral_for(interaction))
         async with bot.service.reading(user_ref(interaction.user)):
@@ -906,7 +907,7 @@ def _looks_like_image(attachment: discord.Attachment) -> bool:
     return attachment.filename.lower().endswith(_IMAGE_SUFFIXES)
 
 
-def notice_text(reply: Reply) -> str:
+def notice_text(reply: Reply | None) -> str:
     """The text of a notice (anything else here would be a core bug; say something sane); one
     that asks for a selfie says how to send one here, which on Discord is not obvious."""
     if not isinstance(reply, Notice):

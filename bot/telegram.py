@@ -715,9 +715,10 @@ async def _photo(
     if file_id is None:
         await _album_notice(update, context, where, "too big")
         return
-    refusal = context.service.admit(_user(update))  # before the download a flood would cost
-    if refusal is not None:
-        await _album_notice(update, context, where, "refused", refusal)
+    admission = context.service.admit(_user(update))  # before the download a flood would cost
+    if not admission.allowed:
+        if admission.notice is not None:
+            await _album_notice(update, context, where, "refused", admission.notice)
         return
     async with (
         context.service.reading(_user(update)),

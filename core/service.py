@@ -108,6 +108,7 @@ FORGET_NOT_YET = (
     "Send /forget again in a moment."
 )
 SLOW_DOWN = "Whoa, that's a lot of photos! Give me {wait} and try again."
+SLOW_DOWN_SAID_FOR = 10.0  # seconds: the photos of a burst refused after the first go unanswered
 TOO_MANY = "Whoa, that's a lot at once! Give me {wait} to catch up — then I'm all ears."
 READING_WAIT = 10.0  # seconds /more, /mood, /history, /forget wait for work on its way
 BUSY = "I'm very busy right now — please send your selfie again in a moment."
@@ -149,7 +150,8 @@ BAD_HISTORY_COUNT = (
 
 @dataclass(frozen=True)
 class Throttle:
-    """:meth:`MoodLifter.throttle`'s verdict: serve the action, or drop it (saying so once)."""
+    """:meth:`MoodLifter.throttle`'s and :meth:`MoodLifter.admit`'s verdict: serve the action
+    or read the photo, or not, with what to say (None: it was said moments ago)."""
 
     allowed: bool
     notice: Notice | None = None
@@ -180,6 +182,7 @@ class MoodLifter:
         self._limiter = RateLimiter(limit=limits.photos_per_minute, window=60.0)
         self._actions = RateLimiter(limit=limits.actions_per_minute, window=60.0)
         self._told_to_slow_down = RateLimiter(limit=1, window=60.0)  # once a minute
+        self._told_photos_slow_down = RateLimiter(limit=1, window=SLOW_DOWN_SAID_FOR)
         self._in_flight: dict[tuple[str, str], set[asyncio.Event]] = {}  # see _working()
         self._forgetting: dict[tuple[str, str], asyncio.Event] = {}  # see forget()
 
@@ -222,17 +225,26 @@ class MoodLifter:
             return Notice(NoticeKind.BAD_IMAGE, LINK_NOT_PHOTO)
         return Notice(NoticeKind.HELP, f"{how_to_send}\n{CHAT_HINT}")
 
-    def admit(self, user: UserRef) -> Notice | None:
-        """Whether a photo from ``user`` will be read now: None, or the notice that says why not.
+    def admit(self, user: UserRef, *, every_refusal: bool = False) -> Throttle:
+        """Whether a photo from ``user`` will be read now, and if not, what to say.
 
         Adapters ask before they download the photo, so a flood costs no downloads. An admitted
-        photo counts toward the user's photos per minute.
+        photo counts toward the user's photos per minute. Of a burst of refused photos (ten
+        selfies sent "without grouping") only the first hears "slow down"; a photo refused
+        :data:`SLOW_DOWN_SAID_FOR` seconds later hears it again. ``every_refusal``: a notice
+        for each (an interaction that must be answered). "Busy" is said to every photo: each
+        one is to be sent again.
         """
         key = (user.platform, user.user_id)
-        if not self._limiter.allow(key):
-            wait = _seconds(self._limiter.retry_after(key))
-            return Notice(NoticeKind.SLOW_DOWN, SLOW_DOWN.format(wait=wait))
-        return self._busy()
+        if self._limiter.allow(key):
+            busy = self._busy()
+            return Throttle(allowed=busy is None, notice=busy)
+        if not (every_refusal or self._told_photos_slow_down.allow(key)):
+            return Throttle(allowed=False)
+        wait = _seconds(self._limiter.retry_after(key))
+        return Throttle(
+            allowed=False, notice=Notice(NoticeKind.SLOW_DOWN, SLOW_DOWN.format(wait=wait))
+        )
 
     def throttle(self, user: UserRef) -> Throttle:
         """Whether any action of ``user`` (a message, command or button) is served at all.

@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import sqlite3
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ from core.service import (
     NO_FACE,
     NOT_RATABLE,
     NOTHING_TO_FORGET,
+    SLOW_DOWN_SAID_FOR,
     MoodLifter,
 )
 from tests.bot.conftest import service_settings
@@ -1260,10 +1262,14 @@ def test_interaction_tokens_are_scrubbed_from_discord_py_debug_logs(
 
 @pytest.mark.parametrize("limits", [LimitsSettings(photos_per_minute=2)])
 async def test_of_several_files_the_unread_and_the_non_photos_are_named(
-    simcord_env: simcord.Env, alice: simcord.MemberActor, astronaut_jpeg: bytes
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    astronaut_jpeg: bytes,
+    service: MoodLifter,
 ) -> None:
     """A PDF beside a selfie is said to be no photo (it was passed over in silence); photos
-    beyond the limit are named in the "slow down" (it did not say which went unread)."""
+    beyond the limit are named in the "slow down" (it did not say which went unread), which
+    is not said again to photos sent moments later."""
     await alice.send_dm("hi")  # opens the DM channel (answered with the help)
     dm = alice.user.dm_channel
     before = len(dm.history())
@@ -1282,6 +1288,11 @@ async def test_of_several_files_the_unread_and_the_non_photos_are_named(
 
     before = len(dm.history())  # the minute's two photos are read: none of these six is
     six = [(f"q{n}.jpg", astronaut_jpeg) for n in range(1, 7)]
+    await alice.send_dm("", attachments=simcord_env.backend.store_attachments(dm.id, six))
+    assert len(dm.history()) == before + 1  # told moments ago: unanswered
+    later = time.monotonic() + SLOW_DOWN_SAID_FOR
+    service._told_photos_slow_down.clock = lambda: later
+    before = len(dm.history())
     await alice.send_dm("", attachments=simcord_env.backend.store_attachments(dm.id, six))
     (refusal,) = dm.history()[before + 1 :]
     assert refusal.content.startswith("q1.jpg, q2.jpg, q3.jpg and 3 more: Whoa")

@@ -19,9 +19,11 @@ from core.service import (
     FORGET_NOT_YET,
     FORGOTTEN,
     NEED_SELFIE,
+    SLOW_DOWN_SAID_FOR,
     STILL_READING,
     CommandSyntax,
     MoodLifter,
+    Throttle,
     UserRef,
 )
 from core.store import Store
@@ -50,20 +52,36 @@ async def service(db_url: str, write_csv, tmp_path: Path) -> AsyncIterator[MoodL
 def test_photos_beyond_the_budget_are_refused_before_anything_is_read(
     service: MoodLifter,
 ) -> None:
-    assert service.admit(ANN) is None
-    assert service.admit(ANN) is None
+    assert service.admit(ANN) == Throttle(allowed=True)
+    assert service.admit(ANN).allowed
     refused = service.admit(ANN)
-    assert isinstance(refused, Notice) and refused.kind is NoticeKind.SLOW_DOWN
-    assert "60 seconds" in refused.text or "59 seconds" in refused.text
-    assert service.admit(BOB) is None  # one user's budget is theirs alone
+    assert not refused.allowed and refused.notice is not None
+    assert refused.notice.kind is NoticeKind.SLOW_DOWN
+    assert "60 seconds" in refused.notice.text or "59 seconds" in refused.notice.text
+    assert service.admit(BOB).allowed  # one user's budget is theirs alone
+
+
+def test_a_burst_of_refused_photos_is_told_once_and_later_ones_again(
+    service: MoodLifter,
+) -> None:
+    now = [1000.0]
+    service._limiter.clock = service._told_photos_slow_down.clock = lambda: now[0]
+    assert service.admit(ANN).allowed and service.admit(ANN).allowed
+    burst = [service.admit(ANN) for _ in range(5)]
+    assert not any(verdict.allowed for verdict in burst)
+    assert [verdict.notice is not None for verdict in burst] == [True, False, False, False, False]
+    assert service.admit(ANN, every_refusal=True).notice is not None  # /selfie: each is answered
+    now[0] += SLOW_DOWN_SAID_FOR
+    later = service.admit(ANN)
+    assert not later.allowed and later.notice is not None  # a while later: said again
 
 
 def test_a_wait_of_one_second_is_said_so(service: MoodLifter) -> None:
     now = [1000.0]
     service._limiter.clock = lambda: now[0]
-    assert service.admit(ANN) is None and service.admit(ANN) is None
+    assert service.admit(ANN).allowed and service.admit(ANN).allowed
     now[0] += 59.4  # the first photo leaves the minute's window in 0.6 s
-    refused = service.admit(ANN)
+    refused = service.admit(ANN).notice
     assert isinstance(refused, Notice) and "Give me 1 second and" in refused.text
 
 

@@ -88,6 +88,9 @@ CHAT_ACTION_EVERY = 4.5  # seconds; Telegram shows an action for about five
 # timeout then reports a card that is on its way as failed.
 SEND_READ_TIMEOUT = 20.0  # seconds
 GROUP_ANSWERS_PER_MINUTE = 20
+# A group hears the bot introduce itself once in this many seconds: joining and /start arrive
+# together when it is added with a t.me/<bot>?startgroup link.
+GREETED_FOR = 60.0
 """Telegram lets a bot send about 20 messages a minute into one group; beyond that it answers
 429 and holds every send to that group, so the group's other members would wait too."""
 GATE_GROUP = -1  # the handler group of :func:`gate`, which runs before every other handler
@@ -158,6 +161,13 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
     def album_order(self) -> AlbumOrder:
         """The photos of albums being handled, answered in the order they were sent."""
         return self.bot_data.setdefault("album_order", AlbumOrder())  # type: ignore[no-any-return]
+
+    @property
+    def greetings(self) -> RateLimiter:
+        """Groups the bot introduced itself to lately (see :data:`GREETED_FOR`)."""
+        return self.bot_data.setdefault(  # type: ignore[no-any-return]
+            "greetings", RateLimiter(limit=1, window=GREETED_FOR)
+        )
 
     @property
     def noticed_albums(self) -> OrderedDict[tuple[str, str], None]:
@@ -597,6 +607,8 @@ async def start(update: Update, context: MoodContext) -> None:
         context.args = []  # the payload is the command, not its argument
         await _START_LINKS[deep_link](update, context)
         return
+    if _in_group(update) and not context.greetings.allow(_message(update).chat_id):
+        return  # it has just introduced itself here (see joined_group)
     await _answer(update, context, context.service.welcome())
 
 
@@ -609,6 +621,9 @@ async def joined_group(update: Update, context: MoodContext) -> None:
     present = (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR)
     if change.old_chat_member.status in present or change.new_chat_member.status not in present:
         return  # promoted, demoted, restricted, removed: nothing to introduce
+    # Added with a t.me/<bot>?startgroup link, the bot also gets the adder's /start: one hello.
+    if not context.greetings.allow(change.chat.id):
+        return
     await _answer(update, context, f"{wording.GROUP_HELLO} {_how_to_send(update, context)}")
 
 

@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from core.service import (
     NO_READING,
     NOT_RATABLE,
     NOTHING_TO_FORGET,
+    WELCOME,
     MoodLifter,
 )
 from tests.bot.conftest import service_settings
@@ -1125,6 +1127,28 @@ async def test_added_to_a_group_it_says_how_a_selfie_reaches_it_there(
     await fake.wait_until_delivered(within=WAIT)
     await asyncio.sleep(1)
     assert len(fake.replies(group["id"])) == 1
+
+
+async def test_added_with_a_startgroup_link_it_introduces_itself_once(
+    app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any]
+) -> None:
+    """A t.me/<bot>?startgroup link adds the bot and sends the adder's /start at once: one
+    hello, not a hello and a welcome that both say how to send a selfie there. A /start a
+    while later is answered."""
+    group = group_chat(-1021, "Link friends")
+    fake.add_bot_to(group, alice)
+    fake.send_command(alice, "/start@MoodLifterBot", group)
+    await fake.wait_for_replies(group["id"], 1, within=WAIT)
+    await fake.wait_until_delivered(within=WAIT)
+    await asyncio.sleep(1)
+    (hello,) = fake.replies(group["id"])  # the join's hello or the /start's welcome
+    how_to_send = wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot="MoodLifterBot")
+    assert how_to_send in shown(hello)
+    later = time.monotonic() + telegram_module.GREETED_FOR
+    app.bot_data["greetings"].clock = lambda: later
+    fake.send_command(alice, "/start@MoodLifterBot", group)
+    welcome = (await fake.wait_for_replies(group["id"], 2, within=WAIT))[-1]
+    assert shown(welcome).startswith(WELCOME) and how_to_send in shown(welcome)
 
 
 async def test_an_album_with_a_video_reads_its_selfies_and_says_nothing_of_the_video(

@@ -95,6 +95,7 @@ class CommandSyntax:
 
 
 CHAT_HINT = "/help shows everything else I can do."
+SONG_LINK = "I don't take song requests 🙂 Send me a selfie and I'll pick a song for your mood."
 LINK_NOT_PHOTO = "I can't open links. Please send me the photo itself, not a link to it."
 NO_FACE = (
     "I couldn't find a face in that photo. Try a selfie in good light, "
@@ -141,6 +142,12 @@ NOT_RATABLE = (
 )
 NO_HISTORY = "I haven't sent you any songs yet — send me a selfie to get one."
 _LINK = re.compile(r"\b(?:https?://|www\.)\S", re.IGNORECASE)
+# A song shared from a music app (Spotify, Apple Music, YouTube Music, Deezer, SoundCloud).
+_SONG_LINK = re.compile(
+    r"\b(?:open\.spotify\.com|spotify\.link|music\.apple\.com|music\.youtube\.com|"
+    r"deezer\.(?:com|page\.link)|soundcloud\.com)/",
+    re.IGNORECASE,
+)
 HISTORY_DEFAULT = 10  # songs /history lists without a number
 HISTORY_MAX = 100  # the most one /history lists
 BAD_HISTORY_COUNT = (
@@ -218,9 +225,12 @@ class MoodLifter:
         return Notice(NoticeKind.HELP, f"{how_to_send}\n\n{body}")
 
     def chat(self, text: str, how_to_send: str) -> Notice:
-        """The answer to words: a link (a GIF from a picker, a photo online) gets asked for the
+        """The answer to words: a song shared from a music app gets told the bot picks songs
+        from selfies; another link (a GIF from a picker, a photo online) gets asked for the
         picture itself; anything else, how to send a selfie and where the help is (the whole
         help, ~1,000 characters, answered every "hi" or "thanks!")."""
+        if _SONG_LINK.search(text):
+            return Notice(NoticeKind.HELP, SONG_LINK)
         if _LINK.search(text):
             return Notice(NoticeKind.BAD_IMAGE, LINK_NOT_PHOTO)
         return Notice(NoticeKind.HELP, f"{how_to_send}\n{CHAT_HINT}")

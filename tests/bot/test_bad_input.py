@@ -340,6 +340,7 @@ CASES = [
     Case("RTL chatter", command("مرحبا، ماذا تفعل؟ \u202e"), f"{service.HELP_SEND}\n{service.CHAT_HINT}"),
     Case("a link to a GIF", command("https://tenor.com/view/happy-dance-gif-25341"), service.LINK_NOT_PHOTO),
     Case("a link to a photo", command("me: www.example.com/selfie.jpg"), service.LINK_NOT_PHOTO),
+    Case("a song shared from Spotify", command("https://open.spotify.com/track/4uLU6hMCjMI75M1A2tKUQC?si=x"), service.SONG_LINK),
     # Buttons.
     Case("forged callback data", press(lambda who: "delete_everything"), wording.BUTTON_EXPIRED),
     Case("callback, forget for another user", press(lambda who: f"forget:yes:{who['id'] + 1}"), wording.FORGET_NOT_YOURS),

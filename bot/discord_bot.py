@@ -45,7 +45,7 @@ from core.replies import (
     Reply,
     TrackCard,
 )
-from core.service import HISTORY_MAX, CommandSyntax, UserRef
+from core.service import HISTORY_MAX, CommandSyntax, UserRef, asks_for_more
 
 if TYPE_CHECKING:
     from core.config import DiscordSettings, Settings
@@ -334,6 +334,11 @@ class MoodLiftBot(discord.Client):
                 await where.say(wording.OWN_CARD)
             elif files or message.stickers or any(shot.stickers for shot in snapshots):
                 await where.say(wording.NOT_A_PHOTO)
+            elif asks_for_more(_MENTION.sub(" ", message.content)):  # "more", "another one"
+                if where.permissions is not None and not where.permissions.embed_links:
+                    await where.say(wording.NEEDS_EMBED_LINKS)
+                    return
+                await self._send(message, where, await self.service.more(user_ref(message.author)))
             else:
                 how = wording.discord_how_to_send(self.options.ephemeral)
                 await where.say(self.service.chat(message.content, how).text)
@@ -385,15 +390,19 @@ class MoodLiftBot(discord.Client):
             if isinstance(reply, Notice):
                 await self._notice(where, notice_text(reply), photo, notices)
                 return True
-            try:
-                await where.send(**_allowed(where.permissions, await render(self.service, reply)))
-            except discord.HTTPException as refused:
-                if isinstance(reply, TrackCard):  # a song never heard is not used up
-                    await self.service.undelivered(user_ref(message.author), reply)
-                if not isinstance(refused, discord.Forbidden):
-                    raise
-                _log_refusal(refused)  # an apology would be refused the same way
+            await self._send(message, where, reply)
         return True
+
+    async def _send(self, message: discord.Message, where: _Channel, reply: Reply) -> None:
+        """Answer ``message`` with ``reply``; a card Discord refuses is not used up."""
+        try:
+            await where.send(**_allowed(where.permissions, await render(self.service, reply)))
+        except discord.HTTPException as refused:
+            if isinstance(reply, TrackCard):  # a song never heard is not used up
+                await self.service.undelivered(user_ref(message.author), reply)
+            if not isinstance(refused, discord.Forbidden):
+                raise
+            _log_refusal(refused)  # an apology would be refused the same way
 
     @staticmethod
     async def _notice(
@@ -867,6 +876,7 @@ def attachment_problem(attachment: discord.Attachment, max_bytes: int) -> str | 
 
 
 _ORDINARY = (discord.MessageType.default, discord.MessageType.reply)  # what people write
+_MENTION = re.compile(r"<@[!&]?\d+>")  # a user's or role's mention in a message's text
 
 
 @contextlib.asynccontextmanager

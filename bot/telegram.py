@@ -74,7 +74,7 @@ from core.config import MAX_IMAGE_BYTES, TelegramSettings
 from core.errors import ConfigError
 from core.ratelimit import RateLimiter
 from core.replies import Notice, NoticeKind, Reply, TrackCard
-from core.service import HELP_SEND, CommandSyntax, MoodLifter, Throttle, UserRef
+from core.service import HELP_SEND, CommandSyntax, MoodLifter, Throttle, UserRef, asks_for_more
 
 log = logging.getLogger(__name__)
 
@@ -633,9 +633,14 @@ async def help_command(update: Update, context: MoodContext) -> None:
 
 
 async def chat_text(update: Update, context: MoodContext) -> None:
-    """Plain words in a private chat, or mentioning the bot in a group: what it understands."""
+    """Plain words in a private chat, or mentioning the bot in a group: "more" (or "another
+    song please") is /more, anything else hears what the bot understands."""
     message = update.effective_message
     text = message.text if message is not None and message.text else ""
+    mention = re.compile(rf"@{re.escape(context.bot.username)}\b", re.IGNORECASE)
+    if asks_for_more(mention.sub(" ", text)):
+        await more(update, context)
+        return
     await _answer(update, context, context.service.chat(text, _how_to_send(update, context)))
 
 

@@ -62,7 +62,7 @@ HELP_SEND = (
     "your mood."
 )
 HELP_BODY = (
-    "/more — another song for your last mood\n"
+    '/more — another song for your last mood (or just write "more")\n'
     "/mood — what I read in your last selfie\n"
     "{mode} — lift your mood or match it (you start with {default})\n"
     "/history — the last 10 songs I sent you, with your ratings ({history} for more)\n"
@@ -142,6 +142,19 @@ NOT_RATABLE = (
 )
 NO_HISTORY = "I haven't sent you any songs yet — send me a selfie to get one."
 _LINK = re.compile(r"\b(?:https?://|www\.)\S", re.IGNORECASE)
+# Words that ask for another song, answered as /more: "more", "another one please", "next!".
+_MORE_WORDS = re.compile(
+    r"/?(?:one\s+)?(?:more|another|next|again)(?:\s*,?\s+(?:one|songs?|please|pls|plz))*"
+    r"[\s.!?]*",
+    re.IGNORECASE,
+)
+
+
+def asks_for_more(text: str) -> bool:
+    """Whether words (without the bot's mention) ask for another song, as /more does."""
+    return _MORE_WORDS.fullmatch(text.strip()) is not None
+
+
 # A song shared from a music app (Spotify, Apple Music, YouTube Music, Deezer, SoundCloud).
 _SONG_LINK = re.compile(
     r"\b(?:open\.spotify\.com|spotify\.link|music\.apple\.com|music\.youtube\.com|"
@@ -227,8 +240,9 @@ class MoodLifter:
     def chat(self, text: str, how_to_send: str) -> Notice:
         """The answer to words: a song shared from a music app gets told the bot picks songs
         from selfies; another link (a GIF from a picker, a photo online) gets asked for the
-        picture itself; anything else, how to send a selfie and where the help is (the whole
-        help, ~1,000 characters, answered every "hi" or "thanks!")."""
+        picture itself; anything else, how to send a selfie and where the help is (not the
+        whole help: ~1,000 characters for every "hi" or "thanks!" is noise). Words asking for
+        another song are the adapters' to answer as /more (:func:`asks_for_more`)."""
         if _SONG_LINK.search(text):
             return Notice(NoticeKind.HELP, SONG_LINK)
         if _LINK.search(text):

@@ -815,6 +815,31 @@ async def test_several_photos_that_fail_alike_get_one_notice_after_the_cards(
     assert not_photo.content == f"notes.pdf: {wording.NOT_A_PHOTO}"
 
 
+async def test_words_asking_for_another_song_get_one(
+    simcord_env: simcord.Env,
+    alice: simcord.MemberActor,
+    channel: simcord.ChannelHandle,
+    astronaut_jpeg: bytes,
+) -> None:
+    """ "more please" in a DM, "@bot another one" in a server: answered as /more."""
+    dm = alice.user.dm_channel
+    await alice.send_dm("more please")
+    assert dm.last_message.content.startswith(NEED_SELFIE)
+    await alice.send_dm("", attachments=simcord_env.backend.store_attachments(
+        dm.id, [("me.jpg", astronaut_jpeg)]
+    ))  # fmt: skip
+    first = dm.last_message.embeds[0].url
+    await alice.send_dm("more please")
+    second = dm.last_message.embeds[0].url
+    me = simcord_env.bot.user.mention
+    asked = await alice.send(channel, f"{me} another one!")
+    answer_ = channel.last_message
+    assert answer_.reference.message_id == asked.id
+    third = answer_.embeds[0].url
+    assert len({first, second, third}) == 3
+    assert all(url.startswith("https://open.spotify.com/track/") for url in (first, second, third))
+
+
 async def test_a_forwarded_card_of_the_bot_is_no_selfie(
     simcord_env: simcord.Env,
     alice: simcord.MemberActor,

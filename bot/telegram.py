@@ -600,12 +600,12 @@ def _for_us(update: Update) -> bool:
 
 
 async def start(update: Update, context: MoodContext) -> None:
-    """Say hello and what the bot does; ``/start mood`` or ``/start history`` (the link a group
-    gives to someone the bot could not write to first) answers that command at once."""
-    deep_link = (context.args or [""])[0]
-    if deep_link in _START_LINKS:
-        context.args = []  # the payload is the command, not its argument
-        await _START_LINKS[deep_link](update, context)
+    """Say hello and what the bot does; ``/start mood`` or ``/start history[_N]`` (the link a
+    group gives to someone the bot could not write to first) answers that command at once."""
+    command, _, argument = (context.args or [""])[0].partition("_")
+    if command in _START_LINKS:
+        context.args = [argument] if argument else []  # the payload is the command (and count)
+        await _START_LINKS[command](update, context)
         return
     if _in_group(update) and not context.greetings.allow(_message(update).chat_id):
         return  # it has just introduced itself here (see joined_group)
@@ -694,7 +694,9 @@ async def history(update: Update, context: MoodContext) -> None:
     """``/history [N]``: the last songs sent to the user, with links, emotion and rating."""
     count = " ".join(context.args or ()) or None
     reply = await context.service.history(_user(update), count)
-    await _answer_in_private(update, context, reply, "history")
+    # The private chat's link keeps the number: /start history_50 lists 50 there too.
+    asked = count.strip() if count and count.strip().isdigit() else ""
+    await _answer_in_private(update, context, reply, f"history_{asked}" if asked else "history")
 
 
 _START_LINKS = {"mood": mood, "history": history}  # /start payloads: the private answers

@@ -894,13 +894,13 @@ async def test_in_a_group_readings_and_the_song_list_are_answered_in_private(
         status=403,
         description="Forbidden: bot can't initiate conversation with a user",
     )
-    asked = fake.send_command(bob, "/history@MoodLifterBot", group)
+    asked = fake.send_command(bob, "/history@MoodLifterBot 20", group)
     told = (await fake.wait_for_replies(group["id"], 6, within=WAIT))[-1]
     assert told.reply_to == asked["message_id"]
-    link = "https://t.me/MoodLifterBot?start=history"
+    link = "https://t.me/MoodLifterBot?start=history_20"  # the count travels with it
     assert shown(told) == wording.OPEN_PRIVATE_CHAT.format(link=link)
-    # The link opens the private chat with "/start history": the list comes at once.
-    fake.send_command(bob, "/start history")
+    # The link opens the private chat with "/start history_20": the list comes at once.
+    fake.send_command(bob, "/start history_20")
     (listing,) = await fake.wait_for(
         lambda c: c.params.get("chat_id") == str(bob["id"]) and "_failed_with" not in c.params,
         within=WAIT,

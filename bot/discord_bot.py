@@ -305,8 +305,10 @@ class MoodLiftBot(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         """Photos sent to the bot get the same answer as ``/selfie``, each its own: in a DM (also
         a forwarded message's), or in a server channel in a message that mentions the bot. A
-        sticker or another file gets a hint, text the help; system messages (pins, calls) and
-        server messages for others get nothing and do not count toward the flood limit."""
+        sticker or another file gets a hint, one of the bot's cards forwarded back says so,
+        "more" (or "another song please") is /more, other text hears how to send a selfie;
+        system messages (pins, calls) and server messages for others get nothing and do not
+        count toward the flood limit."""
         if message.author.bot or message.type not in _ORDINARY:
             return
         where = _Channel.of(message, self.user)

@@ -74,7 +74,15 @@ from core.config import MAX_IMAGE_BYTES, TelegramSettings
 from core.errors import ConfigError
 from core.ratelimit import RateLimiter
 from core.replies import Notice, NoticeKind, Reply, TrackCard
-from core.service import HELP_SEND, CommandSyntax, MoodLifter, Throttle, UserRef, asks_for_more
+from core.service import (
+    HELP_SEND,
+    HISTORY_MAX,
+    CommandSyntax,
+    MoodLifter,
+    Throttle,
+    UserRef,
+    asks_for_more,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +96,11 @@ CHAT_ACTION_EVERY = 4.5  # seconds; Telegram shows an action for about five
 # timeout then reports a card that is on its way as failed.
 SEND_READ_TIMEOUT = 20.0  # seconds
 GROUP_ANSWERS_PER_MINUTE = 20
-# A group hears the bot introduce itself once in this many seconds: joining and /start arrive
-# together when it is added with a t.me/<bot>?startgroup link.
-GREETED_FOR = 60.0
 """Telegram lets a bot send about 20 messages a minute into one group; beyond that it answers
 429 and holds every send to that group, so the group's other members would wait too."""
+# The bot introduces itself once in this many seconds to whoever added it to a group: the join
+# and the adder's /start arrive together when it is added with a t.me/<bot>?startgroup link.
+GREETED_FOR = 60.0
 GATE_GROUP = -1  # the handler group of :func:`gate`, which runs before every other handler
 # What the bot asks Telegram for; MY_CHAT_MEMBER tells it it was added to a group.
 UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
@@ -607,8 +615,8 @@ async def start(update: Update, context: MoodContext) -> None:
         context.args = [argument] if argument else []  # the payload is the command (and count)
         await _START_LINKS[command](update, context)
         return
-    if _in_group(update) and not context.greetings.allow(_message(update).chat_id):
-        return  # it has just introduced itself here (see joined_group)
+    if _in_group(update) and not context.greetings.allow(_greeted(update)):
+        return  # it has just introduced itself here to this user (see joined_group)
     await _answer(update, context, context.service.welcome())
 
 
@@ -622,9 +630,15 @@ async def joined_group(update: Update, context: MoodContext) -> None:
     if change.old_chat_member.status in present or change.new_chat_member.status not in present:
         return  # promoted, demoted, restricted, removed: nothing to introduce
     # Added with a t.me/<bot>?startgroup link, the bot also gets the adder's /start: one hello.
-    if not context.greetings.allow(change.chat.id):
+    if not context.greetings.allow(_greeted(update)):
         return
     await _answer(update, context, f"{wording.GROUP_HELLO} {_how_to_send(update, context)}")
+
+
+def _greeted(update: Update) -> tuple[int, int]:
+    """Whom a hello in a group is for: the group, and who added the bot or sent /start."""
+    chat, user = update.effective_chat, update.effective_user
+    return (chat.id if chat else 0, user.id if user else 0)
 
 
 async def help_command(update: Update, context: MoodContext) -> None:
@@ -695,8 +709,10 @@ async def history(update: Update, context: MoodContext) -> None:
     count = " ".join(context.args or ()) or None
     reply = await context.service.history(_user(update), count)
     # The private chat's link keeps the number: /start history_50 lists 50 there too.
-    asked = count.strip() if count and count.strip().isdigit() else ""
-    await _answer_in_private(update, context, reply, f"history_{asked}" if asked else "history")
+    digits = count.strip().lstrip("0") if count and count.strip().isdigit() else ""
+    asked = min(int(digits), HISTORY_MAX) if 0 < len(digits) <= 3 else HISTORY_MAX
+    link = f"history_{asked}" if digits else "history"
+    await _answer_in_private(update, context, reply, link)
 
 
 _START_LINKS = {"mood": mood, "history": history}  # /start payloads: the private answers

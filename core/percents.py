@@ -22,8 +22,9 @@ def whole_percents(probabilities: Mapping[str, float]) -> dict[str, int]:
     rounded down, and the leftover points go to the largest remainders (earlier names first
     on ties). The largest is rounded as given (probabilities add up to ~1), so it reads exactly
     as the card's confidence; the others are taken as shares of what they hold together.
-    None shows more than the largest: in a near tie with it (two or three emotions within a
-    point, the largest rounded down) that can leave the total at 99.
+    None shows more than the largest (for probabilities adding up to ~1): in a near tie with
+    it (emotions within a point of it, the largest rounded down) that can leave the total a
+    point or two short, at 99 or 98 (seven equal ones show 14 each).
     """
     values = {name: max(0.0, float(p)) for name, p in probabilities.items()}
     if not values or sum(values.values()) <= 0:

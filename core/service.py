@@ -62,7 +62,7 @@ HELP_SEND = (
     "your mood."
 )
 HELP_BODY = (
-    '/more — another song for your last mood (or just write "more")\n'
+    '/more — another song for your last mood (or write "more" to me)\n'
     "/mood — what I read in your last selfie\n"
     "{mode} — lift your mood or match it (you start with {default})\n"
     "/history — the last 10 songs I sent you, with your ratings ({history} for more)\n"
@@ -144,15 +144,16 @@ NO_HISTORY = "I haven't sent you any songs yet — send me a selfie to get one."
 _LINK = re.compile(r"\b(?:https?://|www\.)\S", re.IGNORECASE)
 # Words that ask for another song, answered as /more: "more", "another one please", "next!".
 _MORE_WORDS = re.compile(
-    r"/?(?:one\s+)?(?:more|another|next|again)(?:\s*,?\s+(?:one|songs?|please|pls|plz))*"
+    r"/?(?:one\s+)?(?:more|another|next|again)(?:(?:\s+|\s*,\s*)(?:one|songs?|please|pls|plz))*"
     r"[\s.!?]*",
     re.IGNORECASE,
 )
 
 
 def asks_for_more(text: str) -> bool:
-    """Whether words (without the bot's mention) ask for another song, as /more does."""
-    return _MORE_WORDS.fullmatch(text.strip()) is not None
+    """Whether words (without the bot's mention) ask for another song, as /more does; the
+    punctuation a removed mention leaves ("@bot, more please") does not count."""
+    return _MORE_WORDS.fullmatch(text.strip(" \t\n,:;-")) is not None
 
 
 # A song shared from a music app (Spotify, Apple Music, YouTube Music, Deezer, SoundCloud).
@@ -339,10 +340,11 @@ class MoodLifter:
         return all(done.is_set() for done in pending)
 
     async def photo(self, user: UserRef, image: bytes) -> Reply:
-        """Read the faces in ``image`` and answer with a song for their mood."""
-        refusal = self.admit(user)
-        if refusal is not None:
-            return refusal
+        """Read the faces in ``image`` and answer with a song for their mood (or say why not:
+        every refused photo hears it, as its caller has nothing else to say)."""
+        admission = self.admit(user, every_refusal=True)
+        if admission.notice is not None:  # a refusal always has one here
+            return admission.notice
         async with self.reading(user):
             return await self.read_photo(user, image)
 

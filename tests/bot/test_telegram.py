@@ -1163,10 +1163,14 @@ async def test_added_with_a_startgroup_link_it_introduces_itself_once(
     (hello,) = fake.replies(group["id"])  # the join's hello or the /start's welcome
     how_to_send = wording.TELEGRAM_GROUP_HOW_TO_SEND.format(bot="MoodLifterBot")
     assert how_to_send in shown(hello)
+    dora = user(5403, "Dora")  # another member's /start is hers: answered
+    fake.send_command(dora, "/start@MoodLifterBot", group)
+    welcome = (await fake.wait_for_replies(group["id"], 2, within=WAIT))[-1]
+    assert shown(welcome).startswith(WELCOME) and how_to_send in shown(welcome)
     later = time.monotonic() + telegram_module.GREETED_FOR
     app.bot_data["greetings"].clock = lambda: later
     fake.send_command(alice, "/start@MoodLifterBot", group)
-    welcome = (await fake.wait_for_replies(group["id"], 2, within=WAIT))[-1]
+    welcome = (await fake.wait_for_replies(group["id"], 3, within=WAIT))[-1]
     assert shown(welcome).startswith(WELCOME) and how_to_send in shown(welcome)
 
 

@@ -25,6 +25,7 @@ from core.service import (
     MoodLifter,
     Throttle,
     UserRef,
+    asks_for_more,
 )
 from core.store import Store
 from data.catalog_sources import SourceSpec
@@ -59,6 +60,41 @@ def test_photos_beyond_the_budget_are_refused_before_anything_is_read(
     assert refused.notice.kind is NoticeKind.SLOW_DOWN
     assert "60 seconds" in refused.notice.text or "59 seconds" in refused.notice.text
     assert service.admit(BOB).allowed  # one user's budget is theirs alone
+
+
+async def test_a_photo_is_read_into_a_song_until_the_budget_says_slow_down(
+    db_url: str, write_csv, tmp_path: Path
+) -> None:
+    """``photo``: admit, read, pick — and every photo beyond the budget hears why."""
+    import io
+
+    from PIL import Image
+    from skimage import data as skdata
+
+    from core.emotion import EmotionClassifier
+    from core.faces import FaceDetector
+    from core.reading import PhotoReader
+    from tests.conftest import REPO_ROOT
+
+    store = await Store.open(db_url)
+    moods = ("Calm", "Happy", "Energetic", "Sad")
+    lines = [moods_line(n, moods[n % 4]) for n in range(8)]
+    await import_sources(
+        store, [SourceSpec(str(write_csv("m.csv", MOODS_HEADER, lines)))], tmp_path
+    )
+    reader = PhotoReader(FaceDetector(), EmotionClassifier(REPO_ROOT / "models" / "emotion.tflite"))
+    settings = Settings(limits=LimitsSettings(photos_per_minute=1))
+    lifter = MoodLifter(settings, store, reader=reader)
+    selfie = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(selfie, "JPEG")
+    try:
+        card = await lifter.photo(ANN, selfie.getvalue())
+        assert isinstance(card, TrackCard) and card.emotion == "happy"
+        for _ in range(2):  # each hears it: a caller of photo() has nothing else to say
+            refused = await lifter.photo(ANN, selfie.getvalue())
+            assert isinstance(refused, Notice) and refused.kind is NoticeKind.SLOW_DOWN
+    finally:
+        await lifter.close()
 
 
 def test_a_burst_of_refused_photos_is_told_once_and_later_ones_again(
@@ -215,3 +251,18 @@ async def test_a_yes_while_a_selfie_is_still_on_its_way_after_the_wait_deletes_n
         await service.store.record_reading(ANN.platform, ANN.user_id, "happy", {})  # it lands
     assert await service.forget(ANN, confirmed=True) == Notice(NoticeKind.FORGOTTEN, FORGOTTEN)
     assert await service.store.find_user(ANN.platform, ANN.user_id) is None
+
+
+@pytest.mark.parametrize(
+    "words",
+    ["more", "More!", "/more", "another song please", "one more song", "next, please", ", more"],
+)
+def test_words_that_ask_for_another_song(words: str) -> None:
+    assert asks_for_more(words)
+
+
+@pytest.mark.parametrize(
+    "words", ["no more", "I want more", "moreover", "next time maybe", "hello", "more more", ""]
+)
+def test_words_that_do_not(words: str) -> None:
+    assert not asks_for_more(words)

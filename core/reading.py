@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 FINDING_SIDE = 640  # longest side at which a JPEG is first decoded to find its faces
 # The largest faces of a photo are read in all of the model's test-time views (~22 ms a face);
 # the others as-is and mirrored (~2 ms; ~1 point less accurate on FER2013), so a crowd of 20
-# costs ~110 ms of emotion work instead of ~440. The group's emotion weighs faces by area, so it rests on the
-# large ones, and the holder of the phone is usually the largest.
+# costs ~110 ms of emotion work instead of ~440. The group's emotion weighs faces by area, so
+# it rests on the large ones, and the holder of the phone is usually the largest.
 FULLY_READ_FACES = 4
 _JPEG_MAGIC = b"\xff\xd8\xff"
 

@@ -39,6 +39,7 @@ from telegram import (
     LinkPreviewOptions,
     Message,
     PhotoSize,
+    ReactionTypeEmoji,
     ReplyParameters,
     Update,
 )
@@ -61,6 +62,7 @@ from telegram.ext import (
     ContextTypes,
     ExtBot,
     MessageHandler,
+    MessageReactionHandler,
     TypeHandler,
     filters,
 )
@@ -102,8 +104,13 @@ GROUP_ANSWERS_PER_MINUTE = 20
 # and the adder's /start arrive together when it is added with a t.me/<bot>?startgroup link.
 GREETED_FOR = 60.0
 GATE_GROUP = -1  # the handler group of :func:`gate`, which runs before every other handler
-# What the bot asks Telegram for; MY_CHAT_MEMBER tells it it was added to a group.
-UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
+# What the bot asks Telegram for; MY_CHAT_MEMBER tells it it was added to a group,
+# MESSAGE_REACTION of a 👍 or 👎 set on a card (in a private chat; in a group only to an admin).
+UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER, Update.MESSAGE_REACTION]
+# Reactions that rate a card's song as its 👍 / 👎 buttons do.
+LIKE_REACTIONS = frozenset({"👍", "❤", "🔥", "🥰", "😍", "👏", "💯", "❤‍🔥", "🤩"})
+DISLIKE_REACTIONS = frozenset({"👎", "💩", "🤮", "🥱", "😴"})
+CARDS_REMEMBERED = 50_000  # cards whose message a reaction can be traced to, oldest forgotten
 
 COMMANDS = (
     BotCommand("start", "What I do"),
@@ -176,6 +183,12 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         return self.bot_data.setdefault(  # type: ignore[no-any-return]
             "greetings", RateLimiter(limit=1, window=GREETED_FOR)
         )
+
+    @property
+    def card_messages(self) -> OrderedDict[tuple[int, int], str]:
+        """The track of each recent card, by (chat, message): a reaction names only its
+        message. In memory: a card sent before a restart is rated with its buttons only."""
+        return self.bot_data.setdefault("card_messages", OrderedDict())  # type: ignore[no-any-return]
 
     @property
     def noticed_albums(self) -> OrderedDict[tuple[str, str], None]:
@@ -478,6 +491,7 @@ def build_application(
         MessageHandler(filters.TEXT & ~filters.COMMAND & NEW_MESSAGE & MENTIONED, chat_text)
     )
     application.add_handler(ChatMemberHandler(joined_group, ChatMemberHandler.MY_CHAT_MEMBER))
+    application.add_handler(MessageReactionHandler(reaction))
     application.add_handler(CallbackQueryHandler(button, pattern=tr.CALLBACK_PATTERN))
     application.add_handler(CallbackQueryHandler(stale_button))
     application.add_error_handler(on_error)
@@ -639,6 +653,24 @@ def _greeted(update: Update) -> tuple[int, int]:
     """Whom a hello in a group is for: the group, and who added the bot or sent /start."""
     chat, user = update.effective_chat, update.effective_user
     return (chat.id if chat else 0, user.id if user else 0)
+
+
+async def reaction(update: Update, context: MoodContext) -> None:
+    """A 👍 (or ❤, 🔥, ...) or 👎 reaction set on one of the bot's cards rates its song, as the
+    card's buttons do, silently: the reaction itself shows it. Taking a reaction back keeps the
+    rating (👎 then changes it)."""
+    change = update.message_reaction
+    if change is None or change.user is None:
+        return  # an anonymous admin's or a channel's reaction: nobody's to keep
+    track = context.card_messages.get((change.chat.id, change.message_id))
+    if track is None:
+        return  # not a card, or one sent before a restart
+    before = {r.emoji for r in change.old_reaction if isinstance(r, ReactionTypeEmoji)}
+    added = {r.emoji for r in change.new_reaction if isinstance(r, ReactionTypeEmoji)} - before
+    value = 1 if added & LIKE_REACTIONS else -1 if added & DISLIKE_REACTIONS else None
+    if value is None or not context.service.throttle(_user(update)).allowed:
+        return
+    await context.service.rate(_user(update), track, value)
 
 
 async def help_command(update: Update, context: MoodContext) -> None:
@@ -1094,6 +1126,11 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
         if isinstance(reply, TrackCard) and user is not None and not isinstance(refused, TimedOut):
             await context.service.undelivered(_user(update), reply)
         raise
+    if isinstance(reply, TrackCard):
+        cards = context.card_messages
+        cards[(chat.id, sent.message_id)] = reply.track_id
+        while len(cards) > CARDS_REMEMBERED:
+            cards.popitem(last=False)
     return sent
 
 

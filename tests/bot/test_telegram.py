@@ -622,6 +622,39 @@ async def test_rate_see_it_in_history_change_it_and_forget_it(
     assert not history_lines(after) and "selfie" in shown(after)
 
 
+async def test_a_reaction_on_a_card_rates_its_song_like_its_buttons(
+    app: MoodApplication,
+    fake: FakeTelegramAPI,
+    alice: dict[str, Any],
+    bob: dict[str, Any],
+    selfie: bytes,
+    db_path: Path,
+) -> None:
+    """👍 (or ❤) set on a card is a like, 👎 a dislike, silently; a reaction on another
+    message, or by someone the song was not sent to, rates nothing."""
+    fake.send_photo(alice, selfie)
+    (card,) = await fake.wait_for_replies(alice["id"], 1, within=WAIT)
+    track = track_url(card).rsplit("/", 1)[1]
+    message = fake.sent_message(card)
+
+    async def settled() -> list[tuple[Any, ...]]:
+        await fake.wait_until_delivered(within=WAIT)
+        await asyncio.sleep(0.3)  # the rating's write after its delivery
+        return rows(db_path, "SELECT track_id, value FROM ratings")
+
+    fake.react(alice, message, "❤")
+    assert await settled() == [(track, 1)]
+    fake.react(alice, message, "👎", was="❤")
+    assert await settled() == [(track, -1)]
+    fake.react(alice, message, "🤔", was="👎")  # neither: the rating stays
+    fake.react(bob, message, "👍")  # not his song
+    asked = fake.send_command(alice, "/mood")
+    await fake.wait_for_replies(alice["id"], 2, within=WAIT)
+    fake.react(alice, {"chat": message["chat"], "message_id": asked["message_id"]}, "👍")
+    assert await settled() == [(track, -1)]
+    assert len(fake.replies(alice["id"])) == 2  # reactions are answered by nothing
+
+
 async def test_history_count_junk_and_the_cap_get_friendly_replies(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes
 ) -> None:

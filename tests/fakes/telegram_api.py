@@ -437,6 +437,19 @@ class FakeTelegramAPI:
         }
         return self.push_update({"my_chat_member": change})
 
+    def react(self, by_user: JSON, message: JSON, emoji: str, *, was: str | None = None) -> JSON:
+        """``by_user`` sets the reaction ``emoji`` on ``message`` (one the bot sent: see
+        :meth:`sent_message`), replacing ``was`` (a ``message_reaction`` update)."""
+        change = {
+            "chat": message["chat"],
+            "message_id": message["message_id"],
+            "user": by_user,
+            "date": int(time.time()),
+            "old_reaction": [{"type": "emoji", "emoji": was}] if was else [],
+            "new_reaction": [{"type": "emoji", "emoji": emoji}],
+        }
+        return self.push_update({"message_reaction": change})
+
     def new_message(
         self,
         from_user: JSON,

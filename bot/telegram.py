@@ -185,9 +185,10 @@ class MoodContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], 
         )
 
     @property
-    def card_messages(self) -> OrderedDict[tuple[int, int], str]:
-        """The track of each recent card, by (chat, message): a reaction names only its
-        message. In memory: a card sent before a restart is rated with its buttons only."""
+    def card_messages(self) -> OrderedDict[tuple[int, int], tuple[int, str]]:
+        """Whose each recent card is and its track, by (chat, message): a reaction names only
+        its message. In memory (/forget drops a user's): a card sent before a restart is rated
+        with its buttons only."""
         return self.bot_data.setdefault("card_messages", OrderedDict())  # type: ignore[no-any-return]
 
     @property
@@ -662,9 +663,9 @@ async def reaction(update: Update, context: MoodContext) -> None:
     change = update.message_reaction
     if change is None or change.user is None:
         return  # an anonymous admin's or a channel's reaction: nobody's to keep
-    track = context.card_messages.get((change.chat.id, change.message_id))
-    if track is None:
-        return  # not a card, or one sent before a restart
+    owner, track = context.card_messages.get((change.chat.id, change.message_id), (None, ""))
+    if owner != change.user.id:
+        return  # not a card, one sent before a restart, or someone else's song
     before = {r.emoji for r in change.old_reaction if isinstance(r, ReactionTypeEmoji)}
     added = {r.emoji for r in change.new_reaction if isinstance(r, ReactionTypeEmoji)} - before
     value = 1 if added & LIKE_REACTIONS else -1 if added & DISLIKE_REACTIONS else None
@@ -927,6 +928,10 @@ async def _pressed(update: Update, context: MoodContext, query: CallbackQuery) -
             if keep
             else await context.service.forget(_user(update), confirmed=True)
         )
+        if isinstance(reply, Notice) and reply.kind is NoticeKind.FORGOTTEN:
+            cards = context.card_messages
+            for message in [m for m, (owner, _) in cards.items() if owner == query.from_user.id]:
+                del cards[message]
         await _acknowledge(query)
         await _replace_question(update, context, reply)
 
@@ -1126,9 +1131,9 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
         if isinstance(reply, TrackCard) and user is not None and not isinstance(refused, TimedOut):
             await context.service.undelivered(_user(update), reply)
         raise
-    if isinstance(reply, TrackCard):
+    if isinstance(reply, TrackCard) and user is not None:
         cards = context.card_messages
-        cards[(chat.id, sent.message_id)] = reply.track_id
+        cards[(chat.id, sent.message_id)] = (user.id, reply.track_id)
         while len(cards) > CARDS_REMEMBERED:
             cards.popitem(last=False)
     return sent

@@ -654,6 +654,16 @@ async def test_a_reaction_on_a_card_rates_its_song_like_its_buttons(
     assert await settled() == [(track, -1)]
     assert len(fake.replies(alice["id"])) == 2  # reactions are answered by nothing
 
+    # /forget drops the bot's memory of which of its messages were her cards, too.
+    assert any(owner == alice["id"] for owner, _ in app.bot_data["card_messages"].values())
+    fake.send_command(alice, "/forget")
+    confirm = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
+    fake.press_button(alice, confirm, confirm.buttons[0]["callback_data"])
+    await fake.wait_for("editMessageText", within=WAIT)
+    assert not any(owner == alice["id"] for owner, _ in app.bot_data["card_messages"].values())
+    fake.react(alice, message, "👍", was="🤔")
+    assert await settled() == []
+
 
 async def test_history_count_junk_and_the_cap_get_friendly_replies(
     app: MoodApplication, fake: FakeTelegramAPI, alice: dict[str, Any], selfie: bytes

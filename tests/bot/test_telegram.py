@@ -97,6 +97,14 @@ def track_url(call: ApiCall) -> str:
     return url
 
 
+async def forget_confirmed(fake: FakeTelegramAPI, who: dict[str, Any], replies_before: int) -> None:
+    """``who`` sends /forget and presses its "Yes" (``replies_before``: their replies so far)."""
+    fake.send_command(who, "/forget")
+    confirm = (await fake.wait_for_replies(who["id"], replies_before + 1, within=WAIT))[-1]
+    fake.press_button(who, confirm, confirm.buttons[0]["callback_data"])
+    await fake.wait_for("editMessageText", within=WAIT)
+
+
 def assert_card(call: ApiCall, *, replying_to: int) -> None:
     """A song card as the user sees it: album art or drawn card, caption, two buttons."""
     assert call.method == "sendPhoto", (call.method, call.text)
@@ -612,10 +620,7 @@ async def test_rate_see_it_in_history_change_it_and_forget_it(
     assert refused["text"] == NOT_RATABLE and refused["show_alert"] == "true"  # read to the end
     assert rows(db_path, "SELECT user_id, value FROM ratings") == [(alice_id, -1)]
 
-    fake.send_command(alice, "/forget")
-    confirm = (await fake.wait_for_replies(alice["id"], 4, within=WAIT))[-1]
-    fake.press_button(alice, confirm, confirm.buttons[0]["callback_data"])
-    await fake.wait_for("editMessageText", within=WAIT)
+    await forget_confirmed(fake, alice, replies_before=3)
     assert rows(db_path, "SELECT count(*) FROM ratings") == [(0,)]
     fake.send_command(alice, "/history")
     after = (await fake.wait_for_replies(alice["id"], 5, within=WAIT))[-1]
@@ -656,10 +661,7 @@ async def test_a_reaction_on_a_card_rates_its_song_like_its_buttons(
 
     # /forget drops the bot's memory of which of its messages were her cards, too.
     assert any(owner == alice["id"] for owner, _ in app.bot_data["card_messages"].values())
-    fake.send_command(alice, "/forget")
-    confirm = (await fake.wait_for_replies(alice["id"], 3, within=WAIT))[-1]
-    fake.press_button(alice, confirm, confirm.buttons[0]["callback_data"])
-    await fake.wait_for("editMessageText", within=WAIT)
+    await forget_confirmed(fake, alice, replies_before=2)
     assert not any(owner == alice["id"] for owner, _ in app.bot_data["card_messages"].values())
     fake.react(alice, message, "👍", was="🤔")
     assert await settled() == []

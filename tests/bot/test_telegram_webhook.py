@@ -82,6 +82,7 @@ async def test_updates_arrive_by_webhook_and_are_answered(
         "message",
         "callback_query",
         "my_chat_member",
+        "message_reaction",
     }
 
     alice = user(2001, "Alice")

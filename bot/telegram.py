@@ -75,7 +75,7 @@ from bot.telegram_http import RedactToken, RetryAfterLimiter, RetryingRequest
 from core.config import MAX_IMAGE_BYTES, TelegramSettings
 from core.errors import ConfigError
 from core.ratelimit import RateLimiter
-from core.replies import Notice, NoticeKind, Reply, TrackCard
+from core.replies import History, Notice, NoticeKind, Reply, TrackCard
 from core.service import (
     HELP_SEND,
     HISTORY_MAX,
@@ -274,10 +274,13 @@ def _no_photo_rights(error: BadRequest) -> bool:
 RECENT_ALBUMS = 1024  # albums (media groups) remembered for each purpose, oldest forgotten first
 
 
-def _remember_album(recent: OrderedDict[Any, None], album: Any) -> None:
-    """Add an album to a bounded memory of recent ones (its photos come as separate messages)."""
-    recent[album] = None
-    while len(recent) > RECENT_ALBUMS:
+def _remember(
+    recent: OrderedDict[Any, Any], key: Any, value: Any = None, *, keep: int = RECENT_ALBUMS
+) -> None:
+    """Add ``key`` to a bounded memory of recent ones (by default an album: its photos come as
+    separate messages), forgetting the oldest beyond ``keep``."""
+    recent[key] = value
+    while len(recent) > keep:
         recent.popitem(last=False)
 
 
@@ -318,7 +321,7 @@ class _AddressedToBot(filters.MessageFilter):
             self._unaddressed.move_to_end(key)
             self._forget_unaddressed(before=message.date.timestamp() - ALBUM_SPREAD)
             return False
-        _remember_album(self._albums, key)
+        _remember(self._albums, key)
         return True
 
     def _forget_unaddressed(self, before: float) -> None:
@@ -741,10 +744,10 @@ async def history(update: Update, context: MoodContext) -> None:
     """``/history [N]``: the last songs sent to the user, with links, emotion and rating."""
     count = " ".join(context.args or ()) or None
     reply = await context.service.history(_user(update), count)
-    # The private chat's link keeps the number: /start history_50 lists 50 there too.
-    digits = count.strip().lstrip("0") if count and count.strip().isdigit() else ""
-    asked = min(int(digits), HISTORY_MAX) if 0 < len(digits) <= 3 else HISTORY_MAX
-    link = f"history_{asked}" if digits else "history"
+    # The private chat's link keeps the number the core read: /start history_50 lists 50 too.
+    link = "history"
+    if count and isinstance(reply, History):
+        link = f"history_{min(reply.asked, HISTORY_MAX)}"
     await _answer_in_private(update, context, reply, link)
 
 
@@ -762,7 +765,7 @@ async def photo(update: Update, context: MoodContext) -> None:
     message = _message(update)
     where = (message.chat_id, message.media_group_id, message.message_id)
     if message.media_group_id is not None:
-        _remember_album(context.noticed_albums, (message.media_group_id, _HAS_PHOTOS))
+        _remember(context.noticed_albums, (message.media_group_id, _HAS_PHOTOS))
     await _read_earlier_of_album(update, context)
     async with context.album_order.handling(*where):
         await _photo(update, context, message, where)
@@ -849,7 +852,7 @@ def _first_of_album(context: MoodContext, message: Message, notice: str) -> bool
     noticed = context.noticed_albums
     if key in noticed:
         return False
-    _remember_album(noticed, key)
+    _remember(noticed, key)
     return True
 
 
@@ -1132,10 +1135,8 @@ async def _answer(update: Update, context: MoodContext, reply: Reply | str) -> M
             await context.service.undelivered(_user(update), reply)
         raise
     if isinstance(reply, TrackCard) and user is not None:
-        cards = context.card_messages
-        cards[(chat.id, sent.message_id)] = (user.id, reply.track_id)
-        while len(cards) > CARDS_REMEMBERED:
-            cards.popitem(last=False)
+        card = (chat.id, sent.message_id)
+        _remember(context.card_messages, card, (user.id, reply.track_id), keep=CARDS_REMEMBERED)
     return sent
 
 
